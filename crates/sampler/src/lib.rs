@@ -1,0 +1,455 @@
+//! Reads what the kernel knows about System V IPC (semaphores, message queues, shared memory)
+//! in the caller's IPC namespace and returns it as one [`Snapshot`].
+//!
+//! The cheap path, used whenever the kernel allows it:
+//! * totals from the O(1) `SEM_INFO`, `MSG_INFO` and `SHM_INFO` calls;
+//! * limits from the `IPC_INFO` form of the same calls (plus the constants SEMVMX and SHMMIN);
+//! * per-object detail from a `*_STAT_ANY` walk over indexes `0..=max_index`.
+//!
+//! `/proc/sysvipc/*` and `/proc/sys/kernel/*` are read only where a call fails, on kernels older
+//! than 4.17 (no `*_STAT_ANY`), when [`Source::Procfs`] is asked for, or for per-segment
+//! resident/swapped bytes, which only the text has ([`SamplerConfig::segment_memory`]).
+//!
+//! A collector that fails leaves its section `None` and says why in [`Snapshot::collectors`];
+//! the others are unaffected. Nothing here panics on what the kernel or /proc returns.
+
+pub mod procfs;
+pub mod snapshot;
+mod sys;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub use snapshot::*;
+pub use sys::user_name;
+
+/// Where figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Syscalls, falling back to the procfs text where a call fails.
+    #[default]
+    Auto,
+    /// Only the procfs text under [`SamplerConfig::procfs`] (old kernels, fixture trees).
+    Procfs,
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Source::Auto),
+            "procfs" => Ok(Source::Procfs),
+            other => Err(format!("unknown source `{other}` (expected `auto` or `procfs`)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    /// Root of procfs (default `/proc`).
+    pub procfs: PathBuf,
+    pub source: Source,
+    /// Also read per-segment resident/swapped bytes from `/proc/sysvipc/shm` (O(segments) text
+    /// parse; the totals come from SHM_INFO regardless). Worth it for a one-shot report, not
+    /// for a per-second loop.
+    pub segment_memory: bool,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig { procfs: PathBuf::from("/proc"), source: Source::Auto, segment_memory: false }
+    }
+}
+
+/// Takes snapshots. Holds a reusable text buffer so repeated samples do not reallocate it.
+pub struct Sampler {
+    config: SamplerConfig,
+    page_size: u64,
+    text: String,
+}
+
+/// A collector's outcome before timing is attached.
+struct Outcome<T> {
+    value: Option<T>,
+    origin: Origin,
+    /// Why it failed, or why a fallback was needed.
+    error: Option<String>,
+    /// Whether everything the collector is for was read (a fallback that worked counts).
+    complete: bool,
+}
+
+impl<T> Outcome<T> {
+    fn ok(value: T, origin: Origin) -> Self {
+        Outcome { value: Some(value), origin, error: None, complete: true }
+    }
+    fn failed(error: String) -> Self {
+        Outcome { value: None, origin: Origin::None, error: Some(error), complete: false }
+    }
+}
+
+impl Sampler {
+    pub fn new(config: SamplerConfig) -> Sampler {
+        Sampler { config, page_size: sys::page_size(), text: String::new() }
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.config
+    }
+
+    /// One complete sample of the caller's IPC namespace.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mut snap = Snapshot { timestamp, page_size: self.page_size, ..Default::default() };
+
+        let (sem, report) = timed("sem", || self.semaphores(&mut snap.warnings));
+        snap.semaphores = sem;
+        snap.collectors.push(report);
+        let (msg, report) = timed("msg", || self.message_queues(&mut snap.warnings));
+        snap.message_queues = msg;
+        snap.collectors.push(report);
+        let (shm, report) = timed("shm", || self.shared_memory(&mut snap.warnings));
+        snap.shared_memory = shm;
+        snap.collectors.push(report);
+        let (limits, report) = timed("limits", || self.limits());
+        snap.limits = limits.unwrap_or_default();
+        snap.collectors.push(report);
+        snap
+    }
+
+    fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {
+        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
+            s.parse_file("sysvipc/sem", procfs::parse_sem, warnings).map(|items| Semaphores {
+                arrays: items.len() as u64,
+                semaphores: items.iter().map(|a| a.semaphores).sum(),
+                items,
+            })
+        };
+        if self.config.source == Source::Procfs {
+            return from_text(self, warnings)
+                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
+        }
+        let info = match sys::seminfo(libc::SEM_INFO) {
+            Ok(info) => info,
+            Err(e) => return self.fallback("semctl(SEM_INFO)", e, from_text, warnings),
+        };
+        let arrays = info.value.semusz as u64;
+        let totals = |items| Semaphores { arrays, semaphores: info.value.semaem as u64, items };
+        match walk(info.max_index, arrays, sys::sem_stat_any) {
+            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
+            Ok(None) => self.items_from_text("sysvipc/sem", procfs::parse_sem, totals, warnings),
+            Err(e) => self.fallback("semctl(SEM_STAT_ANY)", e, from_text, warnings),
+        }
+    }
+
+    fn message_queues(&mut self, warnings: &mut Vec<String>) -> Outcome<MessageQueues> {
+        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
+            s.parse_file("sysvipc/msg", procfs::parse_msg, warnings).map(|items| MessageQueues {
+                queues: items.len() as u64,
+                messages: items.iter().map(|q| q.messages).sum(),
+                bytes: items.iter().map(|q| q.bytes).sum(),
+                full_queues: 0,
+                items,
+            })
+        };
+        if self.config.source == Source::Procfs {
+            return from_text(self, warnings)
+                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
+        }
+        let info = match sys::msginfo(libc::MSG_INFO) {
+            Ok(info) => info,
+            Err(e) => return self.fallback("msgctl(MSG_INFO)", e, from_text, warnings),
+        };
+        let queues = info.value.msgpool as u64;
+        let totals = |items: Vec<MessageQueue>| MessageQueues {
+            queues,
+            messages: info.value.msgmap as u64,
+            bytes: info.value.msgtql as u64,
+            full_queues: items.iter().filter(|q| q.is_full()).count() as u64,
+            items,
+        };
+        match walk(info.max_index, queues, sys::msg_stat_any) {
+            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
+            Ok(None) => self.items_from_text("sysvipc/msg", procfs::parse_msg, totals, warnings),
+            Err(e) => self.fallback("msgctl(MSG_STAT_ANY)", e, from_text, warnings),
+        }
+    }
+
+    fn shared_memory(&mut self, warnings: &mut Vec<String>) -> Outcome<SharedMemory> {
+        let page = self.page_size;
+        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
+            s.parse_file("sysvipc/shm", procfs::parse_shm, warnings).map(|items| {
+                if items.first().is_some_and(|s| s.resident_bytes.is_none()) {
+                    warnings.push(
+                        "/proc/sysvipc/shm has no rss/swap columns: resident and swapped bytes read as 0"
+                            .into(),
+                    );
+                }
+                shm_totals(
+                    items.len() as u64,
+                    items.iter().map(|s| s.size_bytes.div_ceil(page)).sum(),
+                    items.iter().filter_map(|s| s.resident_bytes).sum(),
+                    items.iter().filter_map(|s| s.swapped_bytes).sum(),
+                    items,
+                )
+            })
+        };
+        if self.config.source == Source::Procfs {
+            return from_text(self, warnings)
+                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
+        }
+        let info = match sys::shm_info() {
+            Ok(info) => info,
+            Err(e) => return self.fallback("shmctl(SHM_INFO)", e, from_text, warnings),
+        };
+        let i = info.value;
+        let segments = i.used_ids as u64;
+        let totals = |items| shm_totals(segments, i.shm_tot, i.shm_rss * page, i.shm_swp * page, items);
+        let mut outcome = match walk(info.max_index, segments, sys::shm_stat_any) {
+            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
+            Ok(None) => return self.items_from_text("sysvipc/shm", procfs::parse_shm, totals, warnings),
+            Err(e) => return self.fallback("shmctl(SHM_STAT_ANY)", e, from_text, warnings),
+        };
+        if self.config.segment_memory {
+            if let Some(shm) = outcome.value.as_mut() {
+                match self.parse_file("sysvipc/shm", procfs::parse_shm, warnings) {
+                    Ok(text_items) => {
+                        let memory: HashMap<i32, (Option<u64>, Option<u64>)> =
+                            text_items.iter().map(|s| (s.id, (s.resident_bytes, s.swapped_bytes))).collect();
+                        for seg in &mut shm.items {
+                            if let Some(&(rss, swap)) = memory.get(&seg.id) {
+                                (seg.resident_bytes, seg.swapped_bytes) = (rss, swap);
+                            }
+                        }
+                        outcome.origin = Origin::Mixed;
+                    }
+                    Err(e) => warnings.push(format!("per-segment memory unavailable: {e}")),
+                }
+            }
+        }
+        outcome
+    }
+
+    fn limits(&mut self) -> Outcome<Limits> {
+        let mut limits = Limits { semvmx: Some(SEMVMX), shmmin: Some(SHMMIN), ..Default::default() };
+        let mut errors = Vec::new();
+        let mut used_text = false;
+        let auto = self.config.source == Source::Auto;
+
+        match auto.then(|| sys::seminfo(libc::IPC_INFO)) {
+            Some(Ok(i)) => {
+                let v = i.value;
+                limits.semmsl = Some(v.semmsl as u64);
+                limits.semmns = Some(v.semmns as u64);
+                limits.semopm = Some(v.semopm as u64);
+                limits.semmni = Some(v.semmni as u64);
+                limits.semvmx = Some(v.semvmx as u64);
+            }
+            failed => {
+                used_text = true;
+                note_call_failure(&mut errors, "semctl(IPC_INFO)", failed);
+                match self.read_parsed("sys/kernel/sem", procfs::parse_sem_limits) {
+                    Ok([msl, mns, opm, mni]) => {
+                        (limits.semmsl, limits.semmns, limits.semopm, limits.semmni) =
+                            (Some(msl), Some(mns), Some(opm), Some(mni))
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        match auto.then(|| sys::msginfo(libc::IPC_INFO)) {
+            Some(Ok(i)) => {
+                limits.msgmni = Some(i.value.msgmni as u64);
+                limits.msgmax = Some(i.value.msgmax as u64);
+                limits.msgmnb = Some(i.value.msgmnb as u64);
+            }
+            failed => {
+                used_text = true;
+                note_call_failure(&mut errors, "msgctl(IPC_INFO)", failed);
+                limits.msgmni = self.number("sys/kernel/msgmni", &mut errors);
+                limits.msgmax = self.number("sys/kernel/msgmax", &mut errors);
+                limits.msgmnb = self.number("sys/kernel/msgmnb", &mut errors);
+            }
+        }
+        match auto.then(sys::shm_limits) {
+            Some(Ok(i)) => {
+                limits.shmmni = Some(i.value.shmmni as u64);
+                limits.shmmax = Some(i.value.shmmax as u64);
+                limits.shmall = Some(i.value.shmall as u64);
+                limits.shmmin = Some(i.value.shmmin as u64);
+            }
+            failed => {
+                used_text = true;
+                note_call_failure(&mut errors, "shmctl(IPC_INFO)", failed);
+                limits.shmmni = self.number("sys/kernel/shmmni", &mut errors);
+                limits.shmmax = self.number("sys/kernel/shmmax", &mut errors);
+                limits.shmall = self.number("sys/kernel/shmall", &mut errors);
+            }
+        }
+        let origin = match (auto, used_text) {
+            (true, false) => Origin::Syscall,
+            (true, true) => Origin::Mixed,
+            (false, _) => Origin::Procfs,
+        };
+        // Partial limits are kept: a missing one is `None`, the others stay true values.
+        let complete = !limits_missing(&limits);
+        if !complete && errors.is_empty() {
+            errors.push("some limits could not be read".into());
+        }
+        Outcome {
+            value: Some(limits),
+            origin,
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            complete,
+        }
+    }
+
+    /// Reads one number from a sysctl file, recording the error if it cannot.
+    fn number(&mut self, rel: &str, errors: &mut Vec<String>) -> Option<u64> {
+        self.read_parsed(rel, procfs::parse_number).map_err(|e| errors.push(e)).ok()
+    }
+
+    /// Reads `<procfs>/<rel>` into the reusable buffer.
+    fn read_file(&mut self, rel: &str) -> Result<&str, String> {
+        use std::io::Read;
+        self.text.clear();
+        let path = self.config.procfs.join(rel);
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut self.text))
+            .map_err(|e| format!("cannot read {}: {}", path.display(), e))?;
+        Ok(&self.text)
+    }
+
+    /// Reads `<procfs>/<rel>` and parses it; errors name the file.
+    fn read_parsed<T>(&mut self, rel: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, String> {
+        let parsed = parse(self.read_file(rel)?);
+        parsed.map_err(|e| format!("{}: {}", self.config.procfs.join(rel).display(), e))
+    }
+
+    /// Reads and parses a /proc/sysvipc file; malformed lines become warnings.
+    fn parse_file<T>(
+        &mut self,
+        rel: &str,
+        parse: fn(&str) -> Result<procfs::Parsed<T>, String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<T>, String> {
+        let parsed = self.read_parsed(rel, parse)?;
+        let path = self.config.procfs.join(rel);
+        warnings.extend(
+            parsed.malformed.iter().map(|m| format!("{}:{}: skipped: {}", path.display(), m.line, m.reason)),
+        );
+        Ok(parsed.items)
+    }
+
+    /// The totals came from a syscall but the walk found nothing (a kernel before 4.17 has no
+    /// `*_STAT_ANY`): take the items from the text.
+    fn items_from_text<T, S>(
+        &mut self,
+        rel: &str,
+        parse: fn(&str) -> Result<procfs::Parsed<T>, String>,
+        totals: impl FnOnce(Vec<T>) -> S,
+        warnings: &mut Vec<String>,
+    ) -> Outcome<S> {
+        match self.parse_file(rel, parse, warnings) {
+            Ok(items) => Outcome {
+                value: Some(totals(items)),
+                origin: Origin::Mixed,
+                error: Some("*_STAT_ANY found no objects although some exist (kernel < 4.17?): objects read from text".into()),
+                complete: true,
+            },
+            Err(e) => Outcome::failed(e),
+        }
+    }
+
+    /// A syscall failed: record why and take the whole section from the text.
+    fn fallback<S>(
+        &mut self,
+        call: &str,
+        err: io::Error,
+        from_text: impl FnOnce(&mut Self, &mut Vec<String>) -> Result<S, String>,
+        warnings: &mut Vec<String>,
+    ) -> Outcome<S> {
+        match from_text(self, warnings) {
+            Ok(v) => Outcome {
+                value: Some(v),
+                origin: Origin::Procfs,
+                error: Some(format!("{call} failed ({err}); read the text instead")),
+                complete: true,
+            },
+            Err(e) => Outcome::failed(format!("{call} failed ({err}), and {e}")),
+        }
+    }
+}
+
+fn note_call_failure<T>(errors: &mut Vec<String>, call: &str, failed: Option<io::Result<T>>) {
+    if let Some(Err(e)) = failed {
+        errors.push(format!("{call} failed ({e})"));
+    }
+}
+
+fn limits_missing(l: &Limits) -> bool {
+    [l.semmni, l.semmns, l.semmsl, l.semopm, l.msgmni, l.msgmax, l.msgmnb, l.shmmni, l.shmmax, l.shmall]
+        .iter()
+        .any(Option::is_none)
+}
+
+fn shm_totals(
+    segments: u64,
+    pages: u64,
+    resident_bytes: u64,
+    swapped_bytes: u64,
+    items: Vec<Segment>,
+) -> SharedMemory {
+    let orphans = items.iter().filter(|s| s.is_orphaned());
+    SharedMemory {
+        segments,
+        bytes: items.iter().map(|s| s.size_bytes).sum(),
+        pages,
+        resident_bytes,
+        swapped_bytes,
+        orphaned_segments: orphans.clone().count() as u64,
+        orphaned_bytes: orphans.map(|s| s.size_bytes).sum(),
+        destroyed_attached_segments: items.iter().filter(|s| s.destroyed && s.attached > 0).count() as u64,
+        items,
+    }
+}
+
+/// Walks `*_STAT_ANY` over `0..=max_index`. `Ok(None)` means the walk found nothing although
+/// `in_use` says objects exist: the kernel does not know the command.
+fn walk<T>(
+    max_index: i32,
+    in_use: u64,
+    stat: fn(i32) -> io::Result<Option<T>>,
+) -> io::Result<Option<Vec<T>>> {
+    let mut items = Vec::with_capacity(in_use as usize);
+    for index in 0..=max_index.max(0) {
+        if let Some(item) = stat(index)? {
+            items.push(item);
+        }
+    }
+    if items.is_empty() && in_use > 0 {
+        return Ok(None);
+    }
+    Ok(Some(items))
+}
+
+fn timed<T>(name: &'static str, f: impl FnOnce() -> Outcome<T>) -> (Option<T>, CollectorReport) {
+    let start = Instant::now();
+    let outcome = f();
+    let report = CollectorReport {
+        name,
+        ok: outcome.complete,
+        source: outcome.origin,
+        duration_seconds: start.elapsed().as_secs_f64(),
+        error: outcome.error,
+    };
+    (outcome.value, report)
+}
+
+/// Reads the namespace's objects once with default settings; handy for tools and tests.
+pub fn snapshot_at(procfs: &Path, source: Source) -> Snapshot {
+    Sampler::new(SamplerConfig { procfs: procfs.to_path_buf(), source, segment_memory: true }).snapshot()
+}
+#[cfg(feature = "testkit")]
+pub use sys::testkit;

@@ -1,0 +1,199 @@
+//! Parsers for the text the kernel writes in `/proc/sysvipc/{sem,msg,shm}` and
+//! `/proc/sys/kernel/*`: the fallback for kernels older than 4.17 (no `*_STAT_ANY`) and the
+//! only source of per-segment resident/swapped bytes.
+//!
+//! Columns are found by header name, never by position or width: widths overflow (negative
+//! keys, big uids) and kernels before 2.6.37 have no `rss`/`swap` columns.
+
+use crate::snapshot::{Key, MessageQueue, Segment, SemaphoreArray};
+
+/// A line that could not be parsed: reported, not fatal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The rows that parsed, and the lines that did not.
+#[derive(Debug, Clone)]
+pub struct Parsed<T> {
+    pub items: Vec<T>,
+    pub malformed: Vec<Malformed>,
+}
+
+/// Maps header names to column positions.
+struct Columns<'a> {
+    names: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| *n == name)
+    }
+
+    /// Positions of the `required` columns, or the name of the first one missing.
+    fn require<const N: usize>(&self, required: [&'static str; N]) -> Result<[usize; N], String> {
+        let mut out = [0; N];
+        for (slot, name) in out.iter_mut().zip(required) {
+            *slot = self.index(name).ok_or_else(|| format!("header has no `{name}` column"))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a file into its header and numbered data lines.
+fn split(text: &str) -> Result<(Columns<'_>, impl Iterator<Item = (usize, &str)>), String> {
+    let mut lines = text.lines().enumerate();
+    let header = loop {
+        match lines.next() {
+            Some((_, l)) if l.trim().is_empty() => continue,
+            Some((_, l)) => break l,
+            None => return Err("file is empty (no header line)".into()),
+        }
+    };
+    let columns = Columns { names: header.split_whitespace().collect() };
+    let rows = lines.map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
+    Ok((columns, rows))
+}
+
+/// One data row split into fields, with typed accessors that name the column on error.
+struct Row<'a> {
+    fields: Vec<&'a str>,
+    names: &'a Columns<'a>,
+}
+
+impl Row<'_> {
+    fn raw(&self, col: usize) -> Result<&str, String> {
+        self.fields.get(col).copied().ok_or_else(|| {
+            format!("{} fields, but `{}` is column {}", self.fields.len(), self.names.names[col], col + 1)
+        })
+    }
+
+    fn num<T: std::str::FromStr>(&self, col: usize) -> Result<T, String> {
+        let s = self.raw(col)?;
+        s.parse().map_err(|_| format!("`{}` is not a valid {} value", s, self.names.names[col]))
+    }
+
+    fn octal(&self, col: usize) -> Result<u32, String> {
+        let s = self.raw(col)?;
+        u32::from_str_radix(s, 8)
+            .map_err(|_| format!("`{}` is not an octal {} value", s, self.names.names[col]))
+    }
+
+    fn optional(&self, col: Option<usize>) -> Result<Option<u64>, String> {
+        col.map(|c| self.num(c)).transpose()
+    }
+}
+
+/// Parses a header-led table: `make` looks up the columns it needs and returns the row parser.
+fn parse_table<T, F>(
+    text: &str,
+    make: impl FnOnce(&Columns<'_>) -> Result<F, String>,
+) -> Result<Parsed<T>, String>
+where
+    F: FnMut(&Row<'_>) -> Result<T, String>,
+{
+    let (columns, rows) = split(text)?;
+    if columns.names.first() != Some(&"key") {
+        return Err(format!("unexpected header `{}`", columns.names.join(" ")));
+    }
+    let mut parse = make(&columns)?;
+    let mut items = Vec::new();
+    let mut malformed = Vec::new();
+    for (line, text) in rows {
+        let row = Row { fields: text.split_whitespace().collect(), names: &columns };
+        match parse(&row) {
+            Ok(item) => items.push(item),
+            Err(reason) => malformed.push(Malformed { line, reason }),
+        }
+    }
+    Ok(Parsed { items, malformed })
+}
+
+/// Parses `/proc/sysvipc/sem`.
+pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
+    parse_table(text, |columns| {
+        let [key, id, perms, nsems, uid, otime, ctime] =
+            columns.require(["key", "semid", "perms", "nsems", "uid", "otime", "ctime"])?;
+        Ok(move |r: &Row<'_>| {
+            Ok(SemaphoreArray {
+                key: Key(r.num(key)?),
+                id: r.num(id)?,
+                owner: r.num(uid)?,
+                mode: r.octal(perms)? & 0o777,
+                semaphores: r.num(nsems)?,
+                last_op_time: r.num(otime)?,
+                changed_time: r.num(ctime)?,
+            })
+        })
+    })
+}
+
+/// Parses `/proc/sysvipc/msg`. The text has no capacity (`msg_qbytes`): it is `None`.
+pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
+    parse_table(text, |columns| {
+        let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, stime, rtime] = columns.require([
+            "key", "msqid", "perms", "cbytes", "qnum", "lspid", "lrpid", "uid", "stime", "rtime",
+        ])?;
+        Ok(move |r: &Row<'_>| {
+            Ok(MessageQueue {
+                key: Key(r.num(key)?),
+                id: r.num(id)?,
+                owner: r.num(uid)?,
+                mode: r.octal(perms)? & 0o777,
+                messages: r.num(qnum)?,
+                bytes: r.num(cbytes)?,
+                capacity_bytes: None,
+                last_send_pid: r.num(lspid)?,
+                last_recv_pid: r.num(lrpid)?,
+                last_send_time: r.num(stime)?,
+                last_recv_time: r.num(rtime)?,
+            })
+        })
+    })
+}
+
+/// Parses `/proc/sysvipc/shm`; `rss`/`swap` are optional (kernels before 2.6.37 lack them).
+pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, String> {
+    parse_table(text, |columns| {
+        let [key, id, perms, size, cpid, lpid, nattch, uid] =
+            columns.require(["key", "shmid", "perms", "size", "cpid", "lpid", "nattch", "uid"])?;
+        let (rss, swap) = (columns.index("rss"), columns.index("swap"));
+        Ok(move |r: &Row<'_>| {
+            let mut seg = Segment::new(
+                Key(r.num(key)?),
+                r.num(id)?,
+                r.num(uid)?,
+                r.octal(perms)?,
+                r.num(size)?,
+                r.num(nattch)?,
+                r.num(cpid)?,
+                r.num(lpid)?,
+            );
+            seg.resident_bytes = r.optional(rss)?;
+            seg.swapped_bytes = r.optional(swap)?;
+            Ok(seg)
+        })
+    })
+}
+
+/// Parses a one-number sysctl file such as `/proc/sys/kernel/msgmni`.
+pub fn parse_number(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    t.parse().map_err(|_| format!("`{t}` is not a number"))
+}
+
+/// Parses `/proc/sys/kernel/sem`: `SEMMSL SEMMNS SEMOPM SEMMNI`.
+pub fn parse_sem_limits(text: &str) -> Result<[u64; 4], String> {
+    let mut out = [0u64; 4];
+    let mut fields = text.split_whitespace();
+    for slot in out.iter_mut() {
+        let f = fields.next().ok_or_else(|| format!("`{}` has fewer than 4 fields", text.trim()))?;
+        *slot = f.parse().map_err(|_| format!("`{f}` is not a number"))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The data a sample returns. Its JSON form (serde) is the documented, stable
+//! `ipcwatch snapshot --json` format: see docs/snapshot-json.md.
+
+use serde::{Serialize, Serializer};
+
+use crate::sys::{SHM_DEST, SHM_LOCKED};
+
+/// A System V IPC key. The kernel stores a signed int; people read it as `0x%08x` (like ipcs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub i32);
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:08x}", self.0 as u32)
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Permission bits serialize as octal text, the way `ipcs` prints them (`"600"`).
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{mode:o}"))
+}
+
+/// Everything the kernel says about System V IPC in the caller's IPC namespace at one moment.
+///
+/// A section is `None` (JSON `null`) when its collector failed; `collectors` says why.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Snapshot {
+    /// Unix time (seconds) the sample started.
+    pub timestamp: f64,
+    /// The page size SHMALL and `shared_memory.pages` are counted in.
+    pub page_size: u64,
+    pub semaphores: Option<Semaphores>,
+    pub message_queues: Option<MessageQueues>,
+    pub shared_memory: Option<SharedMemory>,
+    pub limits: Limits,
+    /// One entry per collector (`sem`, `msg`, `shm`, `limits`), in that order.
+    pub collectors: Vec<CollectorReport>,
+    /// Problems that did not fail a collector, such as malformed lines in a /proc text file.
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// Whether every collector succeeded.
+    pub fn ok(&self) -> bool {
+        self.collectors.iter().all(|c| c.ok)
+    }
+
+    pub fn collector(&self, name: &str) -> Option<&CollectorReport> {
+        self.collectors.iter().find(|c| c.name == name)
+    }
+}
+
+/// Where a collector's figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The `*_INFO`/`IPC_INFO` calls and a `*_STAT_ANY` walk.
+    Syscall,
+    /// `/proc/sysvipc/*` and `/proc/sys/kernel/*` text.
+    Procfs,
+    /// Some of each (a fallback was needed for part of it).
+    Mixed,
+    /// Nothing could be read.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorReport {
+    pub name: &'static str,
+    pub ok: bool,
+    pub source: Origin,
+    pub duration_seconds: f64,
+    /// Why it failed, or why a fallback was used.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Semaphores {
+    /// Arrays in use (SEMMNI usage; `SEM_INFO.semusz`).
+    pub arrays: u64,
+    /// Semaphores in all arrays (SEMMNS usage; `SEM_INFO.semaem`).
+    pub semaphores: u64,
+    pub items: Vec<SemaphoreArray>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SemaphoreArray {
+    pub key: Key,
+    pub id: i32,
+    /// Owner uid.
+    pub owner: u32,
+    /// Permission bits (JSON: octal text such as `"600"`).
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    /// Semaphores in the array (nsems).
+    pub semaphores: u64,
+    /// Last semop time (Unix seconds, 0 = never).
+    pub last_op_time: i64,
+    /// Last change time (IPC_SET, SETVAL, SETALL or creation).
+    pub changed_time: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct MessageQueues {
+    /// Queues in use (MSGMNI usage; `MSG_INFO.msgpool`).
+    pub queues: u64,
+    /// Messages queued in all queues (`MSG_INFO.msgmap`).
+    pub messages: u64,
+    /// Bytes queued in all queues (`MSG_INFO.msgtql`).
+    pub bytes: u64,
+    /// Queues that cannot take one more message: writers block (or get EAGAIN).
+    pub full_queues: u64,
+    pub items: Vec<MessageQueue>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageQueue {
+    pub key: Key,
+    pub id: i32,
+    pub owner: u32,
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    pub messages: u64,
+    pub bytes: u64,
+    /// `msg_qbytes`; only the syscall path knows it (`null` from /proc text).
+    pub capacity_bytes: Option<u64>,
+    pub last_send_pid: i32,
+    pub last_recv_pid: i32,
+    pub last_send_time: i64,
+    pub last_recv_time: i64,
+}
+
+impl MessageQueue {
+    /// The kernel refuses a message when `bytes + size > qbytes` or `messages + 1 > qbytes`
+    /// (the count is capped by qbytes too), so a queue is full when even an empty message
+    /// would block.
+    pub fn is_full(&self) -> bool {
+        match self.capacity_bytes {
+            Some(cap) => self.bytes >= cap || self.messages >= cap,
+            None => false,
+        }
+    }
+
+    /// Bytes queued as a fraction of the capacity (0 when the capacity is unknown or zero).
+    pub fn fill_ratio(&self) -> f64 {
+        match self.capacity_bytes {
+            Some(cap) if cap > 0 => self.bytes.max(self.messages) as f64 / cap as f64,
+            _ => 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SharedMemory {
+    /// Segments in use, SHM_DEST ones still attached included (SHMMNI usage; `SHM_INFO.used_ids`).
+    pub segments: u64,
+    /// Sum of the segments' sizes in bytes.
+    pub bytes: u64,
+    /// Pages charged against SHMALL (`SHM_INFO.shm_tot`, each segment rounded up).
+    pub pages: u64,
+    pub resident_bytes: u64,
+    pub swapped_bytes: u64,
+    /// Segments nobody has attached that were not removed: memory no process owns.
+    pub orphaned_segments: u64,
+    pub orphaned_bytes: u64,
+    /// Segments removed (SHM_DEST) but still attached; they free on the last detach.
+    pub destroyed_attached_segments: u64,
+    pub items: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Segment {
+    pub key: Key,
+    pub id: i32,
+    pub owner: u32,
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    pub size_bytes: u64,
+    pub attached: u64,
+    pub creator_pid: i32,
+    pub last_pid: i32,
+    /// Per-segment memory is only in /proc/sysvipc/shm; `null` when it was not read.
+    pub resident_bytes: Option<u64>,
+    pub swapped_bytes: Option<u64>,
+    /// SHM_DEST: removed, freed on the last detach.
+    pub destroyed: bool,
+    /// SHM_LOCKED: locked in memory.
+    pub locked: bool,
+}
+
+impl Segment {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key: Key,
+        id: i32,
+        owner: u32,
+        raw_mode: u32,
+        size_bytes: u64,
+        attached: u64,
+        creator_pid: i32,
+        last_pid: i32,
+    ) -> Segment {
+        Segment {
+            key,
+            id,
+            owner,
+            mode: raw_mode & 0o777,
+            size_bytes,
+            attached,
+            creator_pid,
+            last_pid,
+            resident_bytes: None,
+            swapped_bytes: None,
+            destroyed: raw_mode & SHM_DEST != 0,
+            locked: raw_mode & SHM_LOCKED != 0,
+        }
+    }
+
+    pub fn is_orphaned(&self) -> bool {
+        self.attached == 0 && !self.destroyed
+    }
+}
+
+/// The namespace's limits. `None` (JSON `null`) means it could not be read; never a made-up zero.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Max semaphore arrays.
+    pub semmni: Option<u64>,
+    /// Max semaphores in all arrays.
+    pub semmns: Option<u64>,
+    /// Max semaphores per array.
+    pub semmsl: Option<u64>,
+    /// Max operations per semop call.
+    pub semopm: Option<u64>,
+    /// Max semaphore value (constant 32767).
+    pub semvmx: Option<u64>,
+    /// Max message queues.
+    pub msgmni: Option<u64>,
+    /// Max bytes in one message.
+    pub msgmax: Option<u64>,
+    /// Default capacity in bytes of a new queue.
+    pub msgmnb: Option<u64>,
+    /// Max shared memory segments.
+    pub shmmni: Option<u64>,
+    /// Max segment size in bytes.
+    pub shmmax: Option<u64>,
+    /// Max pages in all segments.
+    pub shmall: Option<u64>,
+    /// Min segment size in bytes (constant 1).
+    pub shmmin: Option<u64>,
+}
+
+/// SEMVMX: the kernel's constant maximum semaphore value.
+pub const SEMVMX: u64 = 32767;
+/// SHMMIN: the kernel's constant minimum segment size.
+pub const SHMMIN: u64 = 1;
+
+/// Whether a shmmax/shmall value is the kernel's "no limit" default (ULONG_MAX - 2^24) or larger
+/// than anything meaningful; usage percentages against it are noise.
+pub fn is_unlimited(v: u64) -> bool {
+    v >= 1 << 63 || v == u64::MAX - (1 << 24)
+}

@@ -1,0 +1,328 @@
+//! The only place ipcwatch talks to the kernel through raw calls.
+//!
+//! Every `unsafe` block of the project lives here, each with a `SAFETY:` line. The rest of the
+//! crate sees small safe functions returning plain Rust values.
+//!
+//! libc lacks `SHM_INFO`, `SHM_STAT_ANY`, `MSG_STAT_ANY`, `struct shm_info` and `struct shminfo`
+//! for Linux, so they are defined here with the kernel's layout (checked by the tests below).
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use crate::snapshot::{Key, MessageQueue, Segment, SemaphoreArray};
+
+pub const SHM_INFO: libc::c_int = 14;
+pub const SHM_STAT_ANY: libc::c_int = 15;
+pub const MSG_STAT_ANY: libc::c_int = 13;
+/// Mode bit the kernel sets on a segment removed while still attached.
+pub const SHM_DEST: u32 = 0o1000;
+/// Mode bit of a segment locked in memory with `SHM_LOCK`.
+pub const SHM_LOCKED: u32 = 0o2000;
+
+/// `struct shm_info` from `<linux/shm.h>` (what `shmctl(SHM_INFO)` fills).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShmInfo {
+    pub used_ids: libc::c_int,
+    pub shm_tot: libc::c_ulong,
+    pub shm_rss: libc::c_ulong,
+    pub shm_swp: libc::c_ulong,
+    pub swap_attempts: libc::c_ulong,
+    pub swap_successes: libc::c_ulong,
+}
+
+/// `struct shminfo` from `<linux/shm.h>` (what `shmctl(IPC_INFO)` fills; glibc's is the same size).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShmLimitsRaw {
+    pub shmmax: libc::c_ulong,
+    pub shmmin: libc::c_ulong,
+    pub shmmni: libc::c_ulong,
+    pub shmseg: libc::c_ulong,
+    pub shmall: libc::c_ulong,
+    pub unused: [libc::c_ulong; 4],
+}
+
+/// What an `*_INFO` call returns: the struct plus the highest index in use.
+pub struct Info<T> {
+    pub max_index: i32,
+    pub value: T,
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `semctl(0, 0, cmd, &seminfo)` for `SEM_INFO` or `IPC_INFO`.
+pub fn seminfo(cmd: libc::c_int) -> io::Result<Info<libc::seminfo>> {
+    let mut buf = MaybeUninit::<libc::seminfo>::zeroed();
+    // SAFETY: for SEM_INFO/IPC_INFO the fourth argument is `union semun` whose `__buf` member is a
+    // pointer to a seminfo; we pass that pointer (same ABI as the pointer-sized union) to a buffer
+    // large enough for the kernel to fill, and read it back only after success.
+    let ret = check(unsafe { libc::semctl(0, 0, cmd, buf.as_mut_ptr()) })?;
+    // SAFETY: the buffer was zero-initialised and seminfo is plain integers, so any content is valid.
+    Ok(Info { max_index: ret, value: unsafe { buf.assume_init() } })
+}
+
+/// `msgctl(0, cmd, &msginfo)` for `MSG_INFO` or `IPC_INFO`.
+pub fn msginfo(cmd: libc::c_int) -> io::Result<Info<libc::msginfo>> {
+    let mut buf = MaybeUninit::<libc::msginfo>::zeroed();
+    // SAFETY: MSG_INFO/IPC_INFO write a struct msginfo through the msqid_ds pointer argument; the
+    // buffer is a zeroed msginfo, which is what the kernel writes (and no more).
+    let ret = check(unsafe { libc::msgctl(0, cmd, buf.as_mut_ptr().cast()) })?;
+    // SAFETY: zero-initialised plain integers.
+    Ok(Info { max_index: ret, value: unsafe { buf.assume_init() } })
+}
+
+/// `shmctl(0, SHM_INFO, &shm_info)`.
+pub fn shm_info() -> io::Result<Info<ShmInfo>> {
+    let mut buf = ShmInfo::default();
+    // SAFETY: SHM_INFO writes a struct shm_info (layout above, tested) through the pointer.
+    let ret = check(unsafe { libc::shmctl(0, SHM_INFO, (&mut buf as *mut ShmInfo).cast()) })?;
+    Ok(Info { max_index: ret, value: buf })
+}
+
+/// `shmctl(0, IPC_INFO, &shminfo)`.
+pub fn shm_limits() -> io::Result<Info<ShmLimitsRaw>> {
+    let mut buf = ShmLimitsRaw::default();
+    // SAFETY: IPC_INFO writes a struct shminfo (layout above, tested) through the pointer.
+    let ret = check(unsafe { libc::shmctl(0, libc::IPC_INFO, (&mut buf as *mut ShmLimitsRaw).cast()) })?;
+    Ok(Info { max_index: ret, value: buf })
+}
+
+/// Objects that vanish between the INFO call and the stat of their index are not errors.
+fn vanished(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::EIDRM))
+}
+
+/// `semctl(index, 0, SEM_STAT_ANY)`: the array at `index`, or `None` if the slot is empty.
+pub fn sem_stat_any(index: i32) -> io::Result<Option<SemaphoreArray>> {
+    let mut ds = MaybeUninit::<libc::semid_ds>::zeroed();
+    // SAFETY: SEM_STAT_ANY takes `union semun` whose `buf` member points to a semid_ds; we pass a
+    // pointer to a zeroed one, which the kernel fills on success.
+    let ret = unsafe { libc::semctl(index, 0, libc::SEM_STAT_ANY, ds.as_mut_ptr()) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return if vanished(&err) { Ok(None) } else { Err(err) };
+    }
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let ds = unsafe { ds.assume_init() };
+    Ok(Some(SemaphoreArray {
+        key: Key(ds.sem_perm.__key),
+        id: ret,
+        owner: ds.sem_perm.uid,
+        mode: u32::from(ds.sem_perm.mode) & 0o777,
+        semaphores: ds.sem_nsems as u64,
+        last_op_time: ds.sem_otime,
+        changed_time: ds.sem_ctime,
+    }))
+}
+
+/// `msgctl(index, MSG_STAT_ANY)`: the queue at `index`, or `None` if the slot is empty.
+pub fn msg_stat_any(index: i32) -> io::Result<Option<MessageQueue>> {
+    let mut ds = MaybeUninit::<libc::msqid_ds>::zeroed();
+    // SAFETY: MSG_STAT_ANY fills the msqid_ds the pointer designates; it is zeroed and ours.
+    let ret = unsafe { libc::msgctl(index, MSG_STAT_ANY, ds.as_mut_ptr()) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return if vanished(&err) { Ok(None) } else { Err(err) };
+    }
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let ds = unsafe { ds.assume_init() };
+    Ok(Some(MessageQueue {
+        key: Key(ds.msg_perm.__key),
+        id: ret,
+        owner: ds.msg_perm.uid,
+        mode: u32::from(ds.msg_perm.mode) & 0o777,
+        messages: ds.msg_qnum,
+        bytes: ds.__msg_cbytes,
+        capacity_bytes: Some(ds.msg_qbytes),
+        last_send_pid: ds.msg_lspid,
+        last_recv_pid: ds.msg_lrpid,
+        last_send_time: ds.msg_stime,
+        last_recv_time: ds.msg_rtime,
+    }))
+}
+
+/// `shmctl(index, SHM_STAT_ANY)`: the segment at `index`, or `None` if the slot is empty.
+pub fn shm_stat_any(index: i32) -> io::Result<Option<Segment>> {
+    let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: SHM_STAT_ANY fills the shmid_ds the pointer designates; it is zeroed and ours.
+    let ret = unsafe { libc::shmctl(index, SHM_STAT_ANY, ds.as_mut_ptr()) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return if vanished(&err) { Ok(None) } else { Err(err) };
+    }
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let ds = unsafe { ds.assume_init() };
+    Ok(Some(Segment::new(
+        Key(ds.shm_perm.__key),
+        ret,
+        ds.shm_perm.uid,
+        u32::from(ds.shm_perm.mode),
+        ds.shm_segsz as u64,
+        ds.shm_nattch,
+        ds.shm_cpid,
+        ds.shm_lpid,
+    )))
+}
+
+/// The page size SHMALL and `shm_tot` are counted in.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if ps > 0 {
+        ps as u64
+    } else {
+        4096
+    }
+}
+
+/// The user name of `uid` through NSS (`getpwuid_r`), or `None` when none resolves.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut pwd = MaybeUninit::<libc::passwd>::zeroed();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer designates memory we own for the duration of the call, and `buf.len()`
+    // is the true size of `buf`.
+    let rc = unsafe { libc::getpwuid_r(uid, pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success `result` points to `pwd`, whose `pw_name` is a NUL-terminated string
+    // inside `buf`, which is still alive.
+    let name = unsafe { std::ffi::CStr::from_ptr((*result).pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Creates and drives IPC objects for tests and benchmarks (feature `testkit`); never used by
+/// the daemon, which only reads.
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    use std::io;
+
+    fn id(ret: libc::c_int) -> io::Result<i32> {
+        super::check(ret)
+    }
+
+    /// `semget(key, nsems, IPC_CREAT|IPC_EXCL|0600)`; key 0 is IPC_PRIVATE.
+    pub fn sem_create(key: i32, nsems: i32) -> io::Result<i32> {
+        // SAFETY: semget takes only integers.
+        id(unsafe { libc::semget(key, nsems, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })
+    }
+
+    pub fn msg_create(key: i32) -> io::Result<i32> {
+        // SAFETY: msgget takes only integers.
+        id(unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })
+    }
+
+    pub fn shm_create(key: i32, size: usize) -> io::Result<i32> {
+        // SAFETY: shmget takes only integers.
+        id(unsafe { libc::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })
+    }
+
+    /// Sends one message of `size` bytes without waiting; `Ok(false)` when the queue is full.
+    pub fn msg_send(id: i32, size: usize) -> io::Result<bool> {
+        let header = std::mem::size_of::<libc::c_long>();
+        let mut buf = vec![0u8; header + size];
+        buf[..header].copy_from_slice(&(1 as libc::c_long).to_ne_bytes()); // mtype 1
+        // SAFETY: buf holds a c_long mtype followed by `size` bytes of text, as msgsnd requires.
+        let ret = unsafe { libc::msgsnd(id, buf.as_ptr().cast(), size, libc::IPC_NOWAIT) };
+        if ret == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EAGAIN) {
+            Ok(false)
+        } else {
+            Err(err)
+        }
+    }
+
+    /// Sets a queue's capacity (`msg_qbytes`) with IPC_SET.
+    pub fn msg_set_capacity(id: i32, bytes: u64) -> io::Result<()> {
+        // SAFETY: zeroed msqid_ds is valid plain data; IPC_STAT fills it, IPC_SET reads it.
+        let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: the pointer designates our msqid_ds.
+        super::check(unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) })?;
+        ds.msg_qbytes = bytes;
+        // SAFETY: as above.
+        super::check(unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }).map(drop)
+    }
+
+    /// Attaches a segment and writes `touch` bytes so they become resident; returns the address.
+    pub fn shm_attach(id: i32, touch: usize) -> io::Result<usize> {
+        // SAFETY: a null address lets the kernel choose where to map the segment.
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        if addr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping is at least as large as the segment, and callers pass touch <= size.
+        unsafe { std::ptr::write_bytes(addr.cast::<u8>(), 1, touch) };
+        Ok(addr as usize)
+    }
+
+    pub fn shm_detach(addr: usize) -> io::Result<()> {
+        // SAFETY: addr came from shm_attach; after this no reference into the mapping remains.
+        super::check(unsafe { libc::shmdt(addr as *const libc::c_void) }).map(drop)
+    }
+
+    /// IPC_RMID of a semaphore array, queue or segment (`kind` = "sem", "msg" or "shm").
+    pub fn remove(kind: &str, id: i32) -> io::Result<()> {
+        // SAFETY: IPC_RMID takes no buffer; a null pointer is what the kernel expects.
+        let ret = unsafe {
+            match kind {
+                "sem" => libc::semctl(id, 0, libc::IPC_RMID),
+                "msg" => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                "shm" => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "kind is sem, msg or shm")),
+            }
+        };
+        super::check(ret).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    // Sizes of the kernel's structs on 64-bit Linux (x86_64, aarch64), from <linux/shm.h>.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn shm_struct_layouts_match_the_kernel() {
+        assert_eq!(size_of::<ShmInfo>(), 48);
+        assert_eq!(std::mem::offset_of!(ShmInfo, shm_tot), 8);
+        assert_eq!(size_of::<ShmLimitsRaw>(), 72);
+        assert_eq!(std::mem::offset_of!(ShmLimitsRaw, shmall), 32);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn libc_structs_have_the_kernel_sizes() {
+        assert_eq!(size_of::<libc::seminfo>(), 40);
+        assert_eq!(size_of::<libc::msginfo>(), 32);
+        assert_eq!(size_of::<libc::semid_ds>(), 104);
+        assert_eq!(size_of::<libc::msqid_ds>(), 120);
+        assert_eq!(size_of::<libc::shmid_ds>(), 112);
+    }
+
+    #[test]
+    fn info_calls_work_unprivileged() {
+        // Only reads counters of whatever namespace the test runs in; creates nothing.
+        assert!(seminfo(libc::IPC_INFO).unwrap().value.semmni > 0);
+        assert!(msginfo(libc::IPC_INFO).unwrap().value.msgmni > 0);
+        assert!(shm_limits().unwrap().value.shmmni > 0);
+        assert!(shm_info().is_ok());
+        assert!(page_size() >= 4096);
+    }
+
+    #[test]
+    fn root_resolves() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+}

@@ -1,0 +1,166 @@
+//! `ipcwatch-testkit`: a driver the end-to-end tests start inside a throw-away IPC namespace
+//! (`unshare --user --map-root-user --ipc ipcwatch-testkit`). It reads one command per line on
+//! stdin and answers one line on stdout: `ok [value]` or `err message`. It keeps segments it
+//! attached attached, and children it spawned running, until told otherwise or until stdin ends.
+//!
+//! Commands:
+//!   check-namespace                 refuse to go on in the host's IPC namespace
+//!   sysctl NAME VALUE...            write /proc/sys/kernel/NAME (this namespace only)
+//!   sem KEY NSEMS                   -> id
+//!   msg KEY                         -> id
+//!   send ID SIZE [COUNT]            -> messages sent before the queue was full
+//!   fill ID SIZE                    -> messages sent until the queue is full
+//!   capacity ID BYTES               set msg_qbytes
+//!   shm KEY SIZE                    -> id
+//!   attach ID TOUCH                 attach and write TOUCH bytes -> handle
+//!   detach HANDLE
+//!   rm sem|msg|shm ID
+//!   churn on|off                    a thread creating and removing queues and arrays nonstop
+//!   run OUT CMD ARGS...             run to completion, stdout+stderr to file OUT -> exit code
+//!   spawn OUT CMD ARGS...           start in the background, output to OUT -> pid
+//!   signal PID SIG                  send a signal (number) to a spawned child
+//!   wait PID                        wait for a spawned child -> exit code or signal
+//! KEY accepts decimal or 0x hex (up to 0xffffffff).
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ipcwatch_sampler::testkit as tk;
+
+/// The host's IPC namespace inode, the same on every Linux system.
+const INIT_IPC_NS: &str = "ipc:[4026531839]";
+
+struct State {
+    children: HashMap<u32, Child>,
+    churn: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+fn main() {
+    let mut state = State { children: HashMap::new(), churn: None };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        let reply = match run(&mut state, &words) {
+            Ok(v) => format!("ok {v}"),
+            Err(e) => format!("err {}", e.replace('\n', " ")),
+        };
+        let _ = writeln!(out, "{}", reply.trim_end());
+        let _ = out.flush();
+    }
+    if let Some((stop, handle)) = state.churn.take() {
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    for (_, mut child) in state.children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn parse_key(s: &str) -> Result<i32, String> {
+    let v = match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?,
+        None => s.parse::<i64>().map_err(|e| e.to_string())? as u32,
+    };
+    Ok(v as i32)
+}
+
+fn num<T: std::str::FromStr>(words: &[&str], i: usize) -> Result<T, String> {
+    let w = words.get(i).ok_or_else(|| format!("missing argument {i}"))?;
+    w.parse().map_err(|_| format!("bad number `{w}`"))
+}
+
+fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
+    let e = |r: std::io::Error| r.to_string();
+    match w[0] {
+        "check-namespace" => {
+            let ns = std::fs::read_link("/proc/thread-self/ns/ipc").map_err(e)?;
+            if ns.to_string_lossy() == INIT_IPC_NS {
+                std::process::exit(3);
+            }
+            Ok(ns.to_string_lossy().into_owned())
+        }
+        "sysctl" => {
+            let value = w[2..].join(" ");
+            std::fs::write(format!("/proc/sys/kernel/{}", w[1]), format!("{value}\n")).map_err(e)?;
+            Ok(String::new())
+        }
+        "sem" => tk::sem_create(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e),
+        "msg" => tk::msg_create(parse_key(w[1])?).map(|id| id.to_string()).map_err(e),
+        "shm" => tk::shm_create(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e),
+        "send" | "fill" => {
+            let (id, size) = (num(w, 1)?, num(w, 2)?);
+            let count: usize = if w[0] == "fill" { usize::MAX } else { w.get(3).map_or(Ok(1), |_| num(w, 3))? };
+            let mut sent = 0;
+            while sent < count && tk::msg_send(id, size).map_err(e)? {
+                sent += 1;
+            }
+            Ok(sent.to_string())
+        }
+        "capacity" => tk::msg_set_capacity(num(w, 1)?, num(w, 2)?).map(|_| String::new()).map_err(e),
+        "attach" => tk::shm_attach(num(w, 1)?, num(w, 2)?).map(|a| a.to_string()).map_err(e),
+        "detach" => tk::shm_detach(num(w, 1)?).map(|_| String::new()).map_err(e),
+        "rm" => tk::remove(w[1], num(w, 2)?).map(|_| String::new()).map_err(e),
+        "churn" => {
+            if let Some((stop, handle)) = state.churn.take() {
+                stop.store(true, Ordering::Relaxed);
+                let _ = handle.join();
+            }
+            if w.get(1) == Some(&"on") {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                let handle = std::thread::spawn(move || {
+                    while !flag.load(Ordering::Relaxed) {
+                        if let Ok(id) = tk::msg_create(0) {
+                            let _ = tk::remove("msg", id);
+                        }
+                        if let Ok(id) = tk::sem_create(0, 2) {
+                            let _ = tk::remove("sem", id);
+                        }
+                    }
+                });
+                state.churn = Some((stop, handle));
+            }
+            Ok(String::new())
+        }
+        "run" | "spawn" => {
+            let out = std::fs::File::create(w[1]).map_err(e)?;
+            let err = out.try_clone().map_err(e)?;
+            let mut cmd = Command::new(w[2]);
+            cmd.args(&w[3..]).stdin(Stdio::null()).stdout(out).stderr(err);
+            if w[0] == "run" {
+                let status = cmd.status().map_err(e)?;
+                Ok(status.code().map_or_else(|| "signal".into(), |c| c.to_string()))
+            } else {
+                let child = cmd.spawn().map_err(e)?;
+                let pid = child.id();
+                state.children.insert(pid, child);
+                Ok(pid.to_string())
+            }
+        }
+        "signal" => {
+            let status = Command::new("kill").arg(format!("-{}", w[2])).arg(w[1]).status().map_err(e)?;
+            if status.success() {
+                Ok(String::new())
+            } else {
+                Err("kill failed".into())
+            }
+        }
+        "wait" => {
+            let pid: u32 = num(w, 1)?;
+            let mut child = state.children.remove(&pid).ok_or("no such child")?;
+            let status = child.wait().map_err(e)?;
+            Ok(status.code().map_or_else(|| "signal".into(), |c| c.to_string()))
+        }
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
