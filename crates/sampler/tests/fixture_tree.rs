@@ -1,0 +1,144 @@
+//! The sampler's text path on a fixture procfs tree captured from a real kernel, including a
+//! tree with an unreadable file: that part fails with a clear error, the rest is intact.
+
+use std::path::{Path, PathBuf};
+
+use ipcwatch_sampler::{Origin, Sampler, SamplerConfig, Source};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernel-6.18")
+}
+
+fn sample(root: &Path) -> ipcwatch_sampler::Snapshot {
+    Sampler::new(SamplerConfig { procfs: root.to_path_buf(), source: Source::Procfs, segment_memory: true })
+        .snapshot()
+}
+
+#[test]
+fn text_path_gives_the_kernel_totals() {
+    let s = sample(&fixture());
+    assert!(s.ok(), "{:?}", s.collectors);
+    let sem = s.semaphores.unwrap();
+    assert_eq!((sem.arrays, sem.semaphores), (3, 11)); // ipcs -u said 3 arrays, 11 semaphores
+    let msg = s.message_queues.unwrap();
+    assert_eq!((msg.queues, msg.messages, msg.bytes), (2, 7, 300));
+    let shm = s.shared_memory.unwrap();
+    // ipcs -u: 3 segments, 268 pages (1 + 11 + 256, each rounded up).
+    assert_eq!((shm.segments, shm.pages, shm.bytes), (3, 268, 1_089_538));
+    assert_eq!(shm.resident_bytes, 12288 + 1_048_576);
+    assert_eq!((shm.orphaned_segments, shm.orphaned_bytes, shm.destroyed_attached_segments), (1, 1, 1));
+    let l = s.limits;
+    assert_eq!((l.semmsl, l.semmns, l.semopm, l.semmni), (Some(250), Some(20), Some(32), Some(10)));
+    assert_eq!((l.msgmni, l.msgmax, l.msgmnb), (Some(32000), Some(8192), Some(16384)));
+    assert_eq!((l.shmmni, l.shmmax, l.shmall), (Some(4096), Some(18446744073692774399), Some(18446744073692774399)));
+    assert_eq!((l.semvmx, l.shmmin), (Some(32767), Some(1)));
+    assert!(s.collectors.iter().all(|c| c.source == Origin::Procfs));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipcwatch-fixture-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&fixture(), &dir);
+    dir
+}
+
+#[test]
+fn an_unreadable_limit_fails_only_that_limit() {
+    let root = scratch("msgmnb");
+    std::fs::remove_file(root.join("sys/kernel/msgmnb")).unwrap();
+    let s = sample(&root);
+    let limits = s.collector("limits").unwrap();
+    assert!(!limits.ok);
+    let err = limits.error.as_deref().unwrap();
+    assert!(err.contains("sys/kernel/msgmnb") && err.contains("No such file"), "{err}");
+    assert_eq!(s.limits.msgmnb, None, "never a made-up zero");
+    assert_eq!(s.limits.msgmni, Some(32000));
+    assert!(s.semaphores.is_some() && s.message_queues.is_some() && s.shared_memory.is_some());
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_missing_sysvipc_file_fails_only_its_section() {
+    let root = scratch("msg");
+    std::fs::remove_file(root.join("sysvipc/msg")).unwrap();
+    let s = sample(&root);
+    assert!(s.message_queues.is_none());
+    let msg = s.collector("msg").unwrap();
+    assert!(!msg.ok && msg.error.as_deref().unwrap().contains("sysvipc/msg"));
+    assert!(s.collector("sem").unwrap().ok && s.collector("shm").unwrap().ok);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["message_queues"].is_null());
+    assert_eq!(json["semaphores"]["arrays"], 3);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn malformed_rows_become_warnings() {
+    let root = scratch("malformed");
+    let path = root.join("sysvipc/sem");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("   1   2\n");
+    std::fs::write(&path, text).unwrap();
+    let s = sample(&root);
+    assert_eq!(s.semaphores.unwrap().arrays, 3);
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].contains("sysvipc/sem:5: skipped"), "{}", s.warnings[0]);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    let json = serde_json::to_value(sample(&fixture())).unwrap();
+    for path in [
+        "/semaphores/arrays",
+        "/semaphores/semaphores",
+        "/semaphores/items",
+        "/message_queues/queues",
+        "/message_queues/messages",
+        "/message_queues/bytes",
+        "/message_queues/items/0/key",
+        "/message_queues/items/0/id",
+        "/message_queues/items/0/owner",
+        "/message_queues/items/0/messages",
+        "/message_queues/items/0/bytes",
+        "/message_queues/items/0/capacity_bytes",
+        "/shared_memory/segments",
+        "/shared_memory/bytes",
+        "/shared_memory/pages",
+        "/shared_memory/resident_bytes",
+        "/shared_memory/swapped_bytes",
+        "/shared_memory/orphaned_segments",
+        "/shared_memory/orphaned_bytes",
+        "/shared_memory/items",
+        "/limits/semmni",
+        "/limits/semmns",
+        "/limits/semmsl",
+        "/limits/semopm",
+        "/limits/semvmx",
+        "/limits/msgmni",
+        "/limits/msgmax",
+        "/limits/msgmnb",
+        "/limits/shmmni",
+        "/limits/shmmax",
+        "/limits/shmall",
+        "/limits/shmmin",
+    ] {
+        assert!(json.pointer(path).is_some(), "{path} missing");
+    }
+    assert_eq!(json["semaphores"]["items"][1]["key"], "0x80000001");
+    assert_eq!(json["semaphores"]["items"][1]["mode"], "600");
+    assert_eq!(json["limits"]["shmmax"], 18446744073692774399u64);
+}

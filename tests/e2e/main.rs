@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `ipcwatch` binary against real kernel objects, made by
+//! `ipcwatch-testkit` inside throw-away IPC namespaces (no root needed, host untouched).
+
+mod ns;
+mod snapshot;

@@ -1,0 +1,118 @@
+//! A throw-away IPC namespace driven through `ipcwatch-testkit`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+pub const IPCWATCH: &str = env!("CARGO_BIN_EXE_ipcwatch");
+const TESTKIT: &str = env!("CARGO_BIN_EXE_ipcwatch-testkit");
+
+pub struct Namespace {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pub dir: PathBuf,
+    outputs: usize,
+}
+
+impl Namespace {
+    /// A new user + IPC namespace (so the tests need no root and never touch the host's IPC).
+    pub fn new(name: &str) -> Namespace {
+        let dir = std::env::temp_dir().join(format!("ipcwatch-e2e-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--ipc", TESTKIT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) must be installed");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut ns = Namespace { child, stdin, stdout, dir, outputs: 0 };
+        let reply = ns.try_cmd("check-namespace");
+        assert!(reply.is_ok(), "could not enter a new IPC namespace: {reply:?}");
+        ns
+    }
+
+    /// Sends one command; `Ok(value)` or `Err(message)`.
+    pub fn try_cmd(&mut self, line: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).unwrap();
+        let reply = reply.trim_end();
+        if let Some(v) = reply.strip_prefix("ok") {
+            Ok(v.trim().to_string())
+        } else {
+            Err(reply.strip_prefix("err ").unwrap_or(reply).to_string())
+        }
+    }
+
+    /// Sends one command that must succeed.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.try_cmd(line).unwrap_or_else(|e| panic!("`{line}` failed: {e}"))
+    }
+
+    /// Like [`cmd`] for commands that return an id or a count.
+    pub fn num(&mut self, line: &str) -> i64 {
+        self.cmd(line).parse().unwrap()
+    }
+
+    fn next_output(&mut self) -> PathBuf {
+        self.outputs += 1;
+        self.dir.join(format!("out-{}", self.outputs))
+    }
+
+    /// Runs a program inside the namespace; returns (exit code, combined output).
+    pub fn run(&mut self, program: &str, args: &[&str]) -> (String, String) {
+        let out = self.next_output();
+        let code = self.cmd(&format!("run {} {} {}", out.display(), program, args.join(" ")));
+        (code, std::fs::read_to_string(out).unwrap())
+    }
+
+    /// Starts a program in the background inside the namespace; returns its pid and log path.
+    pub fn spawn(&mut self, program: &str, args: &[&str]) -> (u32, PathBuf) {
+        let out = self.next_output();
+        let pid = self.cmd(&format!("spawn {} {} {}", out.display(), program, args.join(" ")));
+        (pid.parse().unwrap(), out)
+    }
+
+    pub fn snapshot_json(&mut self) -> serde_json::Value {
+        let (code, text) = self.run(IPCWATCH, &["snapshot", "--json"]);
+        assert_eq!(code, "0", "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Closing stdin ends the testkit; the namespace and its objects die with it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `ipcs -u` figures, the reference we compare against.
+pub fn ipcs_usage(text: &str) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        let (name, value) = match line.split_once('=') {
+            Some((n, v)) => (n.trim(), v.split_whitespace().next()),
+            None => match line.rsplit_once(char::is_whitespace) {
+                Some((n, v)) => (n.trim(), Some(v)),
+                None => continue,
+            },
+        };
+        if let Some(v) = value.and_then(|v| v.parse().ok()) {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+

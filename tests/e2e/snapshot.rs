@@ -1,0 +1,167 @@
+//! `ipcwatch snapshot` against real objects: every figure equals the kernel's.
+
+use crate::ns::{ipcs_usage, Namespace, IPCWATCH};
+
+#[test]
+fn zero_objects_and_default_limits() {
+    let mut ns = Namespace::new("zero");
+    let j = ns.snapshot_json();
+    assert_eq!(j["semaphores"]["arrays"], 0);
+    assert_eq!(j["semaphores"]["semaphores"], 0);
+    assert_eq!(j["message_queues"]["queues"], 0);
+    assert_eq!(j["shared_memory"]["segments"], 0);
+    assert_eq!(j["shared_memory"]["items"].as_array().unwrap().len(), 0);
+    // A new namespace starts from the kernel's compile-time defaults.
+    assert_eq!(j["limits"]["semmni"], 32000);
+    assert_eq!(j["limits"]["semmns"], 1024000000);
+    assert_eq!(j["limits"]["shmmax"], 18446744073692774399u64);
+    assert_eq!(j["limits"]["shmall"], 18446744073692774399u64);
+    assert!(j["collectors"].as_array().unwrap().iter().all(|c| c["ok"] == true && c["source"] != "procfs"));
+}
+
+#[test]
+fn limits_changed_at_run_time_are_seen_at_once() {
+    let mut ns = Namespace::new("limits");
+    ns.cmd("sysctl sem 250 10 32 5");
+    ns.cmd("sysctl msgmni 7");
+    ns.cmd("sysctl msgmax 500");
+    ns.cmd("sysctl msgmnb 1000");
+    ns.cmd("sysctl shmmni 9");
+    ns.cmd("sysctl shmmax 99999");
+    ns.cmd("sysctl shmall 12345");
+    let l = ns.snapshot_json()["limits"].clone();
+    let got: Vec<u64> = ["semmsl", "semmns", "semopm", "semmni", "msgmni", "msgmax", "msgmnb", "shmmni", "shmmax", "shmall"]
+        .iter()
+        .map(|k| l[k].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [250, 10, 32, 5, 7, 500, 1000, 9, 99999, 12345]);
+    ns.cmd("sysctl sem 251 11 33 6");
+    let l = ns.snapshot_json()["limits"].clone();
+    assert_eq!((l["semmsl"].as_u64(), l["semmni"].as_u64()), (Some(251), Some(6)));
+    // A new queue takes msgmnb as its capacity.
+    let q = ns.num("msg 0");
+    let j = ns.snapshot_json();
+    assert_eq!(j["message_queues"]["items"][0]["id"], q);
+    assert_eq!(j["message_queues"]["items"][0]["capacity_bytes"], 1000);
+}
+
+#[test]
+fn known_objects_give_exactly_their_counts() {
+    let mut ns = Namespace::new("objects");
+    // Arrays of 7, 3 and 1: lsipc 2.38 says 21 semaphores here; the kernel says 11.
+    ns.cmd("sem 0 7");
+    let high = ns.num("sem 0x80000001 3");
+    ns.cmd("sem 0xdeadbeef 1");
+    // A queue filled exactly to its capacity, and one with three 100-byte messages.
+    let full = ns.num("msg 0x1234");
+    ns.cmd(&format!("capacity {full} 1000"));
+    assert_eq!(ns.num(&format!("fill {full} 250")), 4);
+    let busy = ns.num("msg 0");
+    assert_eq!(ns.num(&format!("send {busy} 100 3")), 3);
+    // An orphaned segment, an attached one, and a removed one that is still attached.
+    let orphan = ns.num("shm 0x5678 5000");
+    let attached = ns.num("shm 0 40961");
+    ns.cmd(&format!("attach {attached} 12288"));
+    let doomed = ns.num("shm 0x7fffffff 1048576");
+    ns.cmd(&format!("attach {doomed} 1048576"));
+    ns.cmd(&format!("rm shm {doomed}"));
+
+    let j = ns.snapshot_json();
+    let (_, ipcs) = ns.run("ipcs", &["-u"]);
+    let k = ipcs_usage(&ipcs);
+
+    let sem = &j["semaphores"];
+    assert_eq!(sem["arrays"], 3);
+    assert_eq!(sem["semaphores"], 11);
+    assert_eq!(sem["arrays"].as_u64(), k.get("used arrays").copied());
+    assert_eq!(sem["semaphores"].as_u64(), k.get("allocated semaphores").copied());
+    let item = sem["items"].as_array().unwrap().iter().find(|a| a["id"] == high).unwrap();
+    assert_eq!(item["key"], "0x80000001");
+    assert_eq!(item["semaphores"], 3);
+    assert_eq!(sem["items"][2]["key"], "0xdeadbeef");
+
+    let msg = &j["message_queues"];
+    assert_eq!(msg["queues"], 2);
+    assert_eq!(msg["messages"], 7);
+    assert_eq!(msg["bytes"], 1300);
+    assert_eq!(msg["full_queues"], 1);
+    assert_eq!(msg["queues"].as_u64(), k.get("allocated queues").copied());
+    assert_eq!(msg["messages"].as_u64(), k.get("used headers").copied());
+    assert_eq!(msg["bytes"].as_u64(), k.get("used space").copied());
+    let q = &msg["items"][0];
+    assert_eq!((q["id"].as_i64(), q["key"].as_str()), (Some(full), Some("0x00001234")));
+    assert_eq!((q["messages"].as_u64(), q["bytes"].as_u64(), q["capacity_bytes"].as_u64()), (Some(4), Some(1000), Some(1000)));
+    assert_eq!(q["owner"], 0);
+
+    let shm = &j["shared_memory"];
+    assert_eq!(shm["segments"], 3);
+    assert_eq!(shm["segments"].as_u64(), k.get("segments allocated").copied());
+    assert_eq!(shm["pages"], 2 + 11 + 256);
+    assert_eq!(shm["pages"].as_u64(), k.get("pages allocated").copied());
+    assert_eq!(shm["resident_bytes"].as_u64(), k.get("pages resident").map(|p| p * 4096));
+    assert_eq!(shm["resident_bytes"], 12288 + 1048576);
+    assert_eq!(shm["bytes"], 5000 + 40961 + 1048576);
+    assert_eq!(shm["orphaned_segments"], 1);
+    assert_eq!(shm["orphaned_bytes"], 5000);
+    assert_eq!(shm["destroyed_attached_segments"], 1);
+    let items = shm["items"].as_array().unwrap();
+    let by_id = |id: i64| items.iter().find(|s| s["id"] == id).unwrap();
+    assert_eq!(by_id(orphan)["attached"], 0);
+    assert_eq!(by_id(attached)["resident_bytes"], 12288);
+    assert_eq!(by_id(doomed)["destroyed"], true);
+    assert_eq!(by_id(doomed)["key"], "0x00000000", "the kernel resets a removed segment's key");
+
+    // The table agrees with the kernel too.
+    let (code, table) = ns.run(IPCWATCH, &["snapshot"]);
+    assert_eq!(code, "0");
+    let semmns = table.lines().find(|l| l.starts_with("SEMMNS")).unwrap();
+    assert_eq!(semmns.split_whitespace().rev().nth(1), Some("11"), "{semmns}");
+}
+
+#[test]
+fn objects_created_and_removed_during_the_walk() {
+    let mut ns = Namespace::new("churn");
+    for _ in 0..50 {
+        ns.cmd("msg 0");
+        ns.cmd("sem 0 2");
+    }
+    ns.cmd("churn on");
+    for _ in 0..20 {
+        let j = ns.snapshot_json();
+        assert!(j["collectors"].as_array().unwrap().iter().all(|c| c["ok"] == true), "{}", j["collectors"]);
+        let queues = j["message_queues"]["queues"].as_u64().unwrap();
+        assert!((50..=51).contains(&queues), "{queues}");
+        let items = j["message_queues"]["items"].as_array().unwrap().len();
+        assert!((49..=52).contains(&items), "{items}");
+        let arrays = j["semaphores"]["arrays"].as_u64().unwrap();
+        assert!((50..=51).contains(&arrays), "{arrays}");
+    }
+    ns.cmd("churn off");
+}
+
+#[test]
+fn help_and_bad_flags() {
+    let out = std::process::Command::new(IPCWATCH).args(["snapshot", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    for flag in ["--json", "--source", "--path.procfs"] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    let out = std::process::Command::new(IPCWATCH).args(["snapshot", "--jsn"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.lines().next().unwrap().contains("--jsn"), "{err}");
+    let out = std::process::Command::new(IPCWATCH).args(["snapshot", "--source", "magic"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreadable_procfs_in_procfs_mode_is_a_clear_error() {
+    let out = std::process::Command::new(IPCWATCH)
+        .args(["snapshot", "--source", "procfs", "--path.procfs", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("error: sem: cannot read /nonexistent/sysvipc/sem"), "{text}");
+}
