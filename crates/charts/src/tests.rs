@@ -1,0 +1,114 @@
+use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
+
+use super::*;
+
+fn queue(id: i32, messages: u64, bytes: u64) -> MessageQueue {
+    MessageQueue {
+        key: Key(0),
+        id,
+        owner: 0,
+        mode: 0o600,
+        messages,
+        bytes,
+        capacity_bytes: Some(1000),
+        last_send_pid: 0,
+        last_recv_pid: 0,
+        last_send_time: 0,
+        last_recv_time: 0,
+    }
+}
+
+fn snap(t: f64, arrays: u64, queues: Vec<MessageQueue>) -> Snapshot {
+    Snapshot {
+        timestamp: t,
+        semaphores: Some(Semaphores { arrays, semaphores: arrays * 2, items: vec![] }),
+        message_queues: Some(MessageQueues { queues: queues.len() as u64, items: queues, ..Default::default() }),
+        shared_memory: Some(SharedMemory::default()),
+        limits: Limits { semmni: Some(10), semmns: Some(20), ..Default::default() },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn netdata_charts_have_netdata_metadata() {
+    let r = Registry::new(RegistryConfig::default());
+    let c = r.chart("system.ipc_semaphores").unwrap();
+    assert_eq!((c.title, c.units, c.family, c.context), ("IPC Semaphores", "semaphores", "ipc semaphores", "system.ipc_semaphores"));
+    assert_eq!((c.chart_type, c.priority), (ChartType::Area, 1203));
+    assert_eq!(c.dimensions[0].id, "semaphores");
+    let order: Vec<&str> = r.charts().iter().take(6).map(|c| c.id).collect();
+    assert_eq!(
+        order,
+        [
+            "system.message_queue_messages",
+            "system.message_queue_bytes",
+            "system.ipc_semaphores",
+            "system.ipc_semaphore_arrays",
+            "system.shared_memory_segments",
+            "system.shared_memory_bytes"
+        ]
+    );
+    assert_eq!(r.chart("system.message_queue_message").unwrap().id, "system.message_queue_messages");
+}
+
+#[test]
+fn values_and_variables_follow_the_snapshot() {
+    let mut r = Registry::new(RegistryConfig::default());
+    r.update(&snap(100.0, 9, vec![queue(0, 3, 300), queue(32768, 1, 7)]));
+    let arrays = r.chart("system.ipc_semaphore_arrays").unwrap();
+    assert_eq!(arrays.dimension("arrays").unwrap().last(), Some(9.0));
+    assert_eq!(arrays.variables["ipc_semaphores_arrays_max"], 10.0);
+    assert_eq!(r.chart("system.ipc_semaphores").unwrap().variables["ipc_semaphores_max"], 20.0);
+    let bytes = r.chart("system.message_queue_bytes").unwrap();
+    let dims: Vec<&str> = bytes.dimensions.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(dims, ["0", "32768"]);
+    assert_eq!(bytes.dimension("32768").unwrap().last(), Some(7.0));
+}
+
+#[test]
+fn vanished_queues_are_retired() {
+    let mut r = Registry::new(RegistryConfig::default());
+    r.update(&snap(1.0, 0, vec![queue(0, 1, 1), queue(1, 1, 1)]));
+    r.update(&snap(2.0, 0, vec![queue(1, 2, 2)]));
+    let dims: Vec<&str> = r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(dims, ["1"]);
+    r.update(&snap(3.0, 0, vec![]));
+    assert!(r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.is_empty());
+}
+
+#[test]
+fn queue_dimensions_are_capped_biggest_first() {
+    let mut r = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 2 });
+    r.update(&snap(1.0, 0, vec![queue(0, 1, 10), queue(1, 1, 500), queue(2, 9, 10), queue(3, 0, 0)]));
+    assert_eq!(r.queue_ids(), ["1", "2"]);
+}
+
+#[test]
+fn a_failed_collector_is_not_served_as_fresh() {
+    let mut r = Registry::new(RegistryConfig::default());
+    r.update(&snap(1.0, 4, vec![]));
+    let mut failed = snap(2.0, 0, vec![]);
+    failed.semaphores = None;
+    r.update(&failed);
+    let c = r.chart("system.ipc_semaphore_arrays").unwrap();
+    assert_eq!(c.dimension("arrays").unwrap().last(), None);
+    assert_eq!(c.last_collected, Some(1.0));
+}
+
+#[test]
+fn history_is_bounded_and_lookups_reduce_windows() {
+    let mut r = Registry::new(RegistryConfig { history_rows: 5, max_queue_dimensions: 100 });
+    for t in 1..=8 {
+        r.update(&snap(t as f64, t, vec![]));
+    }
+    let c = r.chart("system.ipc_semaphore_arrays").unwrap();
+    assert_eq!(c.history_len(), 5); // rows 4..=8
+    assert_eq!(c.lookup(Reduce::Average, 8.0, -3.0, 0.0, None), 7.0); // 6, 7, 8
+    assert_eq!(c.lookup(Reduce::Max, 8.0, -60.0, 0.0, None), 8.0);
+    assert_eq!(c.lookup(Reduce::Min, 8.0, -60.0, 0.0, None), 4.0);
+    assert_eq!(c.lookup(Reduce::Sum, 8.0, -2.0, 0.0, None), 15.0);
+    assert!(c.lookup(Reduce::Average, 100.0, -10.0, 0.0, None).is_nan());
+    let q = r.chart("ipc.limits").unwrap();
+    let of = vec!["semmni".to_string()];
+    assert_eq!(q.lookup(Reduce::Max, 8.0, -10.0, 0.0, Some(&of)), 10.0);
+}
