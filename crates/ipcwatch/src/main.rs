@@ -1,5 +1,8 @@
 //! The `ipcwatch` binary: command-line parsing and the glue between the library crates.
 
+mod config;
+mod daemon;
+mod logging;
 mod snapshot_cmd;
 
 use std::path::PathBuf;
@@ -9,15 +12,31 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipcwatch_sampler::{Sampler, SamplerConfig, Source};
 
+use config::{Config, LogLevel};
+
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
-/// Without a command, runs the daemon: samples every second and serves /metrics for Prometheus.
+/// Without a command, runs the daemon: samples every second and serves /metrics for Prometheus
+/// (default port 9917), plus /, /-/healthy, /-/ready and /api/v1/alarms. Flags override the
+/// config file. SIGHUP reloads the config file, SIGTERM stops gracefully.
 #[derive(Parser, Debug)]
-#[command(name = "ipcwatch", version, about, long_about = None)]
+#[command(name = "ipcwatch", version, about, long_about)]
 struct Cli {
+    /// Configuration file (TOML; see config/ipcwatch.toml). Without it, the built-in defaults.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+
+    /// Address to serve HTTP on: host:port, [v6]:port or :port (all interfaces). Repeatable.
+    #[arg(long = "web.listen-address", value_name = "ADDRESS")]
+    listen: Vec<String>,
+
     /// Root of the proc filesystem (read only where a syscall cannot answer).
     #[arg(long = "path.procfs", value_name = "PATH", global = true)]
     procfs: Option<PathBuf>,
+
+    /// Log level.
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,6 +53,11 @@ enum Command {
         #[arg(long, value_name = "SOURCE", default_value = "auto")]
         source: Source,
     },
+    /// Validate a configuration file (the --config one, or FILE) and exit: 0 if valid, 2 if not.
+    CheckConfig {
+        /// The file to check (default: the --config file).
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,18 +73,46 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ipcwatch: {e:#}");
-            ExitCode::from(1)
+            // Bad input (config, flags) is exit 2 like a usage error; anything else 1.
+            let usage = e.downcast_ref::<config::ConfigError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
 
+/// Applies the command-line flags on top of a loaded config.
+fn overrides(cli: &Cli) -> impl Fn(&mut Config) + Send + 'static {
+    let (listen, procfs, level) = (cli.listen.clone(), cli.procfs.clone(), cli.log_level);
+    move |c: &mut Config| {
+        if !listen.is_empty() {
+            c.web.listen_addresses = listen.clone();
+        }
+        if let Some(p) = &procfs {
+            c.sampling.procfs = p.clone();
+        }
+        if let Some(l) = level {
+            c.log.level = l;
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    overrides(cli)(&mut config);
+    config.validate().map_err(|(key, problem)| config::ConfigError(format!("{key}: {problem}")))?;
+    Ok(config)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let procfs = cli.procfs.unwrap_or_else(|| PathBuf::from("/proc"));
-    match cli.command {
+    match &cli.command {
         Some(Command::Snapshot { json, source }) => {
-            let mut sampler = Sampler::new(SamplerConfig { procfs, source, segment_memory: true });
+            let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
+            let mut sampler = Sampler::new(SamplerConfig { procfs, source: *source, segment_memory: true });
             let snap = sampler.snapshot();
-            if json {
+            if *json {
                 let text = serde_json::to_string_pretty(&snap).context("encoding the snapshot")?;
                 println!("{text}");
             } else {
@@ -68,6 +120,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        None => anyhow::bail!("the daemon is not built yet; use `ipcwatch snapshot`"),
+        Some(Command::CheckConfig { file }) => {
+            let path = file.clone().or_else(|| cli.config.clone()).context("give a file: ipcwatch check-config FILE")?;
+            Config::load(&path)?;
+            println!("{}: valid", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let config = load(&cli)?;
+            let log = logging::init(config.log.level);
+            tracing::info!(version = env!("CARGO_PKG_VERSION"), config = ?cli.config, "starting ipcwatch");
+            daemon::run(config, cli.config.clone(), overrides(&cli), log)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,164 @@
+//! The HTTP/1.1 server: binding, routing, timeouts and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::State;
+
+/// Slow clients get this long to send their request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (and body) we accept; our routes take no input beyond a query.
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A listen address that could not be bound, with the address in the message.
+#[derive(Debug)]
+pub struct BindError {
+    pub address: String,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.address, self.source)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// Binds every address (`host:port`, `[v6]:port`, or `:port` for all interfaces).
+pub async fn bind(addresses: &[String]) -> Result<Vec<TcpListener>, BindError> {
+    let mut listeners = Vec::new();
+    for address in addresses {
+        let err = |source| BindError { address: address.clone(), source };
+        let listener = match address.strip_prefix(':') {
+            // `:port` means every interface; prefer the dual-stack IPv6 socket.
+            Some(port) => {
+                let port: u16 = port.parse().map_err(|_| err(std::io::ErrorKind::InvalidInput.into()))?;
+                match TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
+                    Ok(l) => l,
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(err(e)),
+                    Err(_) => TcpListener::bind(SocketAddr::from(([0u8; 4], port))).await.map_err(err)?,
+                }
+            }
+            None => TcpListener::bind(address.as_str()).await.map_err(err)?,
+        };
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish (bounded).
+pub async fn serve(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let tx = conn_tx.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(conn) => {
+                        if tx.send(conn).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(conn_tx);
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_REQUEST_BYTES);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            Some((stream, _peer)) = conn_rx.recv() => {
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(&state, req)) }
+                });
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    for task in accept_tasks {
+        task.abort();
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open at shutdown");
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let too_big = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_REQUEST_BYTES);
+    if too_big {
+        return respond(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "request body too large\n");
+    }
+    let path = req.uri().path();
+    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/alarms");
+    if !known {
+        return respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => respond(StatusCode::OK, crate::CONTENT_TYPE, state.render_metrics()),
+        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", crate::landing::page(state)),
+        "/-/healthy" => respond(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/ready" if state.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
+        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no sample taken yet\n"),
+        _ => {
+            let all = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
+            match state.latest() {
+                Some(s) => {
+                    let body = if all { s.alarms_json_all.clone() } else { s.alarms_json_raised.clone() };
+                    respond(StatusCode::OK, "application/json", Bytes::copy_from_slice(body.as_bytes()))
+                }
+                None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no sample taken yet\n"),
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /`: a small page with the name, version, links and the current usage against limits.
+
+use std::fmt::Write;
+
+use ipcwatch_sampler::{is_unlimited, Snapshot};
+
+use crate::State;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn usage_rows(s: &Snapshot) -> Vec<(&'static str, Option<u64>, Option<u64>)> {
+    let l = &s.limits;
+    vec![
+        ("Semaphore arrays (SEMMNI)", s.semaphores.as_ref().map(|x| x.arrays), l.semmni),
+        ("Semaphores (SEMMNS)", s.semaphores.as_ref().map(|x| x.semaphores), l.semmns),
+        ("Message queues (MSGMNI)", s.message_queues.as_ref().map(|x| x.queues), l.msgmni),
+        ("Shared memory segments (SHMMNI)", s.shared_memory.as_ref().map(|x| x.segments), l.shmmni),
+        ("Shared memory pages (SHMALL)", s.shared_memory.as_ref().map(|x| x.pages), l.shmall),
+    ]
+}
+
+pub(crate) fn page(state: &State) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ipcwatch</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}th:first-child,td:first-child{{text-align:left}}</style>\
+         </head><body><h1>ipcwatch</h1><p>System V IPC usage and limits, for Prometheus. Version {} ({}).</p>\
+         <ul><li><a href=\"metrics\">Metrics</a></li><li><a href=\"api/v1/alarms\">Alerts</a></li>\
+         <li><a href=\"-/healthy\">Health</a></li><li><a href=\"-/ready\">Readiness</a></li></ul>",
+        escape(&state.build.version),
+        escape(&state.build.revision)
+    );
+    match state.latest() {
+        None => html.push_str("<p>No sample taken yet.</p>"),
+        Some(sample) => {
+            html.push_str("<table><tr><th>Resource</th><th>Used</th><th>Limit</th><th>Use</th></tr>");
+            for (name, used, limit) in usage_rows(&sample.snapshot) {
+                let show = |v: Option<u64>| match v {
+                    Some(v) if is_unlimited(v) => "unlimited".to_string(),
+                    Some(v) => v.to_string(),
+                    None => "unknown".to_string(),
+                };
+                let pct = match (used, limit) {
+                    (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => format!("{:.1}%", u as f64 * 100.0 / l as f64),
+                    _ => "-".to_string(),
+                };
+                let _ = write!(html, "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{pct}</td></tr>", show(used), show(limit));
+            }
+            html.push_str("</table>");
+            let raised: Vec<_> = sample.alerts.iter().filter(|a| matches!(a.status, "WARNING" | "CRITICAL")).collect();
+            if !raised.is_empty() {
+                html.push_str("<h2>Raised alerts</h2><ul>");
+                for a in raised {
+                    let _ = write!(html, "<li>{} on {}: {} ({:.1})</li>", escape(&a.name), escape(&a.chart), a.status, a.value);
+                }
+                html.push_str("</ul>");
+            }
+        }
+    }
+    html.push_str("</body></html>\n");
+    html
+}

@@ -1,0 +1,247 @@
+//! The TOML configuration (`config/ipcwatch.toml` is the commented default). Every key is
+//! optional; unknown keys and bad values are errors that name the file, line and key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub web: Web,
+    pub sampling: Sampling,
+    pub charts: Charts,
+    pub log: Log,
+    pub alerts: Alerts,
+    /// The file this came from (relative paths in it resolve against its folder).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Web {
+    /// `host:port`, `[v6]:port` or `:port` (every interface).
+    pub listen_addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Seconds between samples, aligned to wall-clock boundaries like Netdata.
+    pub update_every: u64,
+    pub procfs: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Charts {
+    /// Most queues with their own dimensions and series (the biggest first).
+    pub max_queue_dimensions: usize,
+    /// Seconds of history kept per dimension for alert lookups.
+    pub history: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// Folder (or file) of Netdata-syntax rules; relative to the config file's folder.
+    pub rules: Option<PathBuf>,
+    /// Program run on every notification, with the alert in environment variables.
+    pub exec: Option<PathBuf>,
+    /// Seconds the exec program may run before it is killed.
+    pub exec_timeout: u64,
+    /// Alertmanager base URLs (`http://host:9093`).
+    pub alertmanagers: Vec<String>,
+    /// The `instance` label sent to Alertmanager (default: the host name).
+    pub instance: Option<String>,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web { listen_addresses: vec![":9917".into()] }
+    }
+}
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { update_every: 1, procfs: PathBuf::from("/proc") }
+    }
+}
+impl Default for Charts {
+    fn default() -> Self {
+        Charts { max_queue_dimensions: 100, history: 3600 }
+    }
+}
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: LogLevel::Info }
+    }
+}
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { rules: None, exec: None, exec_timeout: 10, alertmanagers: Vec::new(), instance: None }
+    }
+}
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            web: Web::default(),
+            sampling: Sampling::default(),
+            charts: Charts::default(),
+            log: Log::default(),
+            alerts: Alerts::default(),
+            source: None,
+        }
+    }
+}
+
+/// A configuration problem, already phrased for the operator (`file:line: key: problem`).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read config: {}", path.display(), e)))?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().trim().replace('\n', " ");
+            match line {
+                Some(line) => ConfigError(format!("{name}:{line}: {message}")),
+                None => ConfigError(format!("{name}: {message}")),
+            }
+        })?;
+        config.validate().map_err(|(key, problem)| {
+            let line = find_key_line(text, key).map(|l| format!(":{l}")).unwrap_or_default();
+            ConfigError(format!("{name}{line}: {key}: {problem}"))
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: `(key, problem)` for the first bad one.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.web.listen_addresses.is_empty() {
+            return Err(("listen_addresses", "needs at least one address".into()));
+        }
+        for a in &self.web.listen_addresses {
+            let ok = match a.strip_prefix(':') {
+                Some(port) => port.parse::<u16>().is_ok(),
+                None => a.parse::<std::net::SocketAddr>().is_ok() || a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+            };
+            if !ok {
+                return Err(("listen_addresses", format!("`{a}` is not host:port or :port")));
+            }
+        }
+        if !(1..=3600).contains(&self.sampling.update_every) {
+            return Err(("update_every", format!("{} is not between 1 and 3600 seconds", self.sampling.update_every)));
+        }
+        if self.charts.history < self.sampling.update_every || self.charts.history > 7 * 86400 {
+            return Err(("history", format!("{} is not between update_every and 604800 seconds", self.charts.history)));
+        }
+        if self.charts.max_queue_dimensions > 100_000 {
+            return Err(("max_queue_dimensions", "must be at most 100000".into()));
+        }
+        if !(1..=3600).contains(&self.alerts.exec_timeout) {
+            return Err(("exec_timeout", "must be between 1 and 3600 seconds".into()));
+        }
+        for url in &self.alerts.alertmanagers {
+            if !url.starts_with("http://") {
+                return Err(("alertmanagers", format!("`{url}` must be an http:// URL")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn update_every(&self) -> Duration {
+        Duration::from_secs(self.sampling.update_every)
+    }
+
+    /// History rows per chart.
+    pub fn history_rows(&self) -> usize {
+        (self.charts.history / self.sampling.update_every).max(1) as usize
+    }
+
+    /// A path from the config, resolved against the config file's folder when relative.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match (&self.source, p.is_relative()) {
+            (Some(src), true) => src.parent().unwrap_or(Path::new(".")).join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().starts_with(key) && l.contains('=')).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ipcwatch.toml");
+        let mut c = Config::load(&path).unwrap();
+        assert_eq!(c.alerts.rules.as_deref(), Some(Path::new("../alerts")));
+        c.alerts.rules = None;
+        c.source = None;
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = Config::parse("[web]\n\nlisten = [\":1\"]\n", "x.toml").unwrap_err().0;
+        assert!(e.starts_with("x.toml:3: unknown field `listen`"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_line() {
+        let e = Config::parse("[sampling]\nupdate_every = \"fast\"\n", "x.toml").unwrap_err().0;
+        assert!(e.starts_with("x.toml:2:"), "{e}");
+        let e = Config::parse("[sampling]\nupdate_every = 0\n", "x.toml").unwrap_err().0;
+        assert_eq!(e, "x.toml:2: update_every: 0 is not between 1 and 3600 seconds");
+        let e = Config::parse("[web]\nlisten_addresses = [\"nonsense\"]\n", "x.toml").unwrap_err().0;
+        assert!(e.contains("listen_addresses: `nonsense`"), "{e}");
+        let e = Config::parse("[log]\nlevel = \"loud\"\n", "x.toml").unwrap_err().0;
+        assert!(e.starts_with("x.toml:2:") && e.contains("loud"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let mut c = Config::default();
+        c.source = Some(PathBuf::from("/etc/ipcwatch/ipcwatch.toml"));
+        assert_eq!(c.resolve(Path::new("rules")), PathBuf::from("/etc/ipcwatch/rules"));
+        assert_eq!(c.resolve(Path::new("/abs")), PathBuf::from("/abs"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The long-running daemon: the sampling loop on its own OS thread, the HTTP server on tokio,
+//! and the signals and systemd notifications that tie them together.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ipcwatch_charts::{Registry, RegistryConfig};
+use ipcwatch_exporter::{BuildInfo, QueueSeries, Sample, State};
+use ipcwatch_sampler::{Sampler, SamplerConfig, Snapshot, Source};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::logging::LogHandle;
+
+/// What the sampling thread is told.
+enum Control {
+    Reload(Box<Config>),
+}
+
+pub fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: option_env!("IPCWATCH_REVISION").unwrap_or("unknown").to_string(),
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP; `overrides` re-applies
+/// the command-line flags on top of it each time.
+pub fn run(config: Config, config_path: Option<PathBuf>, overrides: impl Fn(&mut Config) + Send + 'static, log: LogHandle) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("ipcwatch-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, config_path, overrides, log))
+}
+
+async fn serve(config: Config, config_path: Option<PathBuf>, overrides: impl Fn(&mut Config), log: LogHandle) -> anyhow::Result<()> {
+    let listeners = ipcwatch_exporter::bind(&config.web.listen_addresses).await?;
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(address = %addr, "listening");
+        }
+    }
+    let state = State::new(build_info());
+    let (control_tx, control_rx) = mpsc::channel();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let loop_state = state.clone();
+    let loop_config = config.clone();
+    let sampler_thread = std::thread::Builder::new()
+        .name("ipcwatch-sampler".into())
+        .spawn(move || sampling_loop(loop_config, loop_state, control_rx, first_tx))
+        .context("starting the sampling thread")?;
+
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let server = tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    }));
+
+    // READY once the listeners are bound (above) and the first sample is served.
+    let mut first = Some(first_rx);
+    let mut current = config;
+    let mut server = server;
+    loop {
+        tokio::select! {
+            res = &mut server => {
+                res.context("the HTTP server stopped unexpectedly")?;
+                break;
+            }
+            Ok(()) = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
+                first = None;
+                let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+                tracing::info!("first sample taken: ready");
+            }
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(&[NotifyState::Reloading, monotonic()]);
+                match reload(&config_path, &overrides, &current) {
+                    Ok(new) => {
+                        log.set(new.log.level);
+                        current = new.clone();
+                        let _ = control_tx.send(Control::Reload(Box::new(new)));
+                        tracing::info!("SIGHUP: configuration reloaded");
+                    }
+                    Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the current configuration"),
+                }
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+            }
+        }
+    }
+    drop(control_tx); // ends the sampling loop
+    let _ = sampler_thread.join();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn monotonic() -> NotifyState<'static> {
+    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0))
+}
+
+fn reload(path: &Option<PathBuf>, overrides: &impl Fn(&mut Config), current: &Config) -> anyhow::Result<Config> {
+    let mut new = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    overrides(&mut new);
+    if new.web.listen_addresses != current.web.listen_addresses {
+        tracing::warn!("listen addresses changed in the configuration; they take effect at the next restart");
+    }
+    Ok(new)
+}
+
+/// Time until the next multiple of `every` on the wall clock (Netdata aligns to seconds).
+fn until_next_boundary(every: Duration) -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let every_ns = every.as_nanos().max(1);
+    let into = now.as_nanos() % every_ns;
+    Duration::from_nanos((every_ns - into) as u64)
+}
+
+struct Loop {
+    sampler: Sampler,
+    registry: Registry,
+    config: Config,
+    owners: HashMap<u32, String>,
+    failed: u64,
+    slow: u64,
+}
+
+impl Loop {
+    fn new(config: Config) -> Loop {
+        Loop {
+            sampler: Sampler::new(sampler_config(&config)),
+            registry: Registry::new(registry_config(&config)),
+            config,
+            owners: HashMap::new(),
+            failed: 0,
+            slow: 0,
+        }
+    }
+
+    fn apply(&mut self, config: Config) {
+        self.sampler = Sampler::new(sampler_config(&config));
+        self.registry.set_config(registry_config(&config));
+        self.config = config;
+    }
+
+    fn owner(&mut self, uid: u32) -> String {
+        self.owners
+            .entry(uid)
+            .or_insert_with(|| ipcwatch_sampler::user_name(uid).unwrap_or_else(|| uid.to_string()))
+            .clone()
+    }
+
+    /// One tick: sample, chart, publish.
+    fn tick(&mut self, state: &State) {
+        let started = Instant::now();
+        let snapshot = self.sampler.snapshot();
+        if !snapshot.ok() {
+            self.failed += 1;
+            for c in snapshot.collectors.iter().filter(|c| !c.ok) {
+                tracing::warn!(collector = c.name, error = c.error.as_deref().unwrap_or(""), "collector failed");
+            }
+        }
+        for w in &snapshot.warnings {
+            tracing::debug!(warning = %w, "sample warning");
+        }
+        self.registry.update(&snapshot);
+        let queues = self.queue_series(&snapshot);
+        let elapsed = started.elapsed();
+        if elapsed > self.config.update_every() {
+            self.slow += 1;
+            tracing::warn!(took_ms = elapsed.as_millis() as u64, "sample took longer than update_every");
+        }
+        state.publish(Sample {
+            snapshot,
+            queues,
+            alerts: Vec::new(),
+            alarms_json_all: Arc::from("{}"),
+            alarms_json_raised: Arc::from("{}"),
+            failed_samples: self.failed,
+            slow_samples: self.slow,
+        });
+    }
+
+    /// The per-queue series: exactly the queues the charts kept (the biggest, capped).
+    fn queue_series(&mut self, snapshot: &Snapshot) -> Vec<QueueSeries> {
+        let Some(msg) = &snapshot.message_queues else { return Vec::new() };
+        let keep = self.registry.queue_ids().to_vec();
+        let mut out = Vec::with_capacity(keep.len());
+        for (index, q) in msg.items.iter().enumerate() {
+            if keep.iter().any(|id| id.parse() == Ok(q.id)) {
+                let owner = self.owner(q.owner);
+                out.push(QueueSeries { index, owner });
+            }
+        }
+        out
+    }
+}
+
+fn sampler_config(c: &Config) -> SamplerConfig {
+    SamplerConfig { procfs: c.sampling.procfs.clone(), source: Source::Auto, segment_memory: false }
+}
+
+fn registry_config(c: &Config) -> RegistryConfig {
+    RegistryConfig { history_rows: c.history_rows(), max_queue_dimensions: c.charts.max_queue_dimensions }
+}
+
+fn sampling_loop(config: Config, state: Arc<State>, control: mpsc::Receiver<Control>, first: tokio::sync::oneshot::Sender<()>) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut last_ping = Instant::now();
+    let mut lp = Loop::new(config);
+    // The first sample right away, so /-/ready turns 200 without waiting for a boundary.
+    lp.tick(&state);
+    let _ = first.send(());
+    loop {
+        match control.recv_timeout(until_next_boundary(lp.config.update_every())) {
+            Ok(Control::Reload(c)) => {
+                lp.apply(*c);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        lp.tick(&state);
+        // Pinged from here, so a hung sampler stops the pings and systemd restarts us.
+        if let Some(interval) = watchdog {
+            if last_ping.elapsed() >= interval / 2 {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                last_ping = Instant::now();
+            }
+        }
+    }
+}
