@@ -99,7 +99,8 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "shm" => tk::shm_create(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e),
         "send" | "fill" => {
             let (id, size) = (num(w, 1)?, num(w, 2)?);
-            let count: usize = if w[0] == "fill" { usize::MAX } else { w.get(3).map_or(Ok(1), |_| num(w, 3))? };
+            let count: usize =
+                if w[0] == "fill" { usize::MAX } else { w.get(3).map_or(Ok(1), |_| num(w, 3))? };
             let mut sent = 0;
             while sent < count && tk::msg_send(id, size).map_err(e)? {
                 sent += 1;

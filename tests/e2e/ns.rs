@@ -115,4 +115,3 @@ pub fn ipcs_usage(text: &str) -> std::collections::HashMap<String, u64> {
     }
     out
 }
-

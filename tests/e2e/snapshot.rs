@@ -30,10 +30,11 @@ fn limits_changed_at_run_time_are_seen_at_once() {
     ns.cmd("sysctl shmmax 99999");
     ns.cmd("sysctl shmall 12345");
     let l = ns.snapshot_json()["limits"].clone();
-    let got: Vec<u64> = ["semmsl", "semmns", "semopm", "semmni", "msgmni", "msgmax", "msgmnb", "shmmni", "shmmax", "shmall"]
-        .iter()
-        .map(|k| l[k].as_u64().unwrap())
-        .collect();
+    let got: Vec<u64> =
+        ["semmsl", "semmns", "semopm", "semmni", "msgmni", "msgmax", "msgmnb", "shmmni", "shmmax", "shmall"]
+            .iter()
+            .map(|k| l[k].as_u64().unwrap())
+            .collect();
     assert_eq!(got, [250, 10, 32, 5, 7, 500, 1000, 9, 99999, 12345]);
     ns.cmd("sysctl sem 251 11 33 6");
     let l = ns.snapshot_json()["limits"].clone();
@@ -90,7 +91,10 @@ fn known_objects_give_exactly_their_counts() {
     assert_eq!(msg["bytes"].as_u64(), k.get("used space").copied());
     let q = &msg["items"][0];
     assert_eq!((q["id"].as_i64(), q["key"].as_str()), (Some(full), Some("0x00001234")));
-    assert_eq!((q["messages"].as_u64(), q["bytes"].as_u64(), q["capacity_bytes"].as_u64()), (Some(4), Some(1000), Some(1000)));
+    assert_eq!(
+        (q["messages"].as_u64(), q["bytes"].as_u64(), q["capacity_bytes"].as_u64()),
+        (Some(4), Some(1000), Some(1000))
+    );
     assert_eq!(q["owner"], 0);
 
     let shm = &j["shared_memory"];

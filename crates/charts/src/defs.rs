@@ -38,24 +38,145 @@ use ChartType::{Area, Line, Stacked};
 
 pub const CHARTS: &[ChartDef] = &[
     // Netdata's, exactly.
-    chart(QUEUE_MESSAGES_CHART, "IPC Message Queue Number of Messages", "messages", "ipc message queues", Stacked, 1201, &[]),
-    chart(QUEUE_BYTES_CHART, "IPC Message Queue Used Bytes", "bytes", "ipc message queues", Stacked, 1202, &[]),
-    chart("system.ipc_semaphores", "IPC Semaphores", "semaphores", "ipc semaphores", Area, 1203, &["semaphores"]),
-    chart("system.ipc_semaphore_arrays", "IPC Semaphore Arrays", "arrays", "ipc semaphores", Area, 1204, &["arrays"]),
-    chart("system.shared_memory_segments", "IPC Shared Memory Number of Segments", "segments", "ipc shared memory", Stacked, 1205, &["segments"]),
-    chart("system.shared_memory_bytes", "IPC Shared Memory Used Bytes", "bytes", "ipc shared memory", Stacked, 1206, &["bytes"]),
+    chart(
+        QUEUE_MESSAGES_CHART,
+        "IPC Message Queue Number of Messages",
+        "messages",
+        "ipc message queues",
+        Stacked,
+        1201,
+        &[],
+    ),
+    chart(
+        QUEUE_BYTES_CHART,
+        "IPC Message Queue Used Bytes",
+        "bytes",
+        "ipc message queues",
+        Stacked,
+        1202,
+        &[],
+    ),
+    chart(
+        "system.ipc_semaphores",
+        "IPC Semaphores",
+        "semaphores",
+        "ipc semaphores",
+        Area,
+        1203,
+        &["semaphores"],
+    ),
+    chart(
+        "system.ipc_semaphore_arrays",
+        "IPC Semaphore Arrays",
+        "arrays",
+        "ipc semaphores",
+        Area,
+        1204,
+        &["arrays"],
+    ),
+    chart(
+        "system.shared_memory_segments",
+        "IPC Shared Memory Number of Segments",
+        "segments",
+        "ipc shared memory",
+        Stacked,
+        1205,
+        &["segments"],
+    ),
+    chart(
+        "system.shared_memory_bytes",
+        "IPC Shared Memory Used Bytes",
+        "bytes",
+        "ipc shared memory",
+        Stacked,
+        1206,
+        &["bytes"],
+    ),
     // Ours: what Netdata leaves out.
-    chart("ipc.message_queues", "IPC Message Queues", "queues", "ipc message queues", Line, 1210, &["queues", "full"]),
-    chart("ipc.message_queue_totals", "IPC Messages Queued in All Queues", "messages", "ipc message queues", Line, 1211, &["messages"]),
-    chart("ipc.message_queue_total_bytes", "IPC Bytes Queued in All Queues", "bytes", "ipc message queues", Line, 1212, &["bytes"]),
-    chart("ipc.message_queue_fill", "IPC Fullest Message Queue", "percentage", "ipc message queues", Line, 1213, &["max"]),
-    chart("ipc.shared_memory_pages", "IPC Shared Memory Pages Charged Against SHMALL", "pages", "ipc shared memory", Line, 1220, &["pages"]),
-    chart("ipc.shared_memory_memory", "IPC Shared Memory Resident and Swapped", "bytes", "ipc shared memory", Stacked, 1221, &["resident", "swapped"]),
-    chart("ipc.shared_memory_orphaned_segments", "IPC Orphaned Shared Memory Segments", "segments", "ipc shared memory", Line, 1222, &["orphaned", "removed_attached"]),
-    chart("ipc.shared_memory_orphaned_bytes", "IPC Shared Memory Held by Orphaned Segments", "bytes", "ipc shared memory", Line, 1223, &["orphaned"]),
-    chart("ipc.limits", "IPC Limits", "value", "ipc limits", Line, 1230, &[
-        "semmni", "semmns", "semmsl", "semopm", "semvmx", "msgmni", "msgmax", "msgmnb", "shmmni", "shmmax", "shmall", "shmmin",
-    ]),
+    chart(
+        "ipc.message_queues",
+        "IPC Message Queues",
+        "queues",
+        "ipc message queues",
+        Line,
+        1210,
+        &["queues", "full"],
+    ),
+    chart(
+        "ipc.message_queue_totals",
+        "IPC Messages Queued in All Queues",
+        "messages",
+        "ipc message queues",
+        Line,
+        1211,
+        &["messages"],
+    ),
+    chart(
+        "ipc.message_queue_total_bytes",
+        "IPC Bytes Queued in All Queues",
+        "bytes",
+        "ipc message queues",
+        Line,
+        1212,
+        &["bytes"],
+    ),
+    chart(
+        "ipc.message_queue_fill",
+        "IPC Fullest Message Queue",
+        "percentage",
+        "ipc message queues",
+        Line,
+        1213,
+        &["max"],
+    ),
+    chart(
+        "ipc.shared_memory_pages",
+        "IPC Shared Memory Pages Charged Against SHMALL",
+        "pages",
+        "ipc shared memory",
+        Line,
+        1220,
+        &["pages"],
+    ),
+    chart(
+        "ipc.shared_memory_memory",
+        "IPC Shared Memory Resident and Swapped",
+        "bytes",
+        "ipc shared memory",
+        Stacked,
+        1221,
+        &["resident", "swapped"],
+    ),
+    chart(
+        "ipc.shared_memory_orphaned_segments",
+        "IPC Orphaned Shared Memory Segments",
+        "segments",
+        "ipc shared memory",
+        Line,
+        1222,
+        &["orphaned", "removed_attached"],
+    ),
+    chart(
+        "ipc.shared_memory_orphaned_bytes",
+        "IPC Shared Memory Held by Orphaned Segments",
+        "bytes",
+        "ipc shared memory",
+        Line,
+        1223,
+        &["orphaned"],
+    ),
+    chart(
+        "ipc.limits",
+        "IPC Limits",
+        "value",
+        "ipc limits",
+        Line,
+        1230,
+        &[
+            "semmni", "semmns", "semmsl", "semopm", "semvmx", "msgmni", "msgmax", "msgmnb", "shmmni",
+            "shmmax", "shmall", "shmmin",
+        ],
+    ),
 ];
 
 /// The queues that get per-queue dimensions and series: the biggest (bytes, then messages)
@@ -87,7 +208,9 @@ pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &[&MessageQueue]) {
         c.set("arrays", sem.arrays as f64);
     }
     find(charts, "system.ipc_semaphores").variables.insert("ipc_semaphores_max", var(limits.semmns));
-    find(charts, "system.ipc_semaphore_arrays").variables.insert("ipc_semaphores_arrays_max", var(limits.semmni));
+    find(charts, "system.ipc_semaphore_arrays")
+        .variables
+        .insert("ipc_semaphores_arrays_max", var(limits.semmni));
 
     if let Some(msg) = &snap.message_queues {
         for q in queues {
@@ -117,7 +240,9 @@ pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &[&MessageQueue]) {
         c.set("removed_attached", shm.destroyed_attached_segments as f64);
         find(charts, "ipc.shared_memory_orphaned_bytes").set("orphaned", shm.orphaned_bytes as f64);
     }
-    find(charts, "system.shared_memory_segments").variables.insert("ipc_shm_segments_max", var(limits.shmmni));
+    find(charts, "system.shared_memory_segments")
+        .variables
+        .insert("ipc_shm_segments_max", var(limits.shmmni));
     find(charts, "ipc.shared_memory_pages").variables.insert("ipc_shm_pages_max", var(limits.shmall));
 
     let c = find(charts, "ipc.limits");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ipcwatch_sampler::Snapshot;
 
-pub use defs::{queue_selection, QUEUE_BYTES_CHART, QUEUE_MESSAGES_CHART, QUEUE_MESSAGES_ALIAS};
+pub use defs::{queue_selection, QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartType {
@@ -110,15 +110,14 @@ impl Chart {
     /// combines the dimensions by summing them. NaN when there is no data in the window.
     pub fn lookup(&self, reduce: Reduce, now: f64, after: f64, before: f64, of: Option<&[String]>) -> f64 {
         let (from, to) = (now + after, now + before);
-        let rows: Vec<usize> = self
-            .times
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t > from && **t <= to)
-            .map(|(i, _)| i)
-            .collect();
+        let rows: Vec<usize> =
+            self.times.iter().enumerate().filter(|(_, t)| **t > from && **t <= to).map(|(i, _)| i).collect();
         let mut total = f64::NAN;
-        for dim in self.dimensions.iter().filter(|d| of.is_none_or(|of| of.iter().any(|o| *o == d.id || *o == d.name))) {
+        for dim in self
+            .dimensions
+            .iter()
+            .filter(|d| of.is_none_or(|of| of.iter().any(|o| *o == d.id || *o == d.name)))
+        {
             let values = rows.iter().map(|&i| dim.values[i]).filter(|v| !v.is_nan());
             let (mut n, mut acc) = (0usize, f64::NAN);
             for v in values {

@@ -22,7 +22,11 @@ fn snap(t: f64, arrays: u64, queues: Vec<MessageQueue>) -> Snapshot {
     Snapshot {
         timestamp: t,
         semaphores: Some(Semaphores { arrays, semaphores: arrays * 2, items: vec![] }),
-        message_queues: Some(MessageQueues { queues: queues.len() as u64, items: queues, ..Default::default() }),
+        message_queues: Some(MessageQueues {
+            queues: queues.len() as u64,
+            items: queues,
+            ..Default::default()
+        }),
         shared_memory: Some(SharedMemory::default()),
         limits: Limits { semmni: Some(10), semmns: Some(20), ..Default::default() },
         ..Default::default()
@@ -33,7 +37,10 @@ fn snap(t: f64, arrays: u64, queues: Vec<MessageQueue>) -> Snapshot {
 fn netdata_charts_have_netdata_metadata() {
     let r = Registry::new(RegistryConfig::default());
     let c = r.chart("system.ipc_semaphores").unwrap();
-    assert_eq!((c.title, c.units, c.family, c.context), ("IPC Semaphores", "semaphores", "ipc semaphores", "system.ipc_semaphores"));
+    assert_eq!(
+        (c.title, c.units, c.family, c.context),
+        ("IPC Semaphores", "semaphores", "ipc semaphores", "system.ipc_semaphores")
+    );
     assert_eq!((c.chart_type, c.priority), (ChartType::Area, 1203));
     assert_eq!(c.dimensions[0].id, "semaphores");
     let order: Vec<&str> = r.charts().iter().take(6).map(|c| c.id).collect();
@@ -70,7 +77,8 @@ fn vanished_queues_are_retired() {
     let mut r = Registry::new(RegistryConfig::default());
     r.update(&snap(1.0, 0, vec![queue(0, 1, 1), queue(1, 1, 1)]));
     r.update(&snap(2.0, 0, vec![queue(1, 2, 2)]));
-    let dims: Vec<&str> = r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.iter().map(|d| d.id.as_str()).collect();
+    let dims: Vec<&str> =
+        r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(dims, ["1"]);
     r.update(&snap(3.0, 0, vec![]));
     assert!(r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.is_empty());

@@ -151,7 +151,8 @@ pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Byte
         "/-/ready" if state.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no sample taken yet\n"),
         _ => {
-            let all = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
+            let all =
+                req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
             match state.latest() {
                 Some(s) => {
                     let body = if all { s.alarms_json_all.clone() } else { s.alarms_json_raised.clone() };

@@ -45,17 +45,32 @@ pub(crate) fn page(state: &State) -> String {
                     None => "unknown".to_string(),
                 };
                 let pct = match (used, limit) {
-                    (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => format!("{:.1}%", u as f64 * 100.0 / l as f64),
+                    (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => {
+                        format!("{:.1}%", u as f64 * 100.0 / l as f64)
+                    }
                     _ => "-".to_string(),
                 };
-                let _ = write!(html, "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{pct}</td></tr>", show(used), show(limit));
+                let _ = write!(
+                    html,
+                    "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{pct}</td></tr>",
+                    show(used),
+                    show(limit)
+                );
             }
             html.push_str("</table>");
-            let raised: Vec<_> = sample.alerts.iter().filter(|a| matches!(a.status, "WARNING" | "CRITICAL")).collect();
+            let raised: Vec<_> =
+                sample.alerts.iter().filter(|a| matches!(a.status, "WARNING" | "CRITICAL")).collect();
             if !raised.is_empty() {
                 html.push_str("<h2>Raised alerts</h2><ul>");
                 for a in raised {
-                    let _ = write!(html, "<li>{} on {}: {} ({:.1})</li>", escape(&a.name), escape(&a.chart), a.status, a.value);
+                    let _ = write!(
+                        html,
+                        "<li>{} on {}: {} ({:.1})</li>",
+                        escape(&a.name),
+                        escape(&a.chart),
+                        a.status,
+                        a.value
+                    );
                 }
                 html.push_str("</ul>");
             }

@@ -32,36 +32,123 @@ macro_rules! plain {
 }
 
 const PLAIN: &[Plain] = &[
-    plain!("sysvipc_semaphore_arrays", "Semaphore arrays in use (SEM_INFO semusz).", |s| s.semaphores.as_ref().map(|x| x.arrays as f64)),
-    plain!("sysvipc_semaphore_arrays_limit", "Maximum number of semaphore arrays (SEMMNI, kernel.sem field 4).", |s| lim(|l| l.semmni)(s)),
-    plain!("sysvipc_semaphores", "Semaphores in all arrays (SEM_INFO semaem).", |s| s.semaphores.as_ref().map(|x| x.semaphores as f64)),
-    plain!("sysvipc_semaphores_limit", "Maximum number of semaphores in all arrays (SEMMNS, kernel.sem field 2).", |s| lim(|l| l.semmns)(s)),
-    plain!("sysvipc_semaphores_per_array_limit", "Maximum semaphores per array (SEMMSL, kernel.sem field 1).", |s| lim(|l| l.semmsl)(s)),
-    plain!("sysvipc_semaphore_ops_per_call_limit", "Maximum operations per semop call (SEMOPM, kernel.sem field 3).", |s| lim(|l| l.semopm)(s)),
+    plain!("sysvipc_semaphore_arrays", "Semaphore arrays in use (SEM_INFO semusz).", |s| s
+        .semaphores
+        .as_ref()
+        .map(|x| x.arrays as f64)),
+    plain!(
+        "sysvipc_semaphore_arrays_limit",
+        "Maximum number of semaphore arrays (SEMMNI, kernel.sem field 4).",
+        |s| lim(|l| l.semmni)(s)
+    ),
+    plain!("sysvipc_semaphores", "Semaphores in all arrays (SEM_INFO semaem).", |s| s
+        .semaphores
+        .as_ref()
+        .map(|x| x.semaphores as f64)),
+    plain!(
+        "sysvipc_semaphores_limit",
+        "Maximum number of semaphores in all arrays (SEMMNS, kernel.sem field 2).",
+        |s| lim(|l| l.semmns)(s)
+    ),
+    plain!(
+        "sysvipc_semaphores_per_array_limit",
+        "Maximum semaphores per array (SEMMSL, kernel.sem field 1).",
+        |s| lim(|l| l.semmsl)(s)
+    ),
+    plain!(
+        "sysvipc_semaphore_ops_per_call_limit",
+        "Maximum operations per semop call (SEMOPM, kernel.sem field 3).",
+        |s| lim(|l| l.semopm)(s)
+    ),
     plain!("sysvipc_semaphore_value_limit", "Maximum semaphore value (SEMVMX).", |s| lim(|l| l.semvmx)(s)),
-    plain!("sysvipc_message_queues", "Message queues in use (MSG_INFO msgpool).", |s| s.message_queues.as_ref().map(|x| x.queues as f64)),
-    plain!("sysvipc_message_queues_limit", "Maximum number of message queues (kernel.msgmni).", |s| lim(|l| l.msgmni)(s)),
-    plain!("sysvipc_messages", "Messages queued in all queues (MSG_INFO msgmap).", |s| s.message_queues.as_ref().map(|x| x.messages as f64)),
-    plain!("sysvipc_message_bytes", "Bytes queued in all queues (MSG_INFO msgtql).", |s| s.message_queues.as_ref().map(|x| x.bytes as f64)),
-    plain!("sysvipc_message_size_limit_bytes", "Maximum size of one message in bytes (kernel.msgmax).", |s| lim(|l| l.msgmax)(s)),
-    plain!("sysvipc_message_queue_default_capacity_bytes", "Capacity in bytes given to new queues (kernel.msgmnb).", |s| lim(|l| l.msgmnb)(s)),
-    plain!("sysvipc_shared_memory_segments", "Shared memory segments in use, removed-but-attached ones included (SHM_INFO used_ids).", |s| s.shared_memory.as_ref().map(|x| x.segments as f64)),
-    plain!("sysvipc_shared_memory_segments_limit", "Maximum number of shared memory segments (kernel.shmmni).", |s| lim(|l| l.shmmni)(s)),
-    plain!("sysvipc_shared_memory_bytes", "Sum of the sizes of all shared memory segments in bytes.", |s| s.shared_memory.as_ref().map(|x| x.bytes as f64)),
-    plain!("sysvipc_shared_memory_pages", "Pages charged against SHMALL, each segment rounded up (SHM_INFO shm_tot).", |s| s.shared_memory.as_ref().map(|x| x.pages as f64)),
-    plain!("sysvipc_shared_memory_pages_limit", "Maximum pages in all shared memory segments (kernel.shmall).", |s| lim(|l| l.shmall)(s)),
-    plain!("sysvipc_shared_memory_segment_size_limit_bytes", "Maximum size of one shared memory segment in bytes (kernel.shmmax).", |s| lim(|l| l.shmmax)(s)),
-    plain!("sysvipc_shared_memory_resident_bytes", "Shared memory resident in RAM in bytes (SHM_INFO shm_rss).", |s| s.shared_memory.as_ref().map(|x| x.resident_bytes as f64)),
-    plain!("sysvipc_shared_memory_swapped_bytes", "Shared memory swapped out in bytes (SHM_INFO shm_swp).", |s| s.shared_memory.as_ref().map(|x| x.swapped_bytes as f64)),
-    plain!("sysvipc_shared_memory_orphaned_segments", "Segments nobody has attached that were not removed: memory no process owns.", |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments as f64)),
-    plain!("sysvipc_shared_memory_orphaned_bytes", "Bytes of segments nobody has attached that were not removed.", |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes as f64)),
+    plain!("sysvipc_message_queues", "Message queues in use (MSG_INFO msgpool).", |s| s
+        .message_queues
+        .as_ref()
+        .map(|x| x.queues as f64)),
+    plain!("sysvipc_message_queues_limit", "Maximum number of message queues (kernel.msgmni).", |s| lim(
+        |l| l.msgmni
+    )(s)),
+    plain!("sysvipc_messages", "Messages queued in all queues (MSG_INFO msgmap).", |s| s
+        .message_queues
+        .as_ref()
+        .map(|x| x.messages as f64)),
+    plain!("sysvipc_message_bytes", "Bytes queued in all queues (MSG_INFO msgtql).", |s| s
+        .message_queues
+        .as_ref()
+        .map(|x| x.bytes as f64)),
+    plain!(
+        "sysvipc_message_size_limit_bytes",
+        "Maximum size of one message in bytes (kernel.msgmax).",
+        |s| lim(|l| l.msgmax)(s)
+    ),
+    plain!(
+        "sysvipc_message_queue_default_capacity_bytes",
+        "Capacity in bytes given to new queues (kernel.msgmnb).",
+        |s| lim(|l| l.msgmnb)(s)
+    ),
+    plain!(
+        "sysvipc_shared_memory_segments",
+        "Shared memory segments in use, removed-but-attached ones included (SHM_INFO used_ids).",
+        |s| s.shared_memory.as_ref().map(|x| x.segments as f64)
+    ),
+    plain!(
+        "sysvipc_shared_memory_segments_limit",
+        "Maximum number of shared memory segments (kernel.shmmni).",
+        |s| lim(|l| l.shmmni)(s)
+    ),
+    plain!("sysvipc_shared_memory_bytes", "Sum of the sizes of all shared memory segments in bytes.", |s| s
+        .shared_memory
+        .as_ref()
+        .map(|x| x.bytes as f64)),
+    plain!(
+        "sysvipc_shared_memory_pages",
+        "Pages charged against SHMALL, each segment rounded up (SHM_INFO shm_tot).",
+        |s| s.shared_memory.as_ref().map(|x| x.pages as f64)
+    ),
+    plain!(
+        "sysvipc_shared_memory_pages_limit",
+        "Maximum pages in all shared memory segments (kernel.shmall).",
+        |s| lim(|l| l.shmall)(s)
+    ),
+    plain!(
+        "sysvipc_shared_memory_segment_size_limit_bytes",
+        "Maximum size of one shared memory segment in bytes (kernel.shmmax).",
+        |s| lim(|l| l.shmmax)(s)
+    ),
+    plain!(
+        "sysvipc_shared_memory_resident_bytes",
+        "Shared memory resident in RAM in bytes (SHM_INFO shm_rss).",
+        |s| s.shared_memory.as_ref().map(|x| x.resident_bytes as f64)
+    ),
+    plain!(
+        "sysvipc_shared_memory_swapped_bytes",
+        "Shared memory swapped out in bytes (SHM_INFO shm_swp).",
+        |s| s.shared_memory.as_ref().map(|x| x.swapped_bytes as f64)
+    ),
+    plain!(
+        "sysvipc_shared_memory_orphaned_segments",
+        "Segments nobody has attached that were not removed: memory no process owns.",
+        |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments as f64)
+    ),
+    plain!(
+        "sysvipc_shared_memory_orphaned_bytes",
+        "Bytes of segments nobody has attached that were not removed.",
+        |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes as f64)
+    ),
 ];
 
+/// Reads one per-queue value; `None` when the source does not know it.
+type QueueValue = fn(&MessageQueue) -> Option<u64>;
+
 /// Per-queue gauges, labelled `key`, `id`, `owner`.
-const PER_QUEUE: &[(&str, &str, fn(&MessageQueue) -> Option<u64>)] = &[
+const PER_QUEUE: &[(&str, &str, QueueValue)] = &[
     ("sysvipc_message_queue_messages", "Messages on the queue.", |q| Some(q.messages)),
     ("sysvipc_message_queue_bytes", "Bytes queued on the queue.", |q| Some(q.bytes)),
-    ("sysvipc_message_queue_capacity_bytes", "The queue's capacity in bytes (msg_qbytes); writers block when it is reached.", |q| q.capacity_bytes),
+    (
+        "sysvipc_message_queue_capacity_bytes",
+        "The queue's capacity in bytes (msg_qbytes); writers block when it is reached.",
+        |q| q.capacity_bytes,
+    ),
 ];
 
 const ALERT_STATUSES: [&str; 5] = ["CLEAR", "WARNING", "CRITICAL", "UNDEFINED", "UNINITIALIZED"];
@@ -76,7 +163,9 @@ impl IpcCollector {
         let mut descs = Vec::new();
         let mut add = |name: &str, help: &str, labels: &[&str]| {
             let labels = labels.iter().map(|l| l.to_string()).collect();
-            descs.push(Desc::new(name.into(), help.into(), labels, Default::default()).expect("valid metric name"));
+            descs.push(
+                Desc::new(name.into(), help.into(), labels, Default::default()).expect("valid metric name"),
+            );
         };
         for p in PLAIN {
             add(p.name, p.help, &[]);
@@ -85,11 +174,23 @@ impl IpcCollector {
             add(name, help, &["key", "id", "owner"]);
         }
         add("ipcwatch_build_info", "ipcwatch's version and revision; always 1.", &["version", "revision"]);
-        add("ipcwatch_collector_success", "Whether the collector's last sample succeeded (1) or failed (0).", &["collector"]);
-        add("ipcwatch_collector_duration_seconds", "How long the collector's last sample took.", &["collector"]);
+        add(
+            "ipcwatch_collector_success",
+            "Whether the collector's last sample succeeded (1) or failed (0).",
+            &["collector"],
+        );
+        add(
+            "ipcwatch_collector_duration_seconds",
+            "How long the collector's last sample took.",
+            &["collector"],
+        );
         add("ipcwatch_samples_failed_total", "Samples in which at least one collector failed.", &[]);
         add("ipcwatch_samples_slow_total", "Samples that took longer than the update interval.", &[]);
-        add("ipcwatch_alert_status", "1 for the alert's current status (Netdata's names), 0 for the others.", &["alert", "chart", "status"]);
+        add(
+            "ipcwatch_alert_status",
+            "1 for the alert's current status (Netdata's names), 0 for the others.",
+            &["alert", "chart", "status"],
+        );
         add("ipcwatch_alert_value", "The alert's last computed value.", &["alert", "chart"]);
         IpcCollector { state, descs }
     }
@@ -138,7 +239,8 @@ fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
         f.mut_metric().push(m);
         f
     };
-    let mut build = family("ipcwatch_build_info", "ipcwatch's version and revision; always 1.", MetricType::GAUGE);
+    let mut build =
+        family("ipcwatch_build_info", "ipcwatch's version and revision; always 1.", MetricType::GAUGE);
     build
         .mut_metric()
         .push(gauge(&[("version", &state.build.version), ("revision", &state.build.revision)], 1.0));
@@ -168,17 +270,37 @@ fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
         }
     }
     push(build);
-    let mut success = family("ipcwatch_collector_success", "Whether the collector's last sample succeeded (1) or failed (0).", MetricType::GAUGE);
-    let mut duration = family("ipcwatch_collector_duration_seconds", "How long the collector's last sample took.", MetricType::GAUGE);
+    let mut success = family(
+        "ipcwatch_collector_success",
+        "Whether the collector's last sample succeeded (1) or failed (0).",
+        MetricType::GAUGE,
+    );
+    let mut duration = family(
+        "ipcwatch_collector_duration_seconds",
+        "How long the collector's last sample took.",
+        MetricType::GAUGE,
+    );
     for c in &snap.collectors {
         success.mut_metric().push(gauge(&[("collector", c.name)], if c.ok { 1.0 } else { 0.0 }));
         duration.mut_metric().push(gauge(&[("collector", c.name)], c.duration_seconds));
     }
     push(success);
     push(duration);
-    push(counter("ipcwatch_samples_failed_total", "Samples in which at least one collector failed.", sample.failed_samples as f64));
-    push(counter("ipcwatch_samples_slow_total", "Samples that took longer than the update interval.", sample.slow_samples as f64));
-    let mut status = family("ipcwatch_alert_status", "1 for the alert's current status (Netdata's names), 0 for the others.", MetricType::GAUGE);
+    push(counter(
+        "ipcwatch_samples_failed_total",
+        "Samples in which at least one collector failed.",
+        sample.failed_samples as f64,
+    ));
+    push(counter(
+        "ipcwatch_samples_slow_total",
+        "Samples that took longer than the update interval.",
+        sample.slow_samples as f64,
+    ));
+    let mut status = family(
+        "ipcwatch_alert_status",
+        "1 for the alert's current status (Netdata's names), 0 for the others.",
+        MetricType::GAUGE,
+    );
     let mut value = family("ipcwatch_alert_value", "The alert's last computed value.", MetricType::GAUGE);
     for a in &sample.alerts {
         for s in ALERT_STATUSES {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub web: Web,
@@ -99,19 +99,6 @@ impl Default for Alerts {
         Alerts { rules: None, exec: None, exec_timeout: 10, alertmanagers: Vec::new(), instance: None }
     }
 }
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            web: Web::default(),
-            sampling: Sampling::default(),
-            charts: Charts::default(),
-            log: Log::default(),
-            alerts: Alerts::default(),
-            source: None,
-        }
-    }
-}
-
 /// A configuration problem, already phrased for the operator (`file:line: key: problem`).
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -157,17 +144,26 @@ impl Config {
         for a in &self.web.listen_addresses {
             let ok = match a.strip_prefix(':') {
                 Some(port) => port.parse::<u16>().is_ok(),
-                None => a.parse::<std::net::SocketAddr>().is_ok() || a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                None => {
+                    a.parse::<std::net::SocketAddr>().is_ok()
+                        || a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                }
             };
             if !ok {
                 return Err(("listen_addresses", format!("`{a}` is not host:port or :port")));
             }
         }
         if !(1..=3600).contains(&self.sampling.update_every) {
-            return Err(("update_every", format!("{} is not between 1 and 3600 seconds", self.sampling.update_every)));
+            return Err((
+                "update_every",
+                format!("{} is not between 1 and 3600 seconds", self.sampling.update_every),
+            ));
         }
         if self.charts.history < self.sampling.update_every || self.charts.history > 7 * 86400 {
-            return Err(("history", format!("{} is not between update_every and 604800 seconds", self.charts.history)));
+            return Err((
+                "history",
+                format!("{} is not between update_every and 604800 seconds", self.charts.history),
+            ));
         }
         if self.charts.max_queue_dimensions > 100_000 {
             return Err(("max_queue_dimensions", "must be at most 100000".into()));
@@ -193,6 +189,7 @@ impl Config {
     }
 
     /// A path from the config, resolved against the config file's folder when relative.
+    #[allow(dead_code)] // used by the alert engine's rules path
     pub fn resolve(&self, p: &Path) -> PathBuf {
         match (&self.source, p.is_relative()) {
             (Some(src), true) => src.parent().unwrap_or(Path::new(".")).join(p),
@@ -239,8 +236,7 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_folder() {
-        let mut c = Config::default();
-        c.source = Some(PathBuf::from("/etc/ipcwatch/ipcwatch.toml"));
+        let c = Config { source: Some(PathBuf::from("/etc/ipcwatch/ipcwatch.toml")), ..Default::default() };
         assert_eq!(c.resolve(Path::new("rules")), PathBuf::from("/etc/ipcwatch/rules"));
         assert_eq!(c.resolve(Path::new("/abs")), PathBuf::from("/abs"));
     }

@@ -31,7 +31,12 @@ pub fn build_info() -> BuildInfo {
 
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP; `overrides` re-applies
 /// the command-line flags on top of it each time.
-pub fn run(config: Config, config_path: Option<PathBuf>, overrides: impl Fn(&mut Config) + Send + 'static, log: LogHandle) -> anyhow::Result<()> {
+pub fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    overrides: impl Fn(&mut Config) + Send + 'static,
+    log: LogHandle,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,7 +46,12 @@ pub fn run(config: Config, config_path: Option<PathBuf>, overrides: impl Fn(&mut
     runtime.block_on(serve(config, config_path, overrides, log))
 }
 
-async fn serve(config: Config, config_path: Option<PathBuf>, overrides: impl Fn(&mut Config), log: LogHandle) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    overrides: impl Fn(&mut Config),
+    log: LogHandle,
+) -> anyhow::Result<()> {
     let listeners = ipcwatch_exporter::bind(&config.web.listen_addresses).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
@@ -110,7 +120,11 @@ fn monotonic() -> NotifyState<'static> {
     NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0))
 }
 
-fn reload(path: &Option<PathBuf>, overrides: &impl Fn(&mut Config), current: &Config) -> anyhow::Result<Config> {
+fn reload(
+    path: &Option<PathBuf>,
+    overrides: &impl Fn(&mut Config),
+    current: &Config,
+) -> anyhow::Result<Config> {
     let mut new = match path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -171,7 +185,11 @@ impl Loop {
         if !snapshot.ok() {
             self.failed += 1;
             for c in snapshot.collectors.iter().filter(|c| !c.ok) {
-                tracing::warn!(collector = c.name, error = c.error.as_deref().unwrap_or(""), "collector failed");
+                tracing::warn!(
+                    collector = c.name,
+                    error = c.error.as_deref().unwrap_or(""),
+                    "collector failed"
+                );
             }
         }
         for w in &snapshot.warnings {
@@ -218,7 +236,12 @@ fn registry_config(c: &Config) -> RegistryConfig {
     RegistryConfig { history_rows: c.history_rows(), max_queue_dimensions: c.charts.max_queue_dimensions }
 }
 
-fn sampling_loop(config: Config, state: Arc<State>, control: mpsc::Receiver<Control>, first: tokio::sync::oneshot::Sender<()>) {
+fn sampling_loop(
+    config: Config,
+    state: Arc<State>,
+    control: mpsc::Receiver<Control>,
+    first: tokio::sync::oneshot::Sender<()>,
+) {
     let watchdog = sd_notify::watchdog_enabled();
     let mut last_ping = Instant::now();
     let mut lp = Loop::new(config);

@@ -23,7 +23,8 @@ pub fn init(level: LogLevel) -> LogHandle {
     // systemd's journal stamps every line itself.
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    let fmt =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     if under_systemd {
         tracing_subscriber::registry().with(layer).with(fmt.without_time()).init();
     } else {

@@ -121,7 +121,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Some(Command::CheckConfig { file }) => {
-            let path = file.clone().or_else(|| cli.config.clone()).context("give a file: ipcwatch check-config FILE")?;
+            let path = file
+                .clone()
+                .or_else(|| cli.config.clone())
+                .context("give a file: ipcwatch check-config FILE")?;
             Config::load(&path)?;
             println!("{}: valid", path.display());
             Ok(ExitCode::SUCCESS)

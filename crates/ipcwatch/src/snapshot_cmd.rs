@@ -46,7 +46,8 @@ fn show(v: Option<u64>) -> String {
 /// The human-readable report.
 pub fn render_table(s: &Snapshot) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", "RESOURCE", "DESCRIPTION", "LIMIT", "USED", "USE%");
+    let _ =
+        writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", "RESOURCE", "DESCRIPTION", "LIMIT", "USED", "USE%");
     for r in rows(s) {
         let used = r.used.map_or("-".to_string(), |u| u.to_string());
         let pct = match (r.used, r.limit) {
@@ -55,7 +56,15 @@ pub fn render_table(s: &Snapshot) -> String {
             _ => "-".into(),
         };
         let used = if r.used.is_none() && r.resource_has_usage() { "?".into() } else { used };
-        let _ = writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", r.resource, r.description, show(r.limit), used, pct);
+        let _ = writeln!(
+            out,
+            "{:<8} {:<42} {:>20} {:>10} {:>7}",
+            r.resource,
+            r.description,
+            show(r.limit),
+            used,
+            pct
+        );
     }
     out.push('\n');
     match &s.semaphores {

@@ -38,7 +38,10 @@ fn main() {
     }
     std::fs::write("/proc/sys/kernel/shmmni", "32768\n").expect("raise SHMMNI in the namespace");
 
-    println!("{:>7} {:>14} {:>14} {:>8} {:>14} {:>8}", "N", "raw read", "snapshot", "ratio", "snapshot+rss", "ratio");
+    println!(
+        "{:>7} {:>14} {:>14} {:>8} {:>14} {:>8}",
+        "N", "raw read", "snapshot", "ratio", "snapshot+rss", "ratio"
+    );
     let mut made = 0;
     for n in [0usize, 1_000, 10_000] {
         while made < n {

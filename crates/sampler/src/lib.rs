@@ -205,7 +205,9 @@ impl Sampler {
         };
         let i = info.value;
         let segments = i.used_ids as u64;
-        let totals = |items| shm_totals(segments, i.shm_tot, i.shm_rss * page, i.shm_swp * page, items);
+        let (pages, rss, swp) = (sys::ulong(i.shm_tot), sys::ulong(i.shm_rss), sys::ulong(i.shm_swp));
+        let totals =
+            |items| shm_totals(segments, pages, rss.saturating_mul(page), swp.saturating_mul(page), items);
         let mut outcome = match walk(info.max_index, segments, sys::shm_stat_any) {
             Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
             Ok(None) => return self.items_from_text("sysvipc/shm", procfs::parse_shm, totals, warnings),
@@ -274,10 +276,10 @@ impl Sampler {
         }
         match auto.then(sys::shm_limits) {
             Some(Ok(i)) => {
-                limits.shmmni = Some(i.value.shmmni as u64);
-                limits.shmmax = Some(i.value.shmmax as u64);
-                limits.shmall = Some(i.value.shmall as u64);
-                limits.shmmin = Some(i.value.shmmin as u64);
+                limits.shmmni = Some(sys::ulong(i.value.shmmni));
+                limits.shmmax = Some(sys::ulong(i.value.shmmax));
+                limits.shmall = Some(sys::ulong(i.value.shmall));
+                limits.shmmin = Some(sys::ulong(i.value.shmmin));
             }
             failed => {
                 used_text = true;

@@ -49,6 +49,12 @@ pub struct Info<T> {
     pub value: T,
 }
 
+/// `unsigned long` as u64: a no-op on 64-bit targets, a widening on 32-bit ones.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+pub fn ulong(v: libc::c_ulong) -> u64 {
+    v as u64
+}
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -116,7 +122,7 @@ pub fn sem_stat_any(index: i32) -> io::Result<Option<SemaphoreArray>> {
         id: ret,
         owner: ds.sem_perm.uid,
         mode: u32::from(ds.sem_perm.mode) & 0o777,
-        semaphores: ds.sem_nsems as u64,
+        semaphores: ulong(ds.sem_nsems),
         last_op_time: ds.sem_otime,
         changed_time: ds.sem_ctime,
     }))
@@ -230,7 +236,7 @@ pub mod testkit {
         let header = std::mem::size_of::<libc::c_long>();
         let mut buf = vec![0u8; header + size];
         buf[..header].copy_from_slice(&(1 as libc::c_long).to_ne_bytes()); // mtype 1
-        // SAFETY: buf holds a c_long mtype followed by `size` bytes of text, as msgsnd requires.
+                                                                           // SAFETY: buf holds a c_long mtype followed by `size` bytes of text, as msgsnd requires.
         let ret = unsafe { libc::msgsnd(id, buf.as_ptr().cast(), size, libc::IPC_NOWAIT) };
         if ret == 0 {
             return Ok(true);

@@ -30,7 +30,10 @@ fn text_path_gives_the_kernel_totals() {
     let l = s.limits;
     assert_eq!((l.semmsl, l.semmns, l.semopm, l.semmni), (Some(250), Some(20), Some(32), Some(10)));
     assert_eq!((l.msgmni, l.msgmax, l.msgmnb), (Some(32000), Some(8192), Some(16384)));
-    assert_eq!((l.shmmni, l.shmmax, l.shmall), (Some(4096), Some(18446744073692774399), Some(18446744073692774399)));
+    assert_eq!(
+        (l.shmmni, l.shmmax, l.shmall),
+        (Some(4096), Some(18446744073692774399), Some(18446744073692774399))
+    );
     assert_eq!((l.semvmx, l.shmmin), (Some(32767), Some(1)));
     assert!(s.collectors.iter().all(|c| c.source == Origin::Procfs));
 }

@@ -53,10 +53,8 @@ fn shm_rows_parse_flags_and_memory() {
 #[test]
 fn shm_without_rss_columns_parses_as_unknown_memory() {
     // Kernels before 2.6.37 end the row at ctime.
-    let old: String = SHM
-        .lines()
-        .map(|l| l.split_whitespace().take(14).collect::<Vec<_>>().join(" ") + "\n")
-        .collect();
+    let old: String =
+        SHM.lines().map(|l| l.split_whitespace().take(14).collect::<Vec<_>>().join(" ") + "\n").collect();
     let p = parse_shm(&old).unwrap();
     assert_eq!(p.items.len(), 3);
     assert!(p.items.iter().all(|s| s.resident_bytes.is_none() && s.swapped_bytes.is_none()));

@@ -1,0 +1,58 @@
+//! The server on a real socket: readiness before and after the first sample, request limits.
+
+use std::time::Duration;
+
+use ipcwatch_exporter::{bind, serve, BuildInfo, Sample, State};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn ready_only_after_the_first_sample() {
+    let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
+    let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
+    let port = listeners[0].local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listeners, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 503"));
+    assert!(get(port, "/-/healthy").await.starts_with("HTTP/1.1 200"));
+    let before = get(port, "/metrics").await;
+    assert!(before.contains("ipcwatch_build_info{version=\"t\",revision=\"r\"} 1"), "{before}");
+    assert!(!before.contains("sysvipc_"), "no IPC figures before the first sample: {before}");
+    state.publish(Sample::default());
+    assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 200"));
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
+    let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
+    let port = listeners[0].local_addr().unwrap().port();
+    tokio::spawn(serve(listeners, state, std::future::pending()));
+    // A request head beyond the limit is refused, not buffered forever.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let huge = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let _ = s.write_all(huge.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+    let body = get(port, "/metrics").await;
+    assert!(body.starts_with("HTTP/1.1 200"));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
+}
