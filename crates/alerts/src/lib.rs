@@ -1,1 +1,13 @@
+//! An alert engine that reads Netdata's health-configuration syntax, so a Netdata user's
+//! rules port unchanged, and evaluates them against ipcwatch's charts with Netdata's
+//! statuses, hysteresis idiom, delays and repeats.
+//!
+//! * [`rules`] parses rule files; [`expr`] is the expression language.
+//! * [`Engine`] is the state machine, driven by the caller's clock.
 
+pub mod engine;
+pub mod expr;
+pub mod rules;
+
+pub use engine::{Alert, Engine, Host, Notification, Outcome, Status, Transition};
+pub use rules::{load, Rule, RuleError};

@@ -1,0 +1,553 @@
+//! The state machine. Each rule runs on every chart it matches (an *alert*). Every `every`
+//! seconds, the alert computes `lookup`, `calc`, then `crit` and `warn`, and moves between
+//! Netdata's statuses. A status change is logged at once. Its notification waits out the
+//! rule's `delay`, and is dropped if the alert returns to the last notified status meanwhile.
+
+use std::sync::Arc;
+
+use ipcwatch_charts::{Chart, Registry};
+use serde_json::{json, Map, Value};
+
+use crate::rules::{Expression, Rule, RuleKind};
+
+/// Netdata's statuses, with Netdata's numbers (`$status >= $WARNING` depends on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Removed = -2,
+    Undefined = -1,
+    Uninitialized = 0,
+    Clear = 1,
+    Raised = 2,
+    Warning = 3,
+    Critical = 4,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Removed => "REMOVED",
+            Status::Undefined => "UNDEFINED",
+            Status::Uninitialized => "UNINITIALIZED",
+            Status::Clear => "CLEAR",
+            Status::Raised => "RAISED",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        self as i32 as f64
+    }
+
+    fn from_constant(name: &str) -> Option<Status> {
+        Some(match name {
+            "REMOVED" => Status::Removed,
+            "UNDEFINED" => Status::Undefined,
+            "UNINITIALIZED" => Status::Uninitialized,
+            "CLEAR" => Status::Clear,
+            "RAISED" => Status::Raised,
+            "WARNING" => Status::Warning,
+            "CRITICAL" => Status::Critical,
+            _ => return None,
+        })
+    }
+
+    pub fn is_raised(self) -> bool {
+        self >= Status::Raised
+    }
+}
+
+/// The host the rules run on: `os`, `hosts` and `host labels` lines match against it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub hostname: String,
+    pub os: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Host {
+    pub fn this_machine() -> Host {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        Host { labels: vec![("_os".into(), "linux".into()), ("_hostname".into(), hostname.clone())], hostname, os: "linux".into() }
+    }
+
+    fn admits(&self, rule: &Rule) -> bool {
+        rule.os.as_ref().is_none_or(|p| p.matches(&self.os))
+            && rule.hosts.as_ref().is_none_or(|p| p.matches(&self.hostname))
+            && rule.host_labels.as_ref().is_none_or(|p| self.labels.iter().any(|(k, v)| p.matches(&format!("{k}={v}"))))
+    }
+}
+
+/// A notification to deliver (exec, Alertmanager): Netdata's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub host: String,
+    pub unique_id: u64,
+    pub alarm_id: u64,
+    pub when: f64,
+    pub name: String,
+    pub chart: String,
+    pub family: String,
+    pub status: Status,
+    pub old_status: Status,
+    pub value: f64,
+    pub old_value: f64,
+    pub value_string: String,
+    pub source: String,
+    pub duration: f64,
+    pub non_clear_duration: f64,
+    pub units: String,
+    pub summary: String,
+    pub info: String,
+    pub to: String,
+    pub exec: Option<String>,
+    pub class: String,
+    pub type_: String,
+    pub component: String,
+    /// A re-send of an unchanged raised status (`repeat:`).
+    pub repeat: bool,
+}
+
+/// A status change, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub name: String,
+    pub chart: String,
+    pub old_status: Status,
+    pub status: Status,
+    pub value: f64,
+    pub error: Option<String>,
+    /// Seconds until its notification goes out (if one will).
+    pub delay: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub transitions: Vec<Transition>,
+    pub notifications: Vec<Notification>,
+}
+
+/// One rule on one chart.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub rule: Arc<Rule>,
+    pub chart: String,
+    pub family: String,
+    pub id: u64,
+    pub status: Status,
+    pub value: f64,
+    pub old_value: f64,
+    pub last_status_change: f64,
+    pub last_updated: f64,
+    pub next_update: f64,
+    pub every: f64,
+    /// Why the last evaluation gave no value.
+    pub error: Option<String>,
+    last_raised_since: f64,
+    delay_up_current: f64,
+    delay_down_current: f64,
+    delay_up_to: f64,
+    delay_last: f64,
+    pending: Option<(f64, Notification)>,
+    last_notified: Option<Status>,
+    last_notified_at: f64,
+    last_repeat: f64,
+    times_repeat: u64,
+}
+
+pub struct Engine {
+    host: Host,
+    rules: Vec<Arc<Rule>>,
+    alerts: Vec<Alert>,
+    update_every: f64,
+    next_unique_id: u64,
+}
+
+struct Scope<'a> {
+    alert: &'a Alert,
+    chart: &'a Chart,
+    registry: &'a Registry,
+    this: f64,
+    now: f64,
+    update_every: f64,
+}
+
+impl Scope<'_> {
+    fn get(&self, name: &str) -> Option<f64> {
+        let rule = &self.alert.rule;
+        let lookup = rule.lookup.as_ref();
+        match name {
+            "this" => return Some(self.this),
+            "status" => return Some(self.alert.status.value()),
+            "now" => return Some(self.now),
+            "after" => return Some(lookup.map_or(self.now, |l| self.now + l.after)),
+            "before" => return Some(lookup.map_or(self.now, |l| self.now + l.before)),
+            "last_collected_t" => return Some(self.chart.last_collected.unwrap_or(f64::NAN)),
+            "update_every" => return Some(self.update_every),
+            "green" => return Some(rule.green.unwrap_or(f64::NAN)),
+            "red" => return Some(rule.red.unwrap_or(f64::NAN)),
+            _ => {}
+        }
+        if let Some(s) = Status::from_constant(name) {
+            return Some(s.value());
+        }
+        if let Some(d) = self.chart.dimension(name) {
+            return Some(d.last().unwrap_or(f64::NAN));
+        }
+        if let Some(v) = self.chart.variables.get(name) {
+            return Some(*v);
+        }
+        // Other charts' variables act as host variables.
+        self.registry.charts().iter().find_map(|c| c.variables.get(name).copied())
+    }
+}
+
+fn format_value(v: f64, units: &str) -> String {
+    if v.is_nan() {
+        return "-".into();
+    }
+    let s = if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.7}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    format!("{s}{units}")
+}
+
+impl Engine {
+    /// `update_every` is the charts' collection interval: the default `every`.
+    pub fn new(rules: Vec<Rule>, host: Host, update_every: f64) -> Engine {
+        let mut e = Engine { host, rules: Vec::new(), alerts: Vec::new(), update_every, next_unique_id: 1 };
+        e.set_rules(rules);
+        e
+    }
+
+    /// Replaces the rules (a reload). Alerts whose rule name and chart survive keep their state.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.rules = rules.into_iter().filter(|r| self.host.admits(r)).map(Arc::new).collect();
+        let rules = &self.rules;
+        self.alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
+        for a in &mut self.alerts {
+            if let Some(r) = rules.iter().find(|r| r.name == a.rule.name) {
+                a.rule = r.clone();
+            }
+        }
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    /// The charts a rule applies to.
+    fn charts_for<'r>(rule: &Rule, registry: &'r Registry) -> Vec<&'r Chart> {
+        // Our charts carry no labels: a `chart labels` pattern must accept the empty label set.
+        if rule.chart_labels.as_ref().is_some_and(|p| !p.matches("")) {
+            return Vec::new();
+        }
+        match rule.kind {
+            RuleKind::Alarm => registry.chart(&rule.on).into_iter().collect(),
+            RuleKind::Template => registry.charts().iter().filter(|c| c.context == rule.on).collect(),
+        }
+    }
+
+    /// Creates alerts for new rule × chart pairs; marks alerts whose chart is gone REMOVED.
+    fn sync(&mut self, registry: &Registry, now: f64, out: &mut Outcome) {
+        for rule in &self.rules {
+            for chart in Self::charts_for(rule, registry) {
+                if !self.alerts.iter().any(|a| a.rule.name == rule.name && a.chart == chart.id) {
+                    let id = self.next_unique_id;
+                    self.next_unique_id += 1;
+                    let every = rule.every.or(rule.lookup.as_ref().and_then(|l| l.every)).unwrap_or(self.update_every);
+                    self.alerts.push(Alert {
+                        rule: rule.clone(),
+                        chart: chart.id.to_string(),
+                        family: chart.family.to_string(),
+                        id,
+                        status: Status::Uninitialized,
+                        value: f64::NAN,
+                        old_value: f64::NAN,
+                        last_status_change: now,
+                        last_updated: 0.0,
+                        next_update: now,
+                        every,
+                        error: None,
+                        last_raised_since: 0.0,
+                        delay_up_current: rule.delay.up,
+                        delay_down_current: rule.delay.down,
+                        delay_up_to: 0.0,
+                        delay_last: 0.0,
+                        pending: None,
+                        last_notified: None,
+                        last_notified_at: 0.0,
+                        last_repeat: 0.0,
+                        times_repeat: 0,
+                    });
+                }
+            }
+        }
+        let host = self.host.hostname.clone();
+        for i in 0..self.alerts.len() {
+            let gone = registry.chart(&self.alerts[i].chart).is_none();
+            if gone && self.alerts[i].status != Status::Removed {
+                let a = &mut self.alerts[i];
+                change_status(a, Status::Removed, f64::NAN, None, now, &host, &mut self.next_unique_id, out);
+            }
+        }
+    }
+
+    /// Evaluates every alert that is due at `now` (Unix seconds) and releases the
+    /// notifications whose delay has passed.
+    pub fn evaluate(&mut self, registry: &Registry, now: f64) -> Outcome {
+        let mut out = Outcome::default();
+        self.sync(registry, now, &mut out);
+        let host = self.host.hostname.clone();
+        for i in 0..self.alerts.len() {
+            let a = &self.alerts[i];
+            if a.status == Status::Removed || now + 1e-6 < a.next_update {
+                continue;
+            }
+            let Some(chart) = registry.chart(&a.chart) else { continue };
+            let (status, value, error) = compute(a, chart, registry, now, self.update_every);
+            let a = &mut self.alerts[i];
+            a.last_updated = now;
+            a.next_update = now + a.every;
+            a.error = error.clone();
+            if status != a.status {
+                change_status(a, status, value, error, now, &host, &mut self.next_unique_id, &mut out);
+            } else {
+                a.value = value;
+            }
+        }
+        for a in &mut self.alerts {
+            release(a, now, &host, &mut self.next_unique_id, &mut out);
+        }
+        out
+    }
+
+    /// `/api/v1/alarms` in Netdata's shape; `all` includes alerts that are not raised.
+    pub fn alarms_json(&self, all: bool, now: f64) -> String {
+        let mut alarms = Map::new();
+        for a in self.alerts.iter().filter(|a| all || a.status.is_raised()) {
+            let r = &a.rule;
+            let expr = |e: &Option<Expression>| e.as_ref().map(|e| e.text.clone());
+            let parsed = |e: &Option<Expression>| e.as_ref().map(|e| e.expr.to_string());
+            let units = r.units.clone().unwrap_or_default();
+            alarms.insert(
+                format!("{}.{}", a.chart, r.name),
+                json!({
+                    "id": a.id,
+                    "name": r.name,
+                    "chart": a.chart,
+                    "family": a.family,
+                    "class": r.class.clone().unwrap_or_else(|| "Unknown".into()),
+                    "component": r.component.clone().unwrap_or_else(|| "Unknown".into()),
+                    "type": r.type_.clone().unwrap_or_else(|| "Unknown".into()),
+                    "active": true,
+                    "disabled": false,
+                    "silenced": r.to.as_deref() == Some("silent"),
+                    "exec": r.exec,
+                    "recipient": r.to.clone().unwrap_or_else(|| "root".into()),
+                    "source": r.source(),
+                    "units": units,
+                    "summary": r.summary.clone().unwrap_or_else(|| r.name.clone()),
+                    "info": r.info.clone().unwrap_or_default(),
+                    "status": a.status.name(),
+                    "last_status_change": a.last_status_change as i64,
+                    "last_updated": a.last_updated as i64,
+                    "next_update": a.next_update as i64,
+                    "update_every": a.every as i64,
+                    "delay_up_duration": r.delay.up as i64,
+                    "delay_down_duration": r.delay.down as i64,
+                    "delay_max_duration": r.delay.max as i64,
+                    "delay_multiplier": r.delay.multiplier,
+                    "delay": a.delay_last as i64,
+                    "delay_up_to_timestamp": a.delay_up_to as i64,
+                    "warn_repeat_every": (r.repeat.warning as i64).to_string(),
+                    "crit_repeat_every": (r.repeat.critical as i64).to_string(),
+                    "value_string": format_value(a.value, &units),
+                    "last_repeat": (a.last_repeat as i64).to_string(),
+                    "times_repeat": a.times_repeat,
+                    "calc": expr(&r.calc),
+                    "calc_parsed": parsed(&r.calc),
+                    "warn": expr(&r.warn),
+                    "warn_parsed": parsed(&r.warn),
+                    "crit": expr(&r.crit),
+                    "crit_parsed": parsed(&r.crit),
+                    "green": r.green,
+                    "red": r.red,
+                    "value": if a.value.is_finite() { json!(a.value) } else { Value::Null },
+                }),
+            );
+        }
+        let doc = json!({
+            "hostname": self.host.hostname,
+            "latest_alarm_log_unique_id": self.next_unique_id - 1,
+            "status": true,
+            "now": now as i64,
+            "alarms": alarms,
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Runs lookup, calc, crit and warn for one alert.
+fn compute(a: &Alert, chart: &Chart, registry: &Registry, now: f64, update_every: f64) -> (Status, f64, Option<String>) {
+    let rule = &a.rule;
+    let mut this = f64::NAN;
+    if let Some(l) = &rule.lookup {
+        this = chart.lookup(l.method, now, l.after, l.before, l.of.as_deref());
+        if l.percentage {
+            let total = chart.lookup(l.method, now, l.after, l.before, None);
+            this = this * 100.0 / total;
+        }
+        if l.absolute {
+            this = this.abs();
+        }
+    }
+    let mut scope = Scope { alert: a, chart, registry, this, now, update_every };
+    if let Some(calc) = &rule.calc {
+        match calc.expr.evaluate(&|n: &str| scope.get(n)) {
+            Ok(v) => scope.this = v,
+            Err(e) => return (Status::Undefined, f64::NAN, Some(format!("calc: {e}"))),
+        }
+    } else if !scope.this.is_finite() {
+        let why = if rule.lookup.is_some() { "lookup found no data" } else { "no lookup or calc" };
+        return (Status::Undefined, f64::NAN, Some(why.into()));
+    }
+    let value = scope.this;
+    let test = |e: &Option<Expression>| -> Option<Result<bool, String>> {
+        e.as_ref().map(|e| e.expr.evaluate(&|n: &str| scope.get(n)).map(|v| v != 0.0).map_err(|err| err.to_string()))
+    };
+    let (crit, warn) = (test(&rule.crit), test(&rule.warn));
+    let status = match (&crit, &warn) {
+        (Some(Ok(true)), _) => Status::Critical,
+        (_, Some(Ok(true))) => Status::Warning,
+        (Some(Ok(false)), _) | (_, Some(Ok(false))) | (None, None) => Status::Clear,
+        _ => Status::Undefined,
+    };
+    let error = [("crit", crit), ("warn", warn)]
+        .into_iter()
+        .find_map(|(k, r)| match r {
+            Some(Err(e)) => Some(format!("{k}: {e}")),
+            _ => None,
+        });
+    (status, value, error)
+}
+
+fn notification(a: &Alert, old_status: Status, now: f64, host: &str, unique_id: u64, repeat: bool) -> Notification {
+    let r = &a.rule;
+    let units = r.units.clone().unwrap_or_default();
+    Notification {
+        host: host.to_string(),
+        unique_id,
+        alarm_id: a.id,
+        when: now,
+        name: r.name.clone(),
+        chart: a.chart.clone(),
+        family: a.family.clone(),
+        status: a.status,
+        old_status,
+        value: a.value,
+        old_value: a.old_value,
+        value_string: format_value(a.value, &units),
+        source: r.source(),
+        duration: now - a.last_status_change,
+        non_clear_duration: if a.status.is_raised() { now - a.last_raised_since } else { 0.0 },
+        units,
+        summary: r.summary.clone().unwrap_or_else(|| r.name.clone()),
+        info: r.info.clone().unwrap_or_default(),
+        to: r.to.clone().unwrap_or_else(|| "root".into()),
+        exec: r.exec.clone(),
+        class: r.class.clone().unwrap_or_else(|| "Unknown".into()),
+        type_: r.type_.clone().unwrap_or_else(|| "Unknown".into()),
+        component: r.component.clone().unwrap_or_else(|| "Unknown".into()),
+        repeat,
+    }
+}
+
+/// Records a status change and schedules its notification after Netdata's delay.
+#[allow(clippy::too_many_arguments)]
+fn change_status(a: &mut Alert, status: Status, value: f64, error: Option<String>, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) {
+    let old = a.status;
+    let d = a.rule.delay;
+    // A change after the previous delay ran out starts from the configured delays; one that
+    // comes while a delay is still running multiplies them (bounded by max).
+    if now > a.delay_up_to {
+        a.delay_up_current = d.up;
+        a.delay_down_current = d.down;
+    } else {
+        a.delay_up_current = (a.delay_up_current * d.multiplier).min(d.max);
+        a.delay_down_current = (a.delay_down_current * d.multiplier).min(d.max);
+    }
+    let delay = if status > old { a.delay_up_current } else { a.delay_down_current };
+    a.delay_last = delay;
+    a.delay_up_to = now + delay;
+    if status.is_raised() && !old.is_raised() {
+        a.last_raised_since = now;
+    }
+    a.old_value = a.value;
+    a.value = value;
+    a.status = status;
+    a.last_status_change = now;
+    let id = *ids;
+    *ids += 1;
+    a.pending = Some((now + delay, notification(a, old, now, host, id, false)));
+    out.transitions.push(Transition { name: a.rule.name.clone(), chart: a.chart.clone(), old_status: old, status, value, error, delay });
+}
+
+/// Sends the pending notification once its delay has passed, if it still says something new;
+/// re-sends raised ones per `repeat:`.
+fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) {
+    if let Some((due, _)) = &a.pending {
+        if now + 1e-6 < *due {
+            return;
+        }
+        let (_, n) = a.pending.take().expect("checked above");
+        let last = a.last_notified.unwrap_or(Status::Clear);
+        let news = match n.status {
+            // Netdata sends nothing for its internal statuses. We send REMOVED only to end a
+            // raised notification (Alertmanager needs the resolution).
+            Status::Removed => last.is_raised(),
+            Status::Undefined | Status::Uninitialized => false,
+            Status::Clear => last.is_raised() && !a.rule.no_clear_notification,
+            s => s != last,
+        };
+        if news {
+            a.last_notified = Some(n.status);
+            a.last_notified_at = now;
+            if a.rule.to.as_deref() != Some("silent") {
+                out.notifications.push(Notification { when: now, ..n });
+            }
+        } else if n.status == Status::Clear && last.is_raised() {
+            // no-clear-notification: the alert is over as far as delivery is concerned.
+            a.last_notified = Some(Status::Clear);
+        }
+        return;
+    }
+    let every = match a.last_notified {
+        Some(Status::Warning) if a.status == Status::Warning => a.rule.repeat.warning,
+        Some(Status::Critical) if a.status == Status::Critical => a.rule.repeat.critical,
+        _ => 0.0,
+    };
+    if every > 0.0 && now + 1e-6 >= a.last_notified_at + every {
+        a.last_notified_at = now;
+        a.last_repeat = now;
+        a.times_repeat += 1;
+        let id = *ids;
+        *ids += 1;
+        if a.rule.to.as_deref() != Some("silent") {
+            let old = a.status;
+            out.notifications.push(notification(a, old, now, host, id, true));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

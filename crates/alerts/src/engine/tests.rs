@@ -1,0 +1,234 @@
+//! The state machine on a controllable clock: every evaluation is given its time.
+
+use std::path::Path;
+
+use ipcwatch_charts::{Registry, RegistryConfig};
+use ipcwatch_sampler::{Limits, Semaphores, Snapshot};
+
+use super::*;
+use crate::rules;
+
+fn host() -> Host {
+    Host { hostname: "test".into(), os: "linux".into(), labels: vec![("_os".into(), "linux".into())] }
+}
+
+fn shipped() -> Vec<Rule> {
+    let (rules, errors) = rules::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../alerts/ipc.conf"));
+    assert!(errors.is_empty());
+    rules
+}
+
+fn only(name: &str) -> Vec<Rule> {
+    shipped().into_iter().filter(|r| r.name == name).collect()
+}
+
+fn custom(text: &str) -> Vec<Rule> {
+    let (rules, errors) = rules::parse(text, Path::new("t.conf"));
+    assert!(errors.is_empty(), "{errors:?}");
+    rules
+}
+
+/// A host with SEMMNI = 10 and SEMMNS = 20.
+struct World {
+    registry: Registry,
+    engine: Engine,
+}
+
+impl World {
+    fn new(rules: Vec<Rule>) -> World {
+        World { registry: Registry::new(RegistryConfig::default()), engine: Engine::new(rules, host(), 1.0) }
+    }
+
+    /// Collects `arrays` arrays at time `t` and evaluates.
+    fn at(&mut self, t: f64, arrays: u64) -> Outcome {
+        self.sample(t, Some(arrays), Some(10))
+    }
+
+    fn sample(&mut self, t: f64, arrays: Option<u64>, semmni: Option<u64>) -> Outcome {
+        let snap = Snapshot {
+            timestamp: t,
+            semaphores: arrays.map(|a| Semaphores { arrays: a, semaphores: a * 2, items: vec![] }),
+            limits: Limits { semmni, semmns: Some(20), ..Default::default() },
+            ..Default::default()
+        };
+        self.registry.update(&snap);
+        self.engine.evaluate(&self.registry, t)
+    }
+
+    fn status(&self, name: &str) -> Status {
+        self.engine.alerts().iter().find(|a| a.rule.name == name).unwrap().status
+    }
+}
+
+fn sent(o: &Outcome) -> Vec<&'static str> {
+    o.notifications.iter().map(|n| n.status.name()).collect()
+}
+
+const T0: f64 = 1_800_000_000.0;
+
+#[test]
+fn semaphore_arrays_used_raises_and_clears_like_netdata() {
+    let mut w = World::new(only("semaphore_arrays_used"));
+    assert!(w.engine.alerts().is_empty());
+    let o = w.at(T0, 9);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Warning, "90% > 80%");
+    assert_eq!(o.transitions[0].old_status, Status::Uninitialized);
+    assert_eq!(o.transitions[0].value, 90.0);
+    assert_eq!(sent(&o), ["WARNING"], "no delay up: notified at once");
+    // Not evaluated again before `every: 10s`.
+    let o = w.at(T0 + 5.0, 10);
+    assert!(o.transitions.is_empty());
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
+    let o = w.at(T0 + 10.0, 10);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Critical);
+    assert_eq!(sent(&o), ["CRITICAL"]);
+    // Hysteresis: CRITICAL holds down to 70%.
+    w.at(T0 + 20.0, 8);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Critical);
+    // Everything removed: CLEAR at the next evaluation, the notification 5 minutes later.
+    let o = w.at(T0 + 30.0, 0);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Clear);
+    assert_eq!(o.transitions[0].delay, 300.0);
+    assert!(o.notifications.is_empty());
+    for t in (40..330).step_by(10) {
+        let o = w.at(T0 + t as f64, 0);
+        assert!(o.notifications.is_empty(), "at +{t}");
+    }
+    let o = w.at(T0 + 330.0, 0);
+    assert_eq!(sent(&o), ["CLEAR"]);
+    assert_eq!(o.notifications[0].old_status, Status::Critical);
+}
+
+#[test]
+fn hysteresis_between_70_and_80() {
+    let rules = custom(
+        "alarm: a\non: system.ipc_semaphore_arrays\ncalc: $arrays * 100 / $ipc_semaphores_arrays_max\n\
+         warn: $this > (($status >= $WARNING) ? (70) : (80))\n",
+    );
+    let mut w = World::new(rules);
+    let steps = [(7, Status::Clear), (8, Status::Clear), (9, Status::Warning), (8, Status::Warning), (7, Status::Clear), (8, Status::Clear), (9, Status::Warning)];
+    for (i, (arrays, want)) in steps.into_iter().enumerate() {
+        w.at(T0 + i as f64, arrays);
+        assert_eq!(w.status("a"), want, "step {i}: {arrays} arrays");
+    }
+}
+
+#[test]
+fn nan_and_infinite_values_are_undefined() {
+    let mut w = World::new(only("semaphore_arrays_used"));
+    // SEMMNI unknown (the limits collector failed): NaN limit.
+    let o = w.sample(T0, Some(3), None);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Undefined);
+    assert!(o.transitions[0].error.as_deref().unwrap().contains("not a number"), "{:?}", o.transitions);
+    assert!(o.notifications.is_empty(), "UNDEFINED is not notified");
+    // A limit of 0: infinity.
+    w.sample(T0 + 10.0, Some(3), Some(0));
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Undefined);
+    // A failed sem collector is not served as fresh: UNDEFINED, not the old value.
+    w.sample(T0 + 20.0, Some(3), Some(10));
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Clear);
+    w.sample(T0 + 30.0, None, Some(10));
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Undefined);
+}
+
+#[test]
+fn delay_multiplies_while_flapping_and_sends_only_news() {
+    let rules = custom(
+        "alarm: a\non: system.ipc_semaphore_arrays\ncalc: $arrays\nwarn: $this > 5\n\
+         delay: up 10s down 10s multiplier 2 max 30s\n",
+    );
+    let mut w = World::new(rules);
+    let mut all = Vec::new();
+    for (t, arrays) in [(0, 9), (5, 1), (10, 9)] {
+        let o = w.at(T0 + t as f64, arrays);
+        all.extend(sent(&o));
+        let delays: Vec<f64> = o.transitions.iter().map(|x| x.delay).collect();
+        match t {
+            0 => assert_eq!(delays, [10.0]),
+            5 => assert_eq!(delays, [20.0], "a change within the delay multiplies it"),
+            _ => assert_eq!(delays, [30.0], "bounded by max"),
+        }
+    }
+    for t in 11..40 {
+        all.extend(sent(&w.at(T0 + t as f64, 9)));
+    }
+    assert!(all.is_empty(), "{all:?}");
+    assert_eq!(sent(&w.at(T0 + 40.0, 9)), ["WARNING"]);
+    // Back to CLEAR and straight back up within the delay: the CLEAR is never sent, and
+    // the WARNING is not news.
+    let mut all = Vec::new();
+    for (t, arrays) in [(200, 1), (201, 9)] {
+        all.extend(sent(&w.at(T0 + t as f64, arrays)));
+    }
+    for t in 202..300 {
+        all.extend(sent(&w.at(T0 + t as f64, 9)));
+    }
+    assert!(all.is_empty(), "{all:?}");
+}
+
+#[test]
+fn repeat_renotifies_while_raised_and_silent_sends_nothing() {
+    let rules = custom(
+        "alarm: a\non: system.ipc_semaphore_arrays\ncalc: $arrays\nwarn: $this > 5\nrepeat: warning 30s\n\n\
+         alarm: quiet\non: system.ipc_semaphore_arrays\ncalc: $arrays\nwarn: $this > 5\nto: silent\n",
+    );
+    let mut w = World::new(rules);
+    let mut times = Vec::new();
+    for t in 0..=65 {
+        for n in w.at(T0 + t as f64, 9).notifications {
+            assert_eq!(n.name, "a");
+            times.push((t, n.repeat));
+        }
+    }
+    assert_eq!(times, [(0, false), (30, true), (60, true)]);
+    assert_eq!(w.status("quiet"), Status::Warning);
+}
+
+#[test]
+fn templates_lookups_and_host_filters() {
+    let rules = custom(
+        "template: avg\non: system.ipc_semaphore_arrays\nlookup: average -3s of arrays\nwarn: $this > 5\n\n\
+         alarm: elsewhere\non: system.ipc_semaphore_arrays\nos: freebsd\ncalc: 1\n\n\
+         alarm: ghost\non: system.no_such_chart\ncalc: 1\n",
+    );
+    let mut w = World::new(rules);
+    assert_eq!(w.engine.rules().len(), 2, "os: freebsd does not load on linux");
+    for (t, arrays) in [(0, 0), (1, 0), (2, 9)] {
+        w.at(T0 + t as f64, arrays);
+    }
+    let a = &w.engine.alerts()[0];
+    assert_eq!((a.rule.name.as_str(), a.chart.as_str()), ("avg", "system.ipc_semaphore_arrays"));
+    assert_eq!(a.value, 3.0, "average of 0, 0 and 9");
+    assert_eq!(w.engine.alerts().len(), 1, "no chart, no alert");
+}
+
+#[test]
+fn alarms_json_has_netdatas_shape() {
+    let mut w = World::new(only("semaphore_arrays_used"));
+    w.at(T0, 3);
+    let all: serde_json::Value = serde_json::from_str(&w.engine.alarms_json(true, T0)).unwrap();
+    let a = &all["alarms"]["system.ipc_semaphore_arrays.semaphore_arrays_used"];
+    assert_eq!(a["status"], "CLEAR");
+    assert_eq!(a["value"], 30.0);
+    assert_eq!(a["value_string"], "30%");
+    assert_eq!(a["update_every"], 10);
+    assert_eq!(a["delay_down_duration"], 300);
+    assert_eq!(a["delay_multiplier"], 1.5);
+    assert_eq!(a["calc_parsed"], "((${arrays} * 100) / ${ipc_semaphores_arrays_max})");
+    assert_eq!(a["warn_parsed"], "(${this} > ((${status} >= ${WARNING}) ? 70 : 80))");
+    assert_eq!(a["family"], "ipc semaphores");
+    assert_eq!(all["hostname"], "test");
+    let raised: serde_json::Value = serde_json::from_str(&w.engine.alarms_json(false, T0)).unwrap();
+    assert!(raised["alarms"].as_object().unwrap().is_empty(), "without ?all only raised alerts");
+}
+
+#[test]
+fn reload_keeps_state_of_surviving_alerts() {
+    let mut w = World::new(only("semaphore_arrays_used"));
+    w.at(T0, 9);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
+    w.engine.set_rules(shipped());
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
+    w.engine.set_rules(Vec::new());
+    assert!(w.engine.alerts().is_empty());
+}
