@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ipcwatch` binary against real kernel objects, made by
 //! `ipcwatch-testkit` inside throw-away IPC namespaces (no root needed, host untouched).
 
+mod alerts;
 mod daemon;
 mod http;
 mod ns;

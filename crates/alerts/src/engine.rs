@@ -70,13 +70,20 @@ impl Host {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
-        Host { labels: vec![("_os".into(), "linux".into()), ("_hostname".into(), hostname.clone())], hostname, os: "linux".into() }
+        Host {
+            labels: vec![("_os".into(), "linux".into()), ("_hostname".into(), hostname.clone())],
+            hostname,
+            os: "linux".into(),
+        }
     }
 
     fn admits(&self, rule: &Rule) -> bool {
         rule.os.as_ref().is_none_or(|p| p.matches(&self.os))
             && rule.hosts.as_ref().is_none_or(|p| p.matches(&self.hostname))
-            && rule.host_labels.as_ref().is_none_or(|p| self.labels.iter().any(|(k, v)| p.matches(&format!("{k}={v}"))))
+            && rule
+                .host_labels
+                .as_ref()
+                .is_none_or(|p| self.labels.iter().any(|(k, v)| p.matches(&format!("{k}={v}"))))
     }
 }
 
@@ -264,7 +271,10 @@ impl Engine {
                 if !self.alerts.iter().any(|a| a.rule.name == rule.name && a.chart == chart.id) {
                     let id = self.next_unique_id;
                     self.next_unique_id += 1;
-                    let every = rule.every.or(rule.lookup.as_ref().and_then(|l| l.every)).unwrap_or(self.update_every);
+                    let every = rule
+                        .every
+                        .or(rule.lookup.as_ref().and_then(|l| l.every))
+                        .unwrap_or(self.update_every);
                     self.alerts.push(Alert {
                         rule: rule.clone(),
                         chart: chart.id.to_string(),
@@ -398,7 +408,13 @@ impl Engine {
 }
 
 /// Runs lookup, calc, crit and warn for one alert.
-fn compute(a: &Alert, chart: &Chart, registry: &Registry, now: f64, update_every: f64) -> (Status, f64, Option<String>) {
+fn compute(
+    a: &Alert,
+    chart: &Chart,
+    registry: &Registry,
+    now: f64,
+    update_every: f64,
+) -> (Status, f64, Option<String>) {
     let rule = &a.rule;
     let mut this = f64::NAN;
     if let Some(l) = &rule.lookup {
@@ -423,7 +439,9 @@ fn compute(a: &Alert, chart: &Chart, registry: &Registry, now: f64, update_every
     }
     let value = scope.this;
     let test = |e: &Option<Expression>| -> Option<Result<bool, String>> {
-        e.as_ref().map(|e| e.expr.evaluate(&|n: &str| scope.get(n)).map(|v| v != 0.0).map_err(|err| err.to_string()))
+        e.as_ref().map(|e| {
+            e.expr.evaluate(&|n: &str| scope.get(n)).map(|v| v != 0.0).map_err(|err| err.to_string())
+        })
     };
     let (crit, warn) = (test(&rule.crit), test(&rule.warn));
     let status = match (&crit, &warn) {
@@ -432,16 +450,21 @@ fn compute(a: &Alert, chart: &Chart, registry: &Registry, now: f64, update_every
         (Some(Ok(false)), _) | (_, Some(Ok(false))) | (None, None) => Status::Clear,
         _ => Status::Undefined,
     };
-    let error = [("crit", crit), ("warn", warn)]
-        .into_iter()
-        .find_map(|(k, r)| match r {
-            Some(Err(e)) => Some(format!("{k}: {e}")),
-            _ => None,
-        });
+    let error = [("crit", crit), ("warn", warn)].into_iter().find_map(|(k, r)| match r {
+        Some(Err(e)) => Some(format!("{k}: {e}")),
+        _ => None,
+    });
     (status, value, error)
 }
 
-fn notification(a: &Alert, old_status: Status, now: f64, host: &str, unique_id: u64, repeat: bool) -> Notification {
+fn notification(
+    a: &Alert,
+    old_status: Status,
+    now: f64,
+    host: &str,
+    unique_id: u64,
+    repeat: bool,
+) -> Notification {
     let r = &a.rule;
     let units = r.units.clone().unwrap_or_default();
     Notification {
@@ -474,7 +497,16 @@ fn notification(a: &Alert, old_status: Status, now: f64, host: &str, unique_id: 
 
 /// Records a status change and schedules its notification after Netdata's delay.
 #[allow(clippy::too_many_arguments)]
-fn change_status(a: &mut Alert, status: Status, value: f64, error: Option<String>, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) {
+fn change_status(
+    a: &mut Alert,
+    status: Status,
+    value: f64,
+    error: Option<String>,
+    now: f64,
+    host: &str,
+    ids: &mut u64,
+    out: &mut Outcome,
+) {
     let old = a.status;
     let d = a.rule.delay;
     // A change after the previous delay ran out starts from the configured delays; one that
@@ -499,7 +531,15 @@ fn change_status(a: &mut Alert, status: Status, value: f64, error: Option<String
     let id = *ids;
     *ids += 1;
     a.pending = Some((now + delay, notification(a, old, now, host, id, false)));
-    out.transitions.push(Transition { name: a.rule.name.clone(), chart: a.chart.clone(), old_status: old, status, value, error, delay });
+    out.transitions.push(Transition {
+        name: a.rule.name.clone(),
+        chart: a.chart.clone(),
+        old_status: old,
+        status,
+        value,
+        error,
+        delay,
+    });
 }
 
 /// Sends the pending notification once its delay has passed, if it still says something new;

@@ -265,7 +265,10 @@ impl Parser<'_> {
                 self.pos += 1;
                 if self.s.get(self.pos) == Some(&b'{') {
                     let start = self.pos + 1;
-                    let len = self.s[start..].iter().position(|c| *c == b'}').ok_or_else(|| self.error("expected `}`"))?;
+                    let len = self.s[start..]
+                        .iter()
+                        .position(|c| *c == b'}')
+                        .ok_or_else(|| self.error("expected `}`"))?;
                     let name = String::from_utf8_lossy(&self.s[start..start + len]).trim().to_string();
                     self.pos = start + len + 1;
                     if name.is_empty() {
@@ -274,7 +277,11 @@ impl Parser<'_> {
                     return Ok(Expr::Variable(name));
                 }
                 let start = self.pos;
-                while self.s.get(self.pos).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.') {
+                while self
+                    .s
+                    .get(self.pos)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.')
+                {
                     self.pos += 1;
                 }
                 if start == self.pos {
@@ -301,7 +308,9 @@ impl Parser<'_> {
                     }
                 }
                 let text = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
-                text.parse().map(Expr::Number).map_err(|_| SyntaxError { offset: start, message: format!("bad number `{text}`") })
+                text.parse()
+                    .map(Expr::Number)
+                    .map_err(|_| SyntaxError { offset: start, message: format!("bad number `{text}`") })
             }
             _ if self.eat("nan") => Ok(Expr::Number(f64::NAN)),
             _ if self.eat("inf") => Ok(Expr::Number(f64::INFINITY)),

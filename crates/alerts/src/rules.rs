@@ -86,7 +86,10 @@ fn glob(pattern: &str, value: &str) -> bool {
         return pattern == value;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !value.starts_with(first) || !value[first.len()..].ends_with(last) || value.len() < first.len() + last.len() {
+    if !value.starts_with(first)
+        || !value[first.len()..].ends_with(last)
+        || value.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &value[first.len()..value.len() - last.len()];
@@ -200,11 +203,17 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         Some((i, 'w')) => (&t[..i], 7.0 * 86400.0),
         _ => (t, 1.0),
     };
-    num.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| v * mult).ok_or_else(|| format!("`{t}` is not a duration"))
+    num.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("`{t}` is not a duration"))
 }
 
 fn parse_expression(text: &str) -> Result<Expression, String> {
-    expr::parse(text).map(|e| Expression { text: text.to_string(), expr: e }).map_err(|e| format!("{e} in `{text}`"))
+    expr::parse(text)
+        .map(|e| Expression { text: text.to_string(), expr: e })
+        .map_err(|e| format!("{e} in `{text}`"))
 }
 
 fn parse_lookup(text: &str) -> Result<Lookup, String> {
@@ -218,7 +227,15 @@ fn parse_lookup(text: &str) -> Result<Lookup, String> {
         None => return Err("lookup needs a method and a time".into()),
     };
     let after = parse_duration(words.next().ok_or("lookup needs a time after the method")?)?;
-    let mut lookup = Lookup { method, after: -after.abs(), before: 0.0, every: None, absolute: false, percentage: false, of: None };
+    let mut lookup = Lookup {
+        method,
+        after: -after.abs(),
+        before: 0.0,
+        every: None,
+        absolute: false,
+        percentage: false,
+        of: None,
+    };
     while let Some(w) = words.next() {
         match w {
             "at" => lookup.before = -parse_duration(words.next().ok_or("`at` needs a time")?)?.abs(),
@@ -253,7 +270,11 @@ fn parse_delay(text: &str) -> Result<Delay, String> {
             "up" => d.up = parse_duration(value)?,
             "down" => d.down = parse_duration(value)?,
             "multiplier" => {
-                d.multiplier = value.parse().ok().filter(|m: &f64| *m >= 1.0).ok_or(format!("multiplier `{value}` must be a number >= 1"))?
+                d.multiplier = value
+                    .parse()
+                    .ok()
+                    .filter(|m: &f64| *m >= 1.0)
+                    .ok_or(format!("multiplier `{value}` must be a number >= 1"))?
             }
             "max" => max = Some(parse_duration(value)?),
             other => return Err(format!("unknown delay option `{other}` (up, down, multiplier, max)")),
@@ -291,7 +312,11 @@ pub fn parse(text: &str, file: &Path) -> (Vec<Rule>, Vec<RuleError>) {
     let finish = |current: Option<(Rule, bool)>, rules: &mut Vec<Rule>, errors: &mut Vec<RuleError>| {
         if let Some((rule, failed)) = current {
             if rule.on.is_empty() && !failed {
-                errors.push(RuleError { file: rule.file.clone(), line: rule.line, message: format!("`{}` has no `on:` line", rule.name) });
+                errors.push(RuleError {
+                    file: rule.file.clone(),
+                    line: rule.line,
+                    message: format!("`{}` has no `on:` line", rule.name),
+                });
             } else if !failed {
                 rules.push(rule);
             }
@@ -336,7 +361,8 @@ pub fn parse(text: &str, file: &Path) -> (Vec<Rule>, Vec<RuleError>) {
         if key == "alarm" || key == "template" {
             finish(current.take(), &mut rules, &mut errors);
             let kind = if key == "alarm" { RuleKind::Alarm } else { RuleKind::Template };
-            let valid = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            let valid =
+                !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !valid {
                 errors.push(err(line_no, format!("`{value}` is not a valid {key} name")));
             }
@@ -400,7 +426,11 @@ pub fn parse(text: &str, file: &Path) -> (Vec<Rule>, Vec<RuleError>) {
 
 /// Loads a rule file, or every `*.conf` file of a folder (sorted by name).
 pub fn load(path: &Path) -> (Vec<Rule>, Vec<RuleError>) {
-    let io_error = |e: std::io::Error| RuleError { file: path.to_path_buf(), line: 0, message: format!("cannot read: {e}") };
+    let io_error = |e: std::io::Error| RuleError {
+        file: path.to_path_buf(),
+        line: 0,
+        message: format!("cannot read: {e}"),
+    };
     let files = if path.is_dir() {
         match std::fs::read_dir(path) {
             Ok(entries) => {
@@ -426,7 +456,9 @@ pub fn load(path: &Path) -> (Vec<Rule>, Vec<RuleError>) {
                 rules.extend(r);
                 errors.extend(e);
             }
-            Err(e) => errors.push(RuleError { file: file.clone(), line: 0, message: format!("cannot read: {e}") }),
+            Err(e) => {
+                errors.push(RuleError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })
+            }
         }
     }
     (rules, errors)

@@ -63,6 +63,7 @@ pub enum LogLevel {
 #[serde(deny_unknown_fields, default)]
 pub struct Alerts {
     /// Folder (or file) of Netdata-syntax rules; relative to the config file's folder.
+    /// Unset: the rules built in from alerts/ipc.conf.
     pub rules: Option<PathBuf>,
     /// Program run on every notification, with the alert in environment variables.
     pub exec: Option<PathBuf>,
@@ -189,7 +190,6 @@ impl Config {
     }
 
     /// A path from the config, resolved against the config file's folder when relative.
-    #[allow(dead_code)] // used by the alert engine's rules path
     pub fn resolve(&self, p: &Path) -> PathBuf {
         match (&self.source, p.is_relative()) {
             (Some(src), true) => src.parent().unwrap_or(Path::new(".")).join(p),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use ipcwatch_alerts::{Delivery, DeliveryConfig, Engine, Host, Rule, Status};
 use ipcwatch_charts::{Registry, RegistryConfig};
-use ipcwatch_exporter::{BuildInfo, QueueSeries, Sample, State};
+use ipcwatch_exporter::{AlertView, BuildInfo, QueueSeries, Sample, State};
 use ipcwatch_sampler::{Sampler, SamplerConfig, Snapshot, Source};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -59,13 +60,14 @@ async fn serve(
         }
     }
     let state = State::new(build_info());
+    let delivery = Delivery::start(delivery_config(&config), &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let loop_state = state.clone();
     let loop_config = config.clone();
     let sampler_thread = std::thread::Builder::new()
         .name("ipcwatch-sampler".into())
-        .spawn(move || sampling_loop(loop_config, loop_state, control_rx, first_tx))
+        .spawn(move || sampling_loop(loop_config, loop_state, delivery, control_rx, first_tx))
         .context("starting the sampling thread")?;
 
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -144,9 +146,45 @@ fn until_next_boundary(every: Duration) -> Duration {
     Duration::from_nanos((every_ns - into) as u64)
 }
 
+/// The rules shipped in alerts/ipc.conf, used when the config names no rules.
+const BUILTIN_RULES: &str = include_str!("../../../alerts/ipc.conf");
+
+/// Loads the configured rules (or the built-in ones); a rule with an error is logged and
+/// skipped, the others load.
+pub fn load_rules(config: &Config) -> Vec<Rule> {
+    let (rules, errors, from) = match &config.alerts.rules {
+        Some(p) => {
+            let path = config.resolve(p);
+            let (r, e) = ipcwatch_alerts::load(&path);
+            (r, e, path.display().to_string())
+        }
+        None => {
+            let (r, e) =
+                ipcwatch_alerts::rules::parse(BUILTIN_RULES, std::path::Path::new("<built-in ipc.conf>"));
+            (r, e, "the built-in rules".to_string())
+        }
+    };
+    for e in &errors {
+        tracing::error!("{e} (rule skipped)");
+    }
+    tracing::info!(rules = rules.len(), errors = errors.len(), "loaded alert rules from {from}");
+    rules
+}
+
+fn delivery_config(c: &Config) -> DeliveryConfig {
+    DeliveryConfig {
+        exec: c.alerts.exec.as_ref().map(|p| c.resolve(p)),
+        exec_timeout: Duration::from_secs(c.alerts.exec_timeout),
+        alertmanagers: c.alerts.alertmanagers.clone(),
+        instance: c.alerts.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
+    }
+}
+
 struct Loop {
     sampler: Sampler,
     registry: Registry,
+    engine: Engine,
+    delivery: Delivery,
     config: Config,
     owners: HashMap<u32, String>,
     failed: u64,
@@ -154,10 +192,16 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(config: Config) -> Loop {
+    fn new(config: Config, delivery: Delivery) -> Loop {
         Loop {
             sampler: Sampler::new(sampler_config(&config)),
             registry: Registry::new(registry_config(&config)),
+            engine: Engine::new(
+                load_rules(&config),
+                Host::this_machine(),
+                config.sampling.update_every as f64,
+            ),
+            delivery,
             config,
             owners: HashMap::new(),
             failed: 0,
@@ -168,7 +212,41 @@ impl Loop {
     fn apply(&mut self, config: Config) {
         self.sampler = Sampler::new(sampler_config(&config));
         self.registry.set_config(registry_config(&config));
+        self.engine.set_rules(load_rules(&config));
+        self.delivery.configure(delivery_config(&config));
         self.config = config;
+    }
+
+    /// Evaluates the alerts on the sample's clock: logs every change, hands notifications to
+    /// delivery, and returns what /metrics and /api/v1/alarms show.
+    fn alerts(&mut self, now: f64) -> (Vec<AlertView>, Arc<str>, Arc<str>) {
+        let outcome = self.engine.evaluate(&self.registry, now);
+        for t in &outcome.transitions {
+            let (old, new) = (t.old_status.name(), t.status.name());
+            let error = t.error.as_deref().unwrap_or("");
+            if t.status.is_raised() {
+                tracing::warn!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+            } else {
+                tracing::info!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+            }
+        }
+        for n in outcome.notifications {
+            tracing::info!(alert = %n.name, chart = %n.chart, status = n.status.name(), value = n.value, "alert notification sent");
+            self.delivery.notify(n);
+        }
+        let views = self
+            .engine
+            .alerts()
+            .iter()
+            .filter(|a| a.status != Status::Removed)
+            .map(|a| AlertView {
+                name: a.rule.name.clone(),
+                chart: a.chart.clone(),
+                status: a.status.name(),
+                value: a.value,
+            })
+            .collect();
+        (views, Arc::from(self.engine.alarms_json(true, now)), Arc::from(self.engine.alarms_json(false, now)))
     }
 
     fn owner(&mut self, uid: u32) -> String {
@@ -197,6 +275,7 @@ impl Loop {
         }
         self.registry.update(&snapshot);
         let queues = self.queue_series(&snapshot);
+        let (alerts, alarms_json_all, alarms_json_raised) = self.alerts(snapshot.timestamp);
         let elapsed = started.elapsed();
         if elapsed > self.config.update_every() {
             self.slow += 1;
@@ -205,9 +284,9 @@ impl Loop {
         state.publish(Sample {
             snapshot,
             queues,
-            alerts: Vec::new(),
-            alarms_json_all: Arc::from("{}"),
-            alarms_json_raised: Arc::from("{}"),
+            alerts,
+            alarms_json_all,
+            alarms_json_raised,
             failed_samples: self.failed,
             slow_samples: self.slow,
         });
@@ -239,12 +318,13 @@ fn registry_config(c: &Config) -> RegistryConfig {
 fn sampling_loop(
     config: Config,
     state: Arc<State>,
+    delivery: Delivery,
     control: mpsc::Receiver<Control>,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     let watchdog = sd_notify::watchdog_enabled();
     let mut last_ping = Instant::now();
-    let mut lp = Loop::new(config);
+    let mut lp = Loop::new(config, delivery);
     // The first sample right away, so /-/ready turns 200 without waiting for a boundary.
     lp.tick(&state);
     let _ = first.send(());

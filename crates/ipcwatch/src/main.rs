@@ -58,6 +58,12 @@ enum Command {
         /// The file to check (default: the --config file).
         file: Option<PathBuf>,
     },
+    /// Validate Netdata-syntax alert rules (a file, or every *.conf of a folder) and exit:
+    /// 0 if all are valid, 1 with every error listed if not.
+    CheckAlerts {
+        /// The rule file or folder.
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +134,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Config::load(&path)?;
             println!("{}: valid", path.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::CheckAlerts { path }) => {
+            let (rules, errors) = ipcwatch_alerts::load(path);
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            println!("{}: {} rules valid, {} errors", path.display(), rules.len(), errors.len());
+            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         None => {
             let config = load(&cli)?;

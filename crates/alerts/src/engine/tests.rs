@@ -106,7 +106,15 @@ fn hysteresis_between_70_and_80() {
          warn: $this > (($status >= $WARNING) ? (70) : (80))\n",
     );
     let mut w = World::new(rules);
-    let steps = [(7, Status::Clear), (8, Status::Clear), (9, Status::Warning), (8, Status::Warning), (7, Status::Clear), (8, Status::Clear), (9, Status::Warning)];
+    let steps = [
+        (7, Status::Clear),
+        (8, Status::Clear),
+        (9, Status::Warning),
+        (8, Status::Warning),
+        (7, Status::Clear),
+        (8, Status::Clear),
+        (9, Status::Warning),
+    ];
     for (i, (arrays, want)) in steps.into_iter().enumerate() {
         w.at(T0 + i as f64, arrays);
         assert_eq!(w.status("a"), want, "step {i}: {arrays} arrays");

@@ -29,8 +29,14 @@ fn the_shipped_rules_load_without_errors() {
     assert_eq!(arrays.calc.as_ref().unwrap().text, "$arrays * 100 / $ipc_semaphores_arrays_max");
     assert_eq!(arrays.every, Some(10.0));
     assert_eq!(arrays.delay, Delay { up: 0.0, down: 300.0, multiplier: 1.5, max: 3600.0 });
-    assert_eq!(arrays.crit.as_ref().unwrap().expr.to_string(), "(${this} > ((${status} == ${CRITICAL}) ? 70 : 90))");
-    assert_eq!((arrays.class.as_deref(), arrays.type_.as_deref(), arrays.component.as_deref()), (Some("Utilization"), Some("System"), Some("IPC")));
+    assert_eq!(
+        arrays.crit.as_ref().unwrap().expr.to_string(),
+        "(${this} > ((${status} == ${CRITICAL}) ? 70 : 90))"
+    );
+    assert_eq!(
+        (arrays.class.as_deref(), arrays.type_.as_deref(), arrays.component.as_deref()),
+        (Some("Utilization"), Some("System"), Some("IPC"))
+    );
     assert_eq!(arrays.to.as_deref(), Some("sysadmin"));
 }
 

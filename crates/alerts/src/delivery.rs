@@ -1,0 +1,334 @@
+//! Delivering notifications to people and to Alertmanager, off the sampling thread.
+//!
+//! [`Delivery::notify`] never blocks: notifications go through a channel to a tokio task.
+//! * `exec`: runs a program per notification with the alert in `IPCWATCH_*` environment
+//!   variables, killed after a timeout; failures are logged.
+//! * Alertmanager: POSTs the alerts that are raised to each `/api/v2/alerts`, re-sends them
+//!   every minute with an `endsAt` in the future so they stay active, and sends the
+//!   resolution. An Alertmanager that is down is retried with exponential backoff.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::engine::{Notification, Status};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// Program run for every notification (a rule's own `exec:` wins).
+    pub exec: Option<PathBuf>,
+    pub exec_timeout: Duration,
+    /// Alertmanager base URLs, such as `http://127.0.0.1:9093`.
+    pub alertmanagers: Vec<String>,
+    /// The `instance` label sent to Alertmanager.
+    pub instance: String,
+}
+
+/// How often raised alerts are re-sent so Alertmanager keeps them active.
+const RESEND: Duration = Duration::from_secs(60);
+/// How long a sent alert stays active in Alertmanager without a re-send.
+const ACTIVE_FOR: Duration = Duration::from_secs(300);
+/// How long resolutions keep being re-sent (in case an Alertmanager was down).
+const RESOLVED_KEPT: Duration = Duration::from_secs(900);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Message {
+    Notify(Box<Notification>),
+    Configure(DeliveryConfig),
+}
+
+/// A handle the sampling loop keeps; cloning shares the same delivery task.
+#[derive(Clone)]
+pub struct Delivery {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl Delivery {
+    /// Starts the delivery task on `runtime`.
+    pub fn start(config: DeliveryConfig, runtime: &tokio::runtime::Handle) -> Delivery {
+        let (tx, rx) = mpsc::unbounded_channel();
+        runtime.spawn(run(config, rx));
+        Delivery { tx }
+    }
+
+    pub fn notify(&self, n: Notification) {
+        let _ = self.tx.send(Message::Notify(Box::new(n)));
+    }
+
+    pub fn configure(&self, config: DeliveryConfig) {
+        let _ = self.tx.send(Message::Configure(config));
+    }
+}
+
+/// An alert as Alertmanager sees it.
+#[derive(Debug, Clone)]
+struct AmAlert {
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+    starts_at: f64,
+    /// Set once resolved.
+    ended_at: Option<f64>,
+}
+
+struct Target {
+    url: String,
+    next_attempt: Instant,
+    backoff: Duration,
+    failing: bool,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// RFC 3339 in UTC, what Alertmanager's API takes.
+pub fn rfc3339(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn severity(s: Status) -> &'static str {
+    match s {
+        Status::Critical => "critical",
+        _ => "warning",
+    }
+}
+
+async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut alerts: HashMap<(String, String), AmAlert> = HashMap::new();
+    let mut targets = make_targets(&config.alertmanagers);
+    loop {
+        let next = targets.iter().map(|t| t.next_attempt).min();
+        let message = match next {
+            Some(at) => tokio::select! {
+                m = rx.recv() => match m { Some(m) => Some(m), None => return },
+                _ = tokio::time::sleep_until(at) => None,
+            },
+            None => match rx.recv().await {
+                Some(m) => Some(m),
+                None => return,
+            },
+        };
+        match message {
+            Some(Message::Configure(c)) => {
+                if c.alertmanagers != config.alertmanagers {
+                    targets = make_targets(&c.alertmanagers);
+                }
+                config = c;
+                continue;
+            }
+            Some(Message::Notify(n)) => {
+                run_exec(&config, &n);
+                if track(&mut alerts, &n, &config.instance) {
+                    // A change goes out at once to every Alertmanager not backing off.
+                    for t in targets.iter_mut().filter(|t| !t.failing) {
+                        t.next_attempt = Instant::now();
+                    }
+                }
+            }
+            None => {}
+        }
+        let now = now_unix();
+        alerts.retain(|_, a| a.ended_at.is_none_or(|end| now - end < RESOLVED_KEPT.as_secs_f64()));
+        let due: Vec<usize> =
+            (0..targets.len()).filter(|&i| targets[i].next_attempt <= Instant::now()).collect();
+        if due.is_empty() {
+            continue;
+        }
+        let body = payload(&alerts, now);
+        for i in due {
+            let t = &mut targets[i];
+            match post(&client, &t.url, body.clone()).await {
+                Ok(()) => {
+                    if t.failing {
+                        tracing::info!(alertmanager = %t.url, "Alertmanager reachable again");
+                    }
+                    t.failing = false;
+                    t.backoff = Duration::from_secs(1);
+                    t.next_attempt = Instant::now() + RESEND;
+                }
+                Err(e) => {
+                    if !t.failing {
+                        tracing::warn!(alertmanager = %t.url, error = %e, "sending alerts to Alertmanager failed; retrying with backoff");
+                    }
+                    t.failing = true;
+                    t.next_attempt = Instant::now() + t.backoff;
+                    t.backoff = (t.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+fn make_targets(urls: &[String]) -> Vec<Target> {
+    urls.iter()
+        .map(|u| Target {
+            url: format!("{}/api/v2/alerts", u.trim_end_matches('/')),
+            next_attempt: Instant::now() + RESEND,
+            backoff: Duration::from_secs(1),
+            failing: false,
+        })
+        .collect()
+}
+
+/// Updates the Alertmanager view; `true` if it changed.
+fn track(alerts: &mut HashMap<(String, String), AmAlert>, n: &Notification, instance: &str) -> bool {
+    let key = (n.name.clone(), n.chart.clone());
+    let annotations = json!({ "summary": n.summary, "info": n.info, "value": n.value_string });
+    if n.status.is_raised() {
+        let starts_at = match alerts.get(&key) {
+            Some(a) if a.ended_at.is_none() => a.starts_at,
+            _ => n.when,
+        };
+        let labels = json!({ "alertname": n.name, "chart": n.chart, "instance": instance, "severity": severity(n.status) });
+        alerts.insert(key, AmAlert { labels, annotations, starts_at, ended_at: None });
+        true
+    } else if let Some(a) = alerts.get_mut(&key) {
+        if a.ended_at.is_none() {
+            a.ended_at = Some(n.when);
+            a.annotations = annotations;
+            return true;
+        }
+        false
+    } else {
+        false
+    }
+}
+
+fn payload(alerts: &HashMap<(String, String), AmAlert>, now: f64) -> Bytes {
+    let list: Vec<serde_json::Value> = alerts
+        .values()
+        .map(|a| {
+            json!({
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "startsAt": rfc3339(a.starts_at),
+                "endsAt": rfc3339(a.ended_at.unwrap_or(now + ACTIVE_FOR.as_secs_f64())),
+            })
+        })
+        .collect();
+    Bytes::from(serde_json::to_vec(&list).unwrap_or_default())
+}
+
+async fn post(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Bytes,
+) -> Result<(), String> {
+    let req = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&text).trim()))
+    }
+}
+
+/// The environment the exec program receives.
+pub fn exec_environment(n: &Notification) -> Vec<(&'static str, String)> {
+    vec![
+        ("IPCWATCH_ALERT_NAME", n.name.clone()),
+        ("IPCWATCH_ALERT_CHART", n.chart.clone()),
+        ("IPCWATCH_ALERT_FAMILY", n.family.clone()),
+        ("IPCWATCH_ALERT_STATUS", n.status.name().to_string()),
+        ("IPCWATCH_ALERT_OLD_STATUS", n.old_status.name().to_string()),
+        ("IPCWATCH_ALERT_VALUE", if n.value.is_finite() { n.value.to_string() } else { String::new() }),
+        (
+            "IPCWATCH_ALERT_OLD_VALUE",
+            if n.old_value.is_finite() { n.old_value.to_string() } else { String::new() },
+        ),
+        ("IPCWATCH_ALERT_VALUE_STRING", n.value_string.clone()),
+        ("IPCWATCH_ALERT_UNITS", n.units.clone()),
+        ("IPCWATCH_ALERT_SUMMARY", n.summary.clone()),
+        ("IPCWATCH_ALERT_INFO", n.info.clone()),
+        ("IPCWATCH_ALERT_WHEN", (n.when as i64).to_string()),
+        ("IPCWATCH_ALERT_DURATION", (n.duration as i64).to_string()),
+        ("IPCWATCH_ALERT_NON_CLEAR_DURATION", (n.non_clear_duration as i64).to_string()),
+        ("IPCWATCH_ALERT_TO", n.to.clone()),
+        ("IPCWATCH_ALERT_CLASS", n.class.clone()),
+        ("IPCWATCH_ALERT_TYPE", n.type_.clone()),
+        ("IPCWATCH_ALERT_COMPONENT", n.component.clone()),
+        ("IPCWATCH_ALERT_SOURCE", n.source.clone()),
+        ("IPCWATCH_ALERT_ID", n.alarm_id.to_string()),
+        ("IPCWATCH_ALERT_EVENT_ID", n.unique_id.to_string()),
+        ("IPCWATCH_ALERT_REPEAT", if n.repeat { "1" } else { "0" }.to_string()),
+        ("IPCWATCH_HOST", n.host.clone()),
+    ]
+}
+
+fn run_exec(config: &DeliveryConfig, n: &Notification) {
+    let program = match (&n.exec, &config.exec) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(p)) => p.clone(),
+        (None, None) => return,
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.envs(exec_environment(n)).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let timeout = config.exec_timeout;
+    let (name, status) = (n.name.clone(), n.status.name());
+    tokio::spawn(async move {
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(program = %program.display(), alert = %name, error = %e, "cannot run the exec notifier");
+                return;
+            }
+        };
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                tracing::debug!(program = %program.display(), alert = %name, status, "exec notifier done")
+            }
+            Ok(Ok(out)) => tracing::error!(
+                program = %program.display(), alert = %name, exit = %out.status,
+                stderr = %String::from_utf8_lossy(&out.stderr).trim(), "exec notifier failed"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(program = %program.display(), alert = %name, error = %e, "exec notifier failed")
+            }
+            Err(_) => {
+                tracing::error!(program = %program.display(), alert = %name, timeout_s = timeout.as_secs(), "exec notifier timed out and was killed")
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_606_160.9), "2026-11-25T11:29:20Z");
+    }
+}
