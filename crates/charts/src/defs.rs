@@ -185,7 +185,12 @@ pub fn queue_selection(snap: &Snapshot, cap: usize) -> Vec<&MessageQueue> {
     let Some(msg) = &snap.message_queues else { return Vec::new() };
     let mut queues: Vec<&MessageQueue> = msg.items.iter().collect();
     if queues.len() > cap {
-        queues.sort_by(|a, b| (b.bytes, b.messages, a.id).cmp(&(a.bytes, a.messages, b.id)));
+        // Partition (O(n)) rather than sort: only which queues make the cut matters.
+        if cap > 0 {
+            queues.select_nth_unstable_by(cap - 1, |a, b| {
+                (b.bytes, b.messages, a.id).cmp(&(a.bytes, a.messages, b.id))
+            });
+        }
         queues.truncate(cap);
     }
     queues.sort_by_key(|q| q.id);

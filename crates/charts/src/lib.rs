@@ -196,8 +196,8 @@ impl Default for RegistryConfig {
 pub struct Registry {
     config: RegistryConfig,
     charts: Vec<Chart>,
-    /// Ids of queues that have dimensions now, decimal as Netdata names them.
-    queue_ids: Vec<String>,
+    /// Msqids of the queues that have dimensions now, ascending.
+    queue_ids: Vec<i32>,
 }
 
 impl Registry {
@@ -226,8 +226,8 @@ impl Registry {
         self.charts.iter().find(|c| c.id == id)
     }
 
-    /// Queue ids that have dimensions now (the capped selection).
-    pub fn queue_ids(&self) -> &[String] {
+    /// Msqids of the queues that have dimensions now (the capped selection), ascending.
+    pub fn queue_ids(&self) -> &[i32] {
         &self.queue_ids
     }
 
@@ -238,11 +238,12 @@ impl Registry {
             chart.push_row(snap.timestamp, keep);
         }
         let selection = queue_selection(snap, self.config.max_queue_dimensions);
-        self.queue_ids = selection.iter().map(|q| q.id.to_string()).collect();
+        self.queue_ids.clear();
+        self.queue_ids.extend(selection.iter().map(|q| q.id));
         let ids = &self.queue_ids;
         for chart in &mut self.charts {
             if chart.id == QUEUE_MESSAGES_CHART || chart.id == QUEUE_BYTES_CHART {
-                chart.retain_dimensions(|d| ids.iter().any(|i| i == d));
+                chart.retain_dimensions(|d| d.parse().is_ok_and(|id| ids.binary_search(&id).is_ok()));
             }
         }
         defs::fill(&mut self.charts, snap, &selection);

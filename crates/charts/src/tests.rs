@@ -88,7 +88,11 @@ fn vanished_queues_are_retired() {
 fn queue_dimensions_are_capped_biggest_first() {
     let mut r = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 2 });
     r.update(&snap(1.0, 0, vec![queue(0, 1, 10), queue(1, 1, 500), queue(2, 9, 10), queue(3, 0, 0)]));
-    assert_eq!(r.queue_ids(), ["1", "2"]);
+    assert_eq!(r.queue_ids(), [1, 2]);
+    let mut off = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 0 });
+    off.update(&snap(1.0, 0, vec![queue(0, 1, 10)]));
+    assert!(off.queue_ids().is_empty());
+    assert!(off.chart(QUEUE_BYTES_CHART).unwrap().dimensions.is_empty());
 }
 
 #[test]

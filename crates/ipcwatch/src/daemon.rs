@@ -295,10 +295,9 @@ impl Loop {
     /// The per-queue series: exactly the queues the charts kept (the biggest, capped).
     fn queue_series(&mut self, snapshot: &Snapshot) -> Vec<QueueSeries> {
         let Some(msg) = &snapshot.message_queues else { return Vec::new() };
-        let keep = self.registry.queue_ids().to_vec();
-        let mut out = Vec::with_capacity(keep.len());
+        let mut out = Vec::with_capacity(self.registry.queue_ids().len());
         for (index, q) in msg.items.iter().enumerate() {
-            if keep.iter().any(|id| id.parse() == Ok(q.id)) {
+            if self.registry.queue_ids().binary_search(&q.id).is_ok() {
                 let owner = self.owner(q.owner);
                 out.push(QueueSeries { index, owner });
             }

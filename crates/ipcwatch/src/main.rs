@@ -69,10 +69,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("ipcwatch: {}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            // --help and --version
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     match run(cli) {
@@ -84,6 +88,18 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// clap's multi-line usage error as one line: the problem, and the valid values if any.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+        + " (see --help)"
 }
 
 /// Applies the command-line flags on top of a loaded config.
@@ -127,10 +143,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Some(Command::CheckConfig { file }) => {
-            let path = file
-                .clone()
-                .or_else(|| cli.config.clone())
-                .context("give a file: ipcwatch check-config FILE")?;
+            let path = file.clone().or_else(|| cli.config.clone());
+            let path =
+                path.ok_or_else(|| config::ConfigError("give a file: ipcwatch check-config FILE".into()))?;
             Config::load(&path)?;
             println!("{}: valid", path.display());
             Ok(ExitCode::SUCCESS)
