@@ -2,6 +2,8 @@
 //! ids, titles, units, families, types and priorities (from its `proc.plugin` IPC module);
 //! the `ipc.*` charts are ours.
 
+use std::fmt::Write;
+
 use ipcwatch_sampler::{MessageQueue, Snapshot};
 
 use crate::{Chart, ChartType};
@@ -218,8 +220,10 @@ pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &[&MessageQueue]) {
         .insert("ipc_semaphores_arrays_max", var(limits.semmni));
 
     if let Some(msg) = &snap.message_queues {
+        let mut id = String::with_capacity(12);
         for q in queues {
-            let id = q.id.to_string();
+            id.clear();
+            let _ = write!(id, "{}", q.id);
             find(charts, QUEUE_MESSAGES_CHART).set(&id, q.messages as f64);
             find(charts, QUEUE_BYTES_CHART).set(&id, q.bytes as f64);
         }

@@ -58,3 +58,25 @@ async fn oversized_requests_are_refused() {
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
 }
+
+#[test]
+fn a_failed_collector_drops_its_series_and_reports_zero() {
+    use ipcwatch_sampler::{CollectorReport, Limits, Origin, Snapshot};
+    let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
+    let report = |name, ok| CollectorReport { name, ok, source: Origin::Syscall, duration_seconds: 0.0, error: None };
+    state.publish(Sample {
+        snapshot: Snapshot {
+            semaphores: None,
+            limits: Limits { semmni: Some(10), ..Default::default() },
+            collectors: vec![report("sem", false), report("limits", true)],
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let body = state.render_metrics();
+    assert!(!body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays ")), "no stale or made-up value:\n{body}");
+    assert!(body.contains("sysvipc_semaphore_arrays_limit 10"));
+    assert!(body.contains("ipcwatch_collector_success{collector=\"sem\"} 0"));
+    assert!(body.contains("ipcwatch_collector_success{collector=\"limits\"} 1"));
+    assert!(!body.contains("sysvipc_semaphores_limit"), "an unknown limit is left out, not 0");
+}

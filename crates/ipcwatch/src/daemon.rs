@@ -187,6 +187,8 @@ struct Loop {
     delivery: Delivery,
     config: Config,
     owners: HashMap<u32, String>,
+    /// Collectors failing now (logged once when they start failing).
+    failing: Vec<&'static str>,
     failed: u64,
     slow: u64,
 }
@@ -204,6 +206,7 @@ impl Loop {
             delivery,
             config,
             owners: HashMap::new(),
+            failing: Vec::new(),
             failed: 0,
             slow: 0,
         }
@@ -262,12 +265,24 @@ impl Loop {
         let snapshot = self.sampler.snapshot();
         if !snapshot.ok() {
             self.failed += 1;
-            for c in snapshot.collectors.iter().filter(|c| !c.ok) {
-                tracing::warn!(
-                    collector = c.name,
-                    error = c.error.as_deref().unwrap_or(""),
-                    "collector failed"
-                );
+        }
+        // Log when a collector starts or stops failing, not every second it keeps failing.
+        for c in &snapshot.collectors {
+            let was_failing = self.failing.contains(&c.name);
+            match (c.ok, was_failing) {
+                (false, false) => {
+                    tracing::warn!(
+                        collector = c.name,
+                        error = c.error.as_deref().unwrap_or(""),
+                        "collector failed"
+                    );
+                    self.failing.push(c.name);
+                }
+                (true, true) => {
+                    tracing::info!(collector = c.name, "collector recovered");
+                    self.failing.retain(|n| *n != c.name);
+                }
+                _ => {}
             }
         }
         for w in &snapshot.warnings {

@@ -1,0 +1,94 @@
+//! Cost of one `/metrics` render (what a scrape does) for N per-queue series sets, against a
+//! baseline of formatting the same number of sample lines with `write!` into a String (the
+//! least any text exposition can cost). Run: `cargo bench -p ipcwatch-exporter`.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use ipcwatch_exporter::{BuildInfo, QueueSeries, Sample, State};
+use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
+
+const RUNS: usize = 51;
+
+fn sample(queues: usize) -> Sample {
+    let items: Vec<MessageQueue> = (0..queues)
+        .map(|i| MessageQueue {
+            key: Key(i as i32 * 7919),
+            id: i as i32,
+            owner: 0,
+            mode: 0o600,
+            messages: i as u64,
+            bytes: i as u64 * 100,
+            capacity_bytes: Some(16384),
+            last_send_pid: 1,
+            last_recv_pid: 1,
+            last_send_time: 0,
+            last_recv_time: 0,
+        })
+        .collect();
+    let limit = Some(32000);
+    Sample {
+        snapshot: Snapshot {
+            semaphores: Some(Semaphores { arrays: 10, semaphores: 20, items: vec![] }),
+            message_queues: Some(MessageQueues { queues: queues as u64, items, ..Default::default() }),
+            shared_memory: Some(SharedMemory::default()),
+            limits: Limits {
+                semmni: limit,
+                semmns: limit,
+                msgmni: limit,
+                shmmni: limit,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        queues: (0..queues).map(|index| QueueSeries { index, owner: "postgres".into() }).collect(),
+        ..Default::default()
+    }
+}
+
+fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
+    let mut size = f();
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            size = f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[RUNS / 2], size)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("{:>7} {:>10} {:>12} {:>12} {:>7}", "queues", "bytes", "baseline", "render", "ratio");
+    for n in [0usize, 100, 1_000] {
+        let state = State::new(BuildInfo { version: "bench".into(), revision: "bench".into() });
+        state.publish(sample(n));
+        let lines = state.render_metrics().lines().filter(|l| !l.starts_with('#')).count();
+        let (base, _) = median(|| {
+            let mut s = String::new();
+            for i in 0..lines {
+                let _ = writeln!(
+                    s,
+                    "sysvipc_message_queue_bytes{{key=\"0x{:08x}\",id=\"{}\",owner=\"postgres\"}} {}",
+                    i,
+                    i,
+                    i * 100
+                );
+            }
+            s.len()
+        });
+        let (render, bytes) = median(|| state.render_metrics().len());
+        println!(
+            "{:>7} {:>10} {:>9.1} µs {:>9.1} µs {:>6.1}x",
+            n,
+            bytes,
+            base.as_secs_f64() * 1e6,
+            render.as_secs_f64() * 1e6,
+            render.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+}
