@@ -307,3 +307,39 @@ fn prometheus_rules_pass_promtool_check_and_unit_tests() {
         String::from_utf8_lossy(&test.stderr)
     );
 }
+
+#[test]
+fn sighup_reloads_the_rules_and_skips_only_bad_ones() {
+    let mut ns = Namespace::new("alert-reload");
+    let rules = ns.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("a.conf"),
+        "alarm: first\non: system.ipc_semaphores\ncalc: $semaphores\nevery: 1s\n",
+    )
+    .unwrap();
+    let (port, pid, log) = start(&mut ns, "[alerts]\nrules = \"rules\"\n");
+    let names = || -> Vec<String> {
+        let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
+        let mut n: Vec<String> = doc["alarms"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert!(eventually(5, || names() == ["first"]), "{:?}", names());
+    std::fs::write(
+        rules.join("a.conf"),
+        "alarm: first\non: system.ipc_semaphores\ncalc: $semaphores\nevery: 1s\n\n\
+         alarm: second\non: system.ipc_semaphore_arrays\ncalc: $arrays\nevery: 1s\n\n\
+         alarm: broken\non: system.ipc_semaphores\ncalc: (\n",
+    )
+    .unwrap();
+    ns.cmd(&format!("signal {pid} 1"));
+    assert!(eventually(5, || names() == ["first", "second"]), "{:?}", names());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("a.conf:13: broken:") && text.contains("(rule skipped)"), "{text}");
+}

@@ -63,7 +63,8 @@ async fn oversized_requests_are_refused() {
 fn a_failed_collector_drops_its_series_and_reports_zero() {
     use ipcwatch_sampler::{CollectorReport, Limits, Origin, Snapshot};
     let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
-    let report = |name, ok| CollectorReport { name, ok, source: Origin::Syscall, duration_seconds: 0.0, error: None };
+    let report =
+        |name, ok| CollectorReport { name, ok, source: Origin::Syscall, duration_seconds: 0.0, error: None };
     state.publish(Sample {
         snapshot: Snapshot {
             semaphores: None,
@@ -74,7 +75,10 @@ fn a_failed_collector_drops_its_series_and_reports_zero() {
         ..Default::default()
     });
     let body = state.render_metrics();
-    assert!(!body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays ")), "no stale or made-up value:\n{body}");
+    assert!(
+        !body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays ")),
+        "no stale or made-up value:\n{body}"
+    );
     assert!(body.contains("sysvipc_semaphore_arrays_limit 10"));
     assert!(body.contains("ipcwatch_collector_success{collector=\"sem\"} 0"));
     assert!(body.contains("ipcwatch_collector_success{collector=\"limits\"} 1"));
