@@ -255,20 +255,7 @@ pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &[&MessageQueue]) {
     find(charts, "ipc.shared_memory_pages").variables.insert("ipc_shm_pages_max", var(limits.shmall));
 
     let c = find(charts, "ipc.limits");
-    for (dim, v) in [
-        ("semmni", limits.semmni),
-        ("semmns", limits.semmns),
-        ("semmsl", limits.semmsl),
-        ("semopm", limits.semopm),
-        ("semvmx", limits.semvmx),
-        ("msgmni", limits.msgmni),
-        ("msgmax", limits.msgmax),
-        ("msgmnb", limits.msgmnb),
-        ("shmmni", limits.shmmni),
-        ("shmmax", limits.shmmax),
-        ("shmall", limits.shmall),
-        ("shmmin", limits.shmmin),
-    ] {
+    for (dim, v) in limits.entries() {
         if let Some(v) = v {
             c.set(dim, v as f64);
         }

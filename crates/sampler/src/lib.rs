@@ -391,9 +391,7 @@ fn note_call_failure<T>(errors: &mut Vec<String>, call: &str, failed: Option<io:
 }
 
 fn limits_missing(l: &Limits) -> bool {
-    [l.semmni, l.semmns, l.semmsl, l.semopm, l.msgmni, l.msgmax, l.msgmnb, l.shmmni, l.shmmax, l.shmall]
-        .iter()
-        .any(Option::is_none)
+    l.entries().iter().any(|(_, v)| v.is_none())
 }
 
 fn shm_totals(

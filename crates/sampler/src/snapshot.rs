@@ -256,6 +256,26 @@ pub struct Limits {
     pub shmmin: Option<u64>,
 }
 
+impl Limits {
+    /// Every limit with its lower-case kernel name, in a fixed order.
+    pub fn entries(&self) -> [(&'static str, Option<u64>); 12] {
+        [
+            ("semmni", self.semmni),
+            ("semmns", self.semmns),
+            ("semmsl", self.semmsl),
+            ("semopm", self.semopm),
+            ("semvmx", self.semvmx),
+            ("msgmni", self.msgmni),
+            ("msgmax", self.msgmax),
+            ("msgmnb", self.msgmnb),
+            ("shmmni", self.shmmni),
+            ("shmmax", self.shmmax),
+            ("shmall", self.shmall),
+            ("shmmin", self.shmmin),
+        ]
+    }
+}
+
 /// SEMVMX: the kernel's constant maximum semaphore value.
 pub const SEMVMX: u64 = 32767;
 /// SHMMIN: the kernel's constant minimum segment size.
