@@ -325,6 +325,77 @@ fn run_exec(config: &DeliveryConfig, n: &Notification) {
 mod tests {
     use super::*;
 
+    fn note(status: Status, when: f64) -> Notification {
+        Notification {
+            host: "h".into(),
+            unique_id: 1,
+            alarm_id: 1,
+            when,
+            name: "semaphore_arrays_used".into(),
+            chart: "system.ipc_semaphore_arrays".into(),
+            family: "ipc semaphores".into(),
+            status,
+            old_status: Status::Clear,
+            value: 90.0,
+            old_value: 0.0,
+            value_string: "90%".into(),
+            source: "1@x".into(),
+            duration: 0.0,
+            non_clear_duration: 0.0,
+            units: "%".into(),
+            summary: "IPC semaphore arrays used".into(),
+            info: "info".into(),
+            to: "sysadmin".into(),
+            exec: None,
+            class: "Utilization".into(),
+            type_: "System".into(),
+            component: "IPC".into(),
+            repeat: false,
+        }
+    }
+
+    #[test]
+    fn raised_alerts_stay_active_and_resolutions_end_now() {
+        let mut alerts = HashMap::new();
+        assert!(track(&mut alerts, &note(Status::Warning, 1000.0), "db1"));
+        assert!(track(&mut alerts, &note(Status::Critical, 1010.0), "db1"), "severity change is news");
+        let body: serde_json::Value = serde_json::from_slice(&payload(&alerts, 1020.0)).unwrap();
+        let a = &body[0];
+        assert_eq!(a["labels"]["severity"], "critical");
+        assert_eq!(a["labels"]["instance"], "db1");
+        assert_eq!(a["startsAt"], rfc3339(1000.0), "the alert started at the first raise");
+        assert_eq!(a["endsAt"], rfc3339(1020.0 + 300.0), "active for 5 minutes past each send");
+        assert!(track(&mut alerts, &note(Status::Clear, 1030.0), "db1"));
+        let body: serde_json::Value = serde_json::from_slice(&payload(&alerts, 1040.0)).unwrap();
+        assert_eq!(body[0]["endsAt"], rfc3339(1030.0));
+        assert!(!track(&mut alerts, &note(Status::Clear, 1050.0), "db1"), "already resolved");
+    }
+
+    #[tokio::test]
+    async fn exec_gets_the_alert_and_is_killed_after_its_timeout() {
+        let dir = std::env::temp_dir().join(format!("ipcwatch-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fast, slow) = (dir.join("fast.sh"), dir.join("slow.sh"));
+        let (out, late) = (dir.join("out"), dir.join("late"));
+        std::fs::write(&fast, format!("#!/bin/sh\necho \"$IPCWATCH_ALERT_NAME $IPCWATCH_ALERT_STATUS $IPCWATCH_ALERT_VALUE\" > {}\n", out.display())).unwrap();
+        std::fs::write(&slow, format!("#!/bin/sh\nsleep 3\ntouch {}\n", late.display())).unwrap();
+        for f in [&fast, &slow] {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let config = |exec: &PathBuf| DeliveryConfig {
+            exec: Some(exec.clone()),
+            exec_timeout: Duration::from_secs(1),
+            alertmanagers: vec![],
+            instance: "h".into(),
+        };
+        run_exec(&config(&fast), &note(Status::Warning, 0.0));
+        run_exec(&config(&slow), &note(Status::Warning, 0.0));
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "semaphore_arrays_used WARNING 90\n");
+        assert!(!late.exists(), "the slow notifier was killed at its timeout");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
