@@ -92,8 +92,10 @@ async fn serve(
                 res.context("the HTTP server stopped unexpectedly")?;
                 break;
             }
-            Ok(()) = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
+            taken = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
                 first = None;
+                // The sender only goes away without a sample if the sampling thread died.
+                taken.map_err(|_| anyhow::anyhow!("the sampling thread stopped before its first sample"))?;
                 let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
                 tracing::info!("first sample taken: ready");
             }
