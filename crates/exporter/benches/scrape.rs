@@ -29,6 +29,10 @@ fn sample(queues: usize) -> Sample {
     let limit = Some(32000);
     Sample {
         snapshot: Snapshot {
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64(),
             semaphores: Some(Semaphores { arrays: 10, semaphores: 20, items: vec![] }),
             message_queues: Some(MessageQueues { queues: queues as u64, items, ..Default::default() }),
             shared_memory: Some(SharedMemory::default()),

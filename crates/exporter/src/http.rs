@@ -149,7 +149,7 @@ pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Byte
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", crate::landing::page(state)),
         "/-/healthy" => respond(StatusCode::OK, TEXT, "Healthy\n"),
         "/-/ready" if state.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
-        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no sample taken yet\n"),
+        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
         _ => {
             let all =
                 req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
@@ -158,7 +158,7 @@ pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Byte
                     let body = if all { s.alarms_json_all.clone() } else { s.alarms_json_raised.clone() };
                     respond(StatusCode::OK, "application/json", Bytes::copy_from_slice(body.as_bytes()))
                 }
-                None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no sample taken yet\n"),
+                None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
             }
         }
     }

@@ -9,7 +9,9 @@ mod http;
 mod landing;
 mod metrics;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipcwatch_sampler::Snapshot;
 
@@ -60,6 +62,8 @@ pub struct Sample {
 /// Shared between the sampling loop (writer) and the HTTP server (readers).
 pub struct State {
     latest: RwLock<Option<Arc<Sample>>>,
+    /// A sample older than this many seconds is stale: a hung sampler must not look healthy.
+    stale_after: AtomicU64,
     pub build: BuildInfo,
     registry: prometheus::Registry,
 }
@@ -74,7 +78,7 @@ impl State {
             registry
                 .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
                 .expect("process metric names are unique");
-            State { latest: RwLock::new(None), build, registry }
+            State { latest: RwLock::new(None), stale_after: AtomicU64::new(10), build, registry }
         })
     }
 
@@ -84,12 +88,21 @@ impl State {
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(sample);
     }
 
-    /// The latest sample, if any has been taken.
-    pub fn latest(&self) -> Option<Arc<Sample>> {
-        self.latest.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Seconds after which the latest sample no longer counts (a few update intervals).
+    pub fn set_stale_after(&self, seconds: u64) {
+        self.stale_after.store(seconds.max(1), Ordering::Relaxed);
     }
 
-    /// Ready once the first sample is published.
+    /// The latest sample, if one has been taken and it is not stale. A sample that is too
+    /// old is not served as fresh: its IPC figures leave /metrics and readiness turns 503.
+    pub fn latest(&self) -> Option<Arc<Sample>> {
+        let sample = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let limit = self.stale_after.load(Ordering::Relaxed) as f64;
+        (now - sample.snapshot.timestamp <= limit).then_some(sample)
+    }
+
+    /// Ready once the first sample is published, for as long as samples keep coming.
     pub fn is_ready(&self) -> bool {
         self.latest().is_some()
     }

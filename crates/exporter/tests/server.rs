@@ -3,6 +3,15 @@
 use std::time::Duration;
 
 use ipcwatch_exporter::{bind, serve, BuildInfo, Sample, State};
+use ipcwatch_sampler::Snapshot;
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn fresh() -> Sample {
+    Sample { snapshot: Snapshot { timestamp: now(), ..Default::default() }, ..Default::default() }
+}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,8 +39,15 @@ async fn ready_only_after_the_first_sample() {
     let before = get(port, "/metrics").await;
     assert!(before.contains("ipcwatch_build_info{version=\"t\",revision=\"r\"} 1"), "{before}");
     assert!(!before.contains("sysvipc_"), "no IPC figures before the first sample: {before}");
-    state.publish(Sample::default());
+    state.publish(fresh());
     assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 200"));
+    // A sampler that stops publishing does not look ready, and its figures are not served.
+    state.set_stale_after(5);
+    state.publish(Sample {
+        snapshot: Snapshot { timestamp: now() - 6.0, ..Default::default() },
+        ..Default::default()
+    });
+    assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 503"));
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
 }
@@ -61,12 +77,13 @@ async fn oversized_requests_are_refused() {
 
 #[test]
 fn a_failed_collector_drops_its_series_and_reports_zero() {
-    use ipcwatch_sampler::{CollectorReport, Limits, Origin, Snapshot};
+    use ipcwatch_sampler::{CollectorReport, Limits, Origin};
     let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
     let report =
         |name, ok| CollectorReport { name, ok, source: Origin::Syscall, duration_seconds: 0.0, error: None };
     state.publish(Sample {
         snapshot: Snapshot {
+            timestamp: now(),
             semaphores: None,
             limits: Limits { semmni: Some(10), ..Default::default() },
             collectors: vec![report("sem", false), report("limits", true)],

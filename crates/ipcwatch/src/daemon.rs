@@ -60,6 +60,7 @@ async fn serve(
         }
     }
     let state = State::new(build_info());
+    state.set_stale_after(stale_after(&config));
     let delivery = Delivery::start(delivery_config(&config), &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -104,6 +105,7 @@ async fn serve(
                 match reload(&config_path, &overrides, &current) {
                     Ok(new) => {
                         log.set(new.log.level);
+                        state.set_stale_after(stale_after(&new));
                         current = new.clone();
                         let _ = control_tx.send(Control::Reload(Box::new(new)));
                         tracing::info!("SIGHUP: configuration reloaded");
@@ -118,6 +120,11 @@ async fn serve(
     let _ = sampler_thread.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A sample this old means the sampler is stuck: three intervals, and at least 5 s.
+fn stale_after(c: &Config) -> u64 {
+    (3 * c.sampling.update_every).max(5)
 }
 
 fn monotonic() -> NotifyState<'static> {
