@@ -215,10 +215,6 @@ impl Registry {
         Registry { config, charts, queue_ids: Vec::new() }
     }
 
-    pub fn config(&self) -> RegistryConfig {
-        self.config
-    }
-
     /// Changes the caps (on reload); history shrinks at the next update.
     pub fn set_config(&mut self, config: RegistryConfig) {
         self.config = config;

@@ -19,7 +19,7 @@ mod sys;
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use snapshot::*;
@@ -92,10 +92,6 @@ impl<T> Outcome<T> {
 impl Sampler {
     pub fn new(config: SamplerConfig) -> Sampler {
         Sampler { config, page_size: sys::page_size(), text: String::new() }
-    }
-
-    pub fn config(&self) -> &SamplerConfig {
-        &self.config
     }
 
     /// One complete sample of the caller's IPC namespace.
@@ -447,9 +443,6 @@ fn timed<T>(name: &'static str, f: impl FnOnce() -> Outcome<T>) -> (Option<T>, C
     (outcome.value, report)
 }
 
-/// Reads the namespace's objects once with default settings; handy for tools and tests.
-pub fn snapshot_at(procfs: &Path, source: Source) -> Snapshot {
-    Sampler::new(SamplerConfig { procfs: procfs.to_path_buf(), source, segment_memory: true }).snapshot()
-}
+/// Object creation for tests and benchmarks (feature `testkit`).
 #[cfg(feature = "testkit")]
 pub use sys::testkit;
