@@ -151,6 +151,82 @@ const PER_QUEUE: &[(&str, &str, QueueValue)] = &[
     ),
 ];
 
+/// ipcwatch's own families: name, help, labels and type, written once for both the
+/// registration descs and the families built on each scrape.
+struct SelfMetric {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    kind: MetricType,
+}
+
+const fn self_metric(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    kind: MetricType,
+) -> SelfMetric {
+    SelfMetric { name, help, labels, kind }
+}
+
+const BUILD_INFO: SelfMetric = self_metric(
+    "ipcwatch_build_info",
+    "ipcwatch's version and revision; always 1.",
+    &["version", "revision"],
+    MetricType::GAUGE,
+);
+const COLLECTOR_SUCCESS: SelfMetric = self_metric(
+    "ipcwatch_collector_success",
+    "Whether the collector's last sample succeeded (1) or failed (0).",
+    &["collector"],
+    MetricType::GAUGE,
+);
+const COLLECTOR_DURATION: SelfMetric = self_metric(
+    "ipcwatch_collector_duration_seconds",
+    "How long the collector's last sample took.",
+    &["collector"],
+    MetricType::GAUGE,
+);
+const SAMPLES_FAILED: SelfMetric = self_metric(
+    "ipcwatch_samples_failed_total",
+    "Samples in which at least one collector failed.",
+    &[],
+    MetricType::COUNTER,
+);
+const SAMPLES_SLOW: SelfMetric = self_metric(
+    "ipcwatch_samples_slow_total",
+    "Samples that took longer than the update interval.",
+    &[],
+    MetricType::COUNTER,
+);
+const ALERT_STATUS: SelfMetric = self_metric(
+    "ipcwatch_alert_status",
+    "1 for the alert's current status (Netdata's names), 0 for the others.",
+    &["alert", "chart", "status"],
+    MetricType::GAUGE,
+);
+const ALERT_VALUE: SelfMetric = self_metric(
+    "ipcwatch_alert_value",
+    "The alert's last computed value.",
+    &["alert", "chart"],
+    MetricType::GAUGE,
+);
+const SELF_METRICS: [&SelfMetric; 7] = [
+    &BUILD_INFO,
+    &COLLECTOR_SUCCESS,
+    &COLLECTOR_DURATION,
+    &SAMPLES_FAILED,
+    &SAMPLES_SLOW,
+    &ALERT_STATUS,
+    &ALERT_VALUE,
+];
+
+impl SelfMetric {
+    fn family(&self) -> MetricFamily {
+        family(self.name, self.help, self.kind)
+    }
+}
+
 const ALERT_STATUSES: [&str; 5] = ["CLEAR", "WARNING", "CRITICAL", "UNDEFINED", "UNINITIALIZED"];
 
 pub(crate) struct IpcCollector {
@@ -173,25 +249,9 @@ impl IpcCollector {
         for (name, help, _) in PER_QUEUE {
             add(name, help, &["key", "id", "owner"]);
         }
-        add("ipcwatch_build_info", "ipcwatch's version and revision; always 1.", &["version", "revision"]);
-        add(
-            "ipcwatch_collector_success",
-            "Whether the collector's last sample succeeded (1) or failed (0).",
-            &["collector"],
-        );
-        add(
-            "ipcwatch_collector_duration_seconds",
-            "How long the collector's last sample took.",
-            &["collector"],
-        );
-        add("ipcwatch_samples_failed_total", "Samples in which at least one collector failed.", &[]);
-        add("ipcwatch_samples_slow_total", "Samples that took longer than the update interval.", &[]);
-        add(
-            "ipcwatch_alert_status",
-            "1 for the alert's current status (Netdata's names), 0 for the others.",
-            &["alert", "chart", "status"],
-        );
-        add("ipcwatch_alert_value", "The alert's last computed value.", &["alert", "chart"]);
+        for m in SELF_METRICS {
+            add(m.name, m.help, m.labels);
+        }
         IpcCollector { state, descs }
     }
 }
@@ -230,8 +290,8 @@ fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
             out.push(f);
         }
     };
-    let counter = |name: &str, help: &str, v: f64| {
-        let mut f = family(name, help, MetricType::COUNTER);
+    let counter = |m: &SelfMetric, v: f64| {
+        let mut f = m.family();
         let mut c = prometheus::proto::Counter::default();
         c.set_value(v);
         let mut m = Metric::default();
@@ -239,8 +299,7 @@ fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
         f.mut_metric().push(m);
         f
     };
-    let mut build =
-        family("ipcwatch_build_info", "ipcwatch's version and revision; always 1.", MetricType::GAUGE);
+    let mut build = BUILD_INFO.family();
     build
         .mut_metric()
         .push(gauge(&[("version", &state.build.version), ("revision", &state.build.revision)], 1.0));
@@ -270,38 +329,18 @@ fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
         }
     }
     push(build);
-    let mut success = family(
-        "ipcwatch_collector_success",
-        "Whether the collector's last sample succeeded (1) or failed (0).",
-        MetricType::GAUGE,
-    );
-    let mut duration = family(
-        "ipcwatch_collector_duration_seconds",
-        "How long the collector's last sample took.",
-        MetricType::GAUGE,
-    );
+    let mut success = COLLECTOR_SUCCESS.family();
+    let mut duration = COLLECTOR_DURATION.family();
     for c in &snap.collectors {
         success.mut_metric().push(gauge(&[("collector", c.name)], if c.ok { 1.0 } else { 0.0 }));
         duration.mut_metric().push(gauge(&[("collector", c.name)], c.duration_seconds));
     }
     push(success);
     push(duration);
-    push(counter(
-        "ipcwatch_samples_failed_total",
-        "Samples in which at least one collector failed.",
-        sample.failed_samples as f64,
-    ));
-    push(counter(
-        "ipcwatch_samples_slow_total",
-        "Samples that took longer than the update interval.",
-        sample.slow_samples as f64,
-    ));
-    let mut status = family(
-        "ipcwatch_alert_status",
-        "1 for the alert's current status (Netdata's names), 0 for the others.",
-        MetricType::GAUGE,
-    );
-    let mut value = family("ipcwatch_alert_value", "The alert's last computed value.", MetricType::GAUGE);
+    push(counter(&SAMPLES_FAILED, sample.failed_samples as f64));
+    push(counter(&SAMPLES_SLOW, sample.slow_samples as f64));
+    let mut status = ALERT_STATUS.family();
+    let mut value = ALERT_VALUE.family();
     for a in &sample.alerts {
         for s in ALERT_STATUSES {
             let v = if a.status == s { 1.0 } else { 0.0 };
