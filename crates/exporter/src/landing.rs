@@ -2,23 +2,12 @@
 
 use std::fmt::Write;
 
-use ipcwatch_sampler::{is_unlimited, Snapshot};
+use ipcwatch_sampler::is_unlimited;
 
 use crate::State;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn usage_rows(s: &Snapshot) -> Vec<(&'static str, Option<u64>, Option<u64>)> {
-    let l = &s.limits;
-    vec![
-        ("Semaphore arrays (SEMMNI)", s.semaphores.as_ref().map(|x| x.arrays), l.semmni),
-        ("Semaphores (SEMMNS)", s.semaphores.as_ref().map(|x| x.semaphores), l.semmns),
-        ("Message queues (MSGMNI)", s.message_queues.as_ref().map(|x| x.queues), l.msgmni),
-        ("Shared memory segments (SHMMNI)", s.shared_memory.as_ref().map(|x| x.segments), l.shmmni),
-        ("Shared memory pages (SHMALL)", s.shared_memory.as_ref().map(|x| x.pages), l.shmall),
-    ]
 }
 
 pub(crate) fn page(state: &State) -> String {
@@ -38,23 +27,20 @@ pub(crate) fn page(state: &State) -> String {
         None => html.push_str("<p>No sample taken yet.</p>"),
         Some(sample) => {
             html.push_str("<table><tr><th>Resource</th><th>Used</th><th>Limit</th><th>Use</th></tr>");
-            for (name, used, limit) in usage_rows(&sample.snapshot) {
+            for u in sample.snapshot.usage() {
                 let show = |v: Option<u64>| match v {
                     Some(v) if is_unlimited(v) => "unlimited".to_string(),
                     Some(v) => v.to_string(),
                     None => "unknown".to_string(),
                 };
-                let pct = match (used, limit) {
-                    (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => {
-                        format!("{:.1}%", u as f64 * 100.0 / l as f64)
-                    }
-                    _ => "-".to_string(),
-                };
+                let pct = u.percent().map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = write!(
                     html,
-                    "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{pct}</td></tr>",
-                    show(used),
-                    show(limit)
+                    "<tr><td>{} ({})</td><td>{}</td><td>{}</td><td>{pct}</td></tr>",
+                    u.label,
+                    u.resource,
+                    show(u.used),
+                    show(u.limit)
                 );
             }
             html.push_str("</table>");

@@ -3,37 +3,23 @@
 
 use std::fmt::Write;
 
-use ipcwatch_sampler::{is_unlimited, Limits, Snapshot};
+use ipcwatch_sampler::{is_unlimited, Snapshot};
 
-/// One row of the limits table.
-struct Row {
-    resource: &'static str,
-    description: &'static str,
-    limit: Option<u64>,
-    used: Option<u64>,
-}
-
-fn rows(s: &Snapshot) -> Vec<Row> {
-    let l: &Limits = &s.limits;
-    let sem = s.semaphores.as_ref();
-    let msg = s.message_queues.as_ref();
-    let shm = s.shared_memory.as_ref();
-    let row = |resource, description, limit, used| Row { resource, description, limit, used };
-    vec![
-        row("SEMMNI", "Number of semaphore identifiers", l.semmni, sem.map(|x| x.arrays)),
-        row("SEMMNS", "Total number of semaphores", l.semmns, sem.map(|x| x.semaphores)),
-        row("SEMMSL", "Max semaphores per semaphore set", l.semmsl, None),
-        row("SEMOPM", "Max number of operations per semop(2)", l.semopm, None),
-        row("SEMVMX", "Semaphore max value", l.semvmx, None),
-        row("MSGMNI", "Number of message queues", l.msgmni, msg.map(|x| x.queues)),
-        row("MSGMAX", "Max size of message (bytes)", l.msgmax, None),
-        row("MSGMNB", "Default max size of queue (bytes)", l.msgmnb, None),
-        row("SHMMNI", "Shared memory segments", l.shmmni, shm.map(|x| x.segments)),
-        row("SHMALL", "Shared memory pages", l.shmall, shm.map(|x| x.pages)),
-        row("SHMMAX", "Max size of shared memory segment (bytes)", l.shmmax, None),
-        row("SHMMIN", "Min size of shared memory segment (bytes)", l.shmmin, None),
-    ]
-}
+/// The limits table: every limit, in lsipc's order, with its usage where the kernel counts one.
+const ROWS: [(&str, &str); 12] = [
+    ("SEMMNI", "Number of semaphore identifiers"),
+    ("SEMMNS", "Total number of semaphores"),
+    ("SEMMSL", "Max semaphores per semaphore set"),
+    ("SEMOPM", "Max number of operations per semop(2)"),
+    ("SEMVMX", "Semaphore max value"),
+    ("MSGMNI", "Number of message queues"),
+    ("MSGMAX", "Max size of message (bytes)"),
+    ("MSGMNB", "Default max size of queue (bytes)"),
+    ("SHMMNI", "Shared memory segments"),
+    ("SHMALL", "Shared memory pages"),
+    ("SHMMAX", "Max size of shared memory segment (bytes)"),
+    ("SHMMIN", "Min size of shared memory segment (bytes)"),
+];
 
 fn show(v: Option<u64>) -> String {
     match v {
@@ -48,23 +34,24 @@ pub fn render_table(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ =
         writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", "RESOURCE", "DESCRIPTION", "LIMIT", "USED", "USE%");
-    for r in rows(s) {
-        let used = r.used.map_or("-".to_string(), |u| u.to_string());
-        let pct = match (r.used, r.limit) {
-            (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => format!("{:.2}%", u as f64 * 100.0 / l as f64),
-            (Some(_), Some(_)) => "0.00%".into(),
-            _ => "-".into(),
+    let usage = s.usage();
+    let limits = s.limits.entries();
+    for (resource, description) in ROWS {
+        let limit = limits.iter().find(|(name, _)| name.eq_ignore_ascii_case(resource)).and_then(|(_, v)| *v);
+        let (used, pct) = match usage.iter().find(|u| u.resource == resource) {
+            // A counted resource whose collector failed: unknown, not zero.
+            Some(u) => (
+                u.used.map_or("?".to_string(), |v| v.to_string()),
+                match (u.percent(), u.used.is_some() && u.limit.is_some()) {
+                    (Some(p), _) => format!("{p:.2}%"),
+                    (None, true) => "0.00%".into(), // against "unlimited" or 0
+                    (None, false) => "-".into(),
+                },
+            ),
+            None => ("-".to_string(), "-".to_string()),
         };
-        let used = if r.used.is_none() && r.resource_has_usage() { "?".into() } else { used };
-        let _ = writeln!(
-            out,
-            "{:<8} {:<42} {:>20} {:>10} {:>7}",
-            r.resource,
-            r.description,
-            show(r.limit),
-            used,
-            pct
-        );
+        let _ =
+            writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", resource, description, show(limit), used, pct);
     }
     out.push('\n');
     match &s.semaphores {
@@ -107,10 +94,4 @@ pub fn render_table(s: &Snapshot) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
-}
-
-impl Row {
-    fn resource_has_usage(&self) -> bool {
-        matches!(self.resource, "SEMMNI" | "SEMMNS" | "MSGMNI" | "SHMMNI" | "SHMALL")
-    }
 }
