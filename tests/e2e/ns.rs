@@ -5,11 +5,22 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 pub const IPCWATCH: &str = env!("CARGO_BIN_EXE_ipcwatch");
-const TESTKIT: &str = env!("CARGO_BIN_EXE_ipcwatch-testkit");
+
+/// The driver binary of the `ipcwatch-testkit` crate, built next to the daemon by
+/// `cargo test --workspace` (that crate's own tests make cargo build it).
+fn testkit() -> PathBuf {
+    let path = std::path::Path::new(IPCWATCH).with_file_name("ipcwatch-testkit");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (tests/run.sh does), or `cargo build -p ipcwatch-testkit` first",
+        path.display()
+    );
+    path
+}
 
 pub struct Namespace {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     pub dir: PathBuf,
     outputs: usize,
@@ -22,14 +33,15 @@ impl Namespace {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--ipc", TESTKIT])
+            .args(["--user", "--map-root-user", "--ipc"])
+            .arg(testkit())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("unshare (util-linux) must be installed");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ns = Namespace { child, stdin, stdout, dir, outputs: 0 };
+        let mut ns = Namespace { child, stdin: Some(stdin), stdout, dir, outputs: 0 };
         let reply = ns.try_cmd("check-namespace");
         assert!(reply.is_ok(), "could not enter a new IPC namespace: {reply:?}");
         ns
@@ -37,8 +49,9 @@ impl Namespace {
 
     /// Sends one command; `Ok(value)` or `Err(message)`.
     pub fn try_cmd(&mut self, line: &str) -> Result<String, String> {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("the driver is running");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
         let mut reply = String::new();
         self.stdout.read_line(&mut reply).unwrap();
         let reply = reply.trim_end();
@@ -91,7 +104,17 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // Closing stdin ends the testkit; the namespace and its objects die with it.
+        // Closing stdin ends the driver, which stops what it started; the namespace and its
+        // objects die with it. If it does not end in time, SIGKILL it: what it started has
+        // a parent-death signal and follows it.
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -170,6 +170,20 @@ pub struct Engine {
     alerts: Vec<Alert>,
     update_every: f64,
     next_unique_id: u64,
+    /// Bumped whenever anything an alert shows changes, so views are rebuilt only then.
+    generation: u64,
+    /// The chart count alerts were last matched against; `None` after the rules change.
+    synced_charts: Option<usize>,
+}
+
+/// The alerts as they stood after one evaluation: what /api/v1/alarms and /metrics show,
+/// kept so that a request can render them without touching the engine.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    pub hostname: String,
+    pub latest_unique_id: u64,
+    /// Every alert, REMOVED ones included (views leave those out).
+    pub alerts: Vec<Alert>,
 }
 
 struct Scope<'a> {
@@ -227,9 +241,31 @@ fn format_value(v: f64, units: &str) -> String {
 impl Engine {
     /// `update_every` is the charts' collection interval: the default `every`.
     pub fn new(rules: Vec<Rule>, host: Host, update_every: f64) -> Engine {
-        let mut e = Engine { host, rules: Vec::new(), alerts: Vec::new(), update_every, next_unique_id: 1 };
+        let mut e = Engine {
+            host,
+            rules: Vec::new(),
+            alerts: Vec::new(),
+            update_every,
+            next_unique_id: 1,
+            generation: 0,
+            synced_charts: None,
+        };
         e.set_rules(rules);
         e
+    }
+
+    /// Changes whenever an alert's shown state changes (status, value, times, repeats).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A copy of the alerts for rendering.
+    pub fn board(&self) -> Board {
+        Board {
+            hostname: self.host.hostname.clone(),
+            latest_unique_id: self.next_unique_id - 1,
+            alerts: self.alerts.clone(),
+        }
     }
 
     /// Replaces the rules (a reload). Alerts whose rule name and chart survive keep their state.
@@ -242,6 +278,8 @@ impl Engine {
                 a.rule = r.clone();
             }
         }
+        self.synced_charts = None;
+        self.generation += 1;
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {
@@ -265,7 +303,14 @@ impl Engine {
     }
 
     /// Creates alerts for new rule × chart pairs; marks alerts whose chart is gone REMOVED.
+    /// Charts come and go only with the registry's chart list, so this runs only when that
+    /// list or the rules changed.
     fn sync(&mut self, registry: &Registry, now: f64, out: &mut Outcome) {
+        if self.synced_charts == Some(registry.charts().len()) {
+            return;
+        }
+        self.synced_charts = Some(registry.charts().len());
+        self.generation += 1;
         for rule in &self.rules {
             for chart in Self::charts_for(rule, registry) {
                 if !self.alerts.iter().any(|a| a.rule.name == rule.name && a.chart == chart.id) {
@@ -302,12 +347,10 @@ impl Engine {
                 }
             }
         }
-        let host = self.host.hostname.clone();
-        for i in 0..self.alerts.len() {
-            let gone = registry.chart(&self.alerts[i].chart).is_none();
-            if gone && self.alerts[i].status != Status::Removed {
-                let a = &mut self.alerts[i];
-                change_status(a, Status::Removed, f64::NAN, None, now, &host, &mut self.next_unique_id, out);
+        let host = &self.host.hostname;
+        for a in &mut self.alerts {
+            if a.status != Status::Removed && registry.chart(&a.chart).is_none() {
+                change_status(a, Status::Removed, f64::NAN, None, now, host, &mut self.next_unique_id, out);
             }
         }
     }
@@ -317,30 +360,42 @@ impl Engine {
     pub fn evaluate(&mut self, registry: &Registry, now: f64) -> Outcome {
         let mut out = Outcome::default();
         self.sync(registry, now, &mut out);
-        let host = self.host.hostname.clone();
-        for i in 0..self.alerts.len() {
-            let a = &self.alerts[i];
+        let host = &self.host.hostname;
+        let ids_before = self.next_unique_id;
+        let mut evaluated = false;
+        for a in &mut self.alerts {
             if a.status == Status::Removed || now + 1e-6 < a.next_update {
                 continue;
             }
             let Some(chart) = registry.chart(&a.chart) else { continue };
             let (status, value, error) = compute(a, chart, registry, now, self.update_every);
-            let a = &mut self.alerts[i];
+            evaluated = true;
             a.last_updated = now;
             a.next_update = now + a.every;
             a.error = error.clone();
             if status != a.status {
-                change_status(a, status, value, error, now, &host, &mut self.next_unique_id, &mut out);
+                change_status(a, status, value, error, now, host, &mut self.next_unique_id, &mut out);
             } else {
                 a.value = value;
             }
         }
+        let mut released = false;
         for a in &mut self.alerts {
-            release(a, now, &host, &mut self.next_unique_id, &mut out);
+            released |= release(a, now, host, &mut self.next_unique_id, &mut out);
+        }
+        if evaluated || released || self.next_unique_id != ids_before {
+            self.generation += 1;
         }
         out
     }
 
+    /// `/api/v1/alarms` in Netdata's shape; `all` includes alerts that are not raised.
+    pub fn alarms_json(&self, all: bool, now: f64) -> String {
+        self.board().alarms_json(all, now)
+    }
+}
+
+impl Board {
     /// `/api/v1/alarms` in Netdata's shape; `all` includes alerts that are not raised.
     pub fn alarms_json(&self, all: bool, now: f64) -> String {
         let mut alarms = Map::new();
@@ -397,8 +452,8 @@ impl Engine {
             );
         }
         let doc = json!({
-            "hostname": self.host.hostname,
-            "latest_alarm_log_unique_id": self.next_unique_id - 1,
+            "hostname": self.hostname,
+            "latest_alarm_log_unique_id": self.latest_unique_id,
             "status": true,
             "now": now as i64,
             "alarms": alarms,
@@ -543,11 +598,11 @@ fn change_status(
 }
 
 /// Sends the pending notification once its delay has passed, if it still says something new;
-/// re-sends raised ones per `repeat:`.
-fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) {
+/// re-sends raised ones per `repeat:`. Returns whether the alert changed.
+fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) -> bool {
     if let Some((due, _)) = &a.pending {
         if now + 1e-6 < *due {
-            return;
+            return false;
         }
         let (_, n) = a.pending.take().expect("checked above");
         let last = a.last_notified.unwrap_or(Status::Clear);
@@ -569,7 +624,7 @@ fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome
             // no-clear-notification: the alert is over as far as delivery is concerned.
             a.last_notified = Some(Status::Clear);
         }
-        return;
+        return true;
     }
     let every = match a.last_notified {
         Some(Status::Warning) if a.status == Status::Warning => a.rule.repeat.warning,
@@ -586,7 +641,9 @@ fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome
             let old = a.status;
             out.notifications.push(notification(a, old, now, host, id, true));
         }
+        return true;
     }
+    false
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! * [`rules`] parses rule files; [`expr`] is the expression language.
 //! * [`Engine`] is the state machine, driven by the caller's clock.
 
+#![forbid(unsafe_code)]
+
 pub mod delivery;
 pub mod engine;
 pub mod expr;
 pub mod rules;
 
 pub use delivery::{Delivery, DeliveryConfig};
-pub use engine::{Alert, Engine, Host, Notification, Outcome, Status, Transition};
+pub use engine::{Alert, Board, Engine, Host, Notification, Outcome, Status, Transition};
 pub use rules::{load, Rule, RuleError};

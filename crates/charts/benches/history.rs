@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipcwatch_charts::{Registry, RegistryConfig};
+use ipcwatch_charts::{QueueChoice, Registry, RegistryConfig};
 use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
 
 fn rss_kib() -> u64 {
@@ -64,6 +64,7 @@ fn main() {
     let rss_before = rss_kib();
     let mut r = Registry::new(RegistryConfig { history_rows: 3600, max_queue_dimensions: 100 });
     let mut update = Duration::ZERO;
+    let owner: std::sync::Arc<str> = "postgres".into();
     let mut clone = Duration::ZERO;
     for t in 0..3600 {
         let mut s = snaps[t % 60].clone();
@@ -73,7 +74,8 @@ fn main() {
         clone += start.elapsed();
         drop(c);
         let start = Instant::now();
-        r.update(&s);
+        let choice = QueueChoice::choose(&s, r.max_queue_dimensions(), |_| owner.clone());
+        r.update(&s, &choice);
         update += start.elapsed();
     }
     let rss_after = rss_kib();

@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
-use ipcwatch_sampler::{MessageQueue, Snapshot};
+use ipcwatch_sampler::Snapshot;
 
-use crate::{Chart, ChartType};
+use crate::figures::{FIGURES, QUEUE_FIGURES};
+use crate::{Chart, ChartType, QueueChoice};
 
 pub const QUEUE_MESSAGES_CHART: &str = "system.message_queue_messages";
 pub const QUEUE_BYTES_CHART: &str = "system.message_queue_bytes";
@@ -181,83 +182,36 @@ pub const CHARTS: &[ChartDef] = &[
     ),
 ];
 
-/// The queues that get per-queue dimensions and series: the biggest (bytes, then messages)
-/// first, at most `cap`, in msqid order.
-pub fn queue_selection(snap: &Snapshot, cap: usize) -> Vec<&MessageQueue> {
-    let Some(msg) = &snap.message_queues else { return Vec::new() };
-    let mut queues: Vec<&MessageQueue> = msg.items.iter().collect();
-    if queues.len() > cap {
-        // Partition (O(n)) rather than sort: only which queues make the cut matters.
-        if cap > 0 {
-            queues.select_nth_unstable_by(cap - 1, |a, b| {
-                (b.bytes, b.messages, a.id).cmp(&(a.bytes, a.messages, b.id))
-            });
-        }
-        queues.truncate(cap);
-    }
-    queues.sort_by_key(|q| q.id);
-    queues
-}
-
 fn find<'a>(charts: &'a mut [Chart], id: &str) -> &'a mut Chart {
     charts.iter_mut().find(|c| c.id == id).expect("every chart id used here is in CHARTS")
 }
 
-/// Writes one row of values into the charts. A failed collector leaves its charts' row empty
-/// (NaN): the last good value is not carried forward as if fresh.
-pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &[&MessageQueue]) {
-    let limits = &snap.limits;
-    let var = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
-    if let Some(sem) = &snap.semaphores {
-        let c = find(charts, "system.ipc_semaphores");
-        c.set("semaphores", sem.semaphores as f64);
-        let c = find(charts, "system.ipc_semaphore_arrays");
-        c.set("arrays", sem.arrays as f64);
+/// Writes one row of values into the charts, from the figures table. A failed collector
+/// leaves its charts' row empty (NaN): the last good value is not carried forward as if fresh.
+pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &QueueChoice) {
+    for f in FIGURES {
+        if let (Some((chart, dim)), Some(v)) = (f.chart, (f.read)(snap)) {
+            find(charts, chart).set(dim, v as f64);
+        }
+        if let Some((chart, var)) = f.variable {
+            find(charts, chart).variables.insert(var, (f.read)(snap).map_or(f64::NAN, |v| v as f64));
+        }
     }
-    find(charts, "system.ipc_semaphores").variables.insert("ipc_semaphores_max", var(limits.semmns));
-    find(charts, "system.ipc_semaphore_arrays")
-        .variables
-        .insert("ipc_semaphores_arrays_max", var(limits.semmni));
-
     if let Some(msg) = &snap.message_queues {
         let mut id = String::with_capacity(12);
-        for q in queues {
-            id.clear();
-            let _ = write!(id, "{}", q.id);
-            find(charts, QUEUE_MESSAGES_CHART).set(&id, q.messages as f64);
-            find(charts, QUEUE_BYTES_CHART).set(&id, q.bytes as f64);
+        for q in QUEUE_FIGURES {
+            let Some(chart) = q.chart else { continue };
+            let chart = find(charts, chart);
+            for queue in queues.queues() {
+                if let Some(v) = (q.read)(queue) {
+                    id.clear();
+                    let _ = write!(id, "{}", queue.id);
+                    chart.set(&id, v as f64);
+                }
+            }
         }
-        let c = find(charts, "ipc.message_queues");
-        c.set("queues", msg.queues as f64);
-        c.set("full", msg.full_queues as f64);
-        find(charts, "ipc.message_queue_totals").set("messages", msg.messages as f64);
-        find(charts, "ipc.message_queue_total_bytes").set("bytes", msg.bytes as f64);
+        // Derived, not measured: how close the fullest queue is to blocking its writers.
         let fullest = msg.items.iter().map(|q| q.fill_ratio()).fold(0.0, f64::max);
         find(charts, "ipc.message_queue_fill").set("max", fullest * 100.0);
-    }
-    find(charts, "ipc.message_queues").variables.insert("ipc_msg_queues_max", var(limits.msgmni));
-
-    if let Some(shm) = &snap.shared_memory {
-        find(charts, "system.shared_memory_segments").set("segments", shm.segments as f64);
-        find(charts, "system.shared_memory_bytes").set("bytes", shm.bytes as f64);
-        find(charts, "ipc.shared_memory_pages").set("pages", shm.pages as f64);
-        let c = find(charts, "ipc.shared_memory_memory");
-        c.set("resident", shm.resident_bytes as f64);
-        c.set("swapped", shm.swapped_bytes as f64);
-        let c = find(charts, "ipc.shared_memory_orphaned_segments");
-        c.set("orphaned", shm.orphaned_segments as f64);
-        c.set("removed_attached", shm.destroyed_attached_segments as f64);
-        find(charts, "ipc.shared_memory_orphaned_bytes").set("orphaned", shm.orphaned_bytes as f64);
-    }
-    find(charts, "system.shared_memory_segments")
-        .variables
-        .insert("ipc_shm_segments_max", var(limits.shmmni));
-    find(charts, "ipc.shared_memory_pages").variables.insert("ipc_shm_pages_max", var(limits.shmall));
-
-    let c = find(charts, "ipc.limits");
-    for (dim, v) in limits.entries() {
-        if let Some(v) = v {
-            c.set(dim, v as f64);
-        }
     }
 }

@@ -6,13 +6,18 @@
 //! hour at the update interval) serves the alert engine's `lookup`s. Per-queue dimensions are
 //! capped (biggest queues first) and retired as soon as their queue is gone.
 
+#![forbid(unsafe_code)]
+
 mod defs;
+pub mod figures;
+mod queues;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use ipcwatch_sampler::Snapshot;
 
-pub use defs::{queue_selection, QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
+pub use defs::{QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
+pub use queues::{ChosenQueue, QueueChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartType {
@@ -235,22 +240,30 @@ impl Registry {
         &self.queue_ids
     }
 
-    /// Adds one row to every chart from a snapshot taken at `snap.timestamp`.
-    pub fn update(&mut self, snap: &Snapshot) {
+    /// Adds one row to every chart from a snapshot taken at `snap.timestamp`; `queues` are the
+    /// queues that have dimensions of their own (the others' dimensions are retired).
+    pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
         for chart in &mut self.charts {
             chart.push_row(snap.timestamp, keep);
         }
-        let selection = queue_selection(snap, self.config.max_queue_dimensions);
-        self.queue_ids.clear();
-        self.queue_ids.extend(selection.iter().map(|q| q.id));
-        let ids = &self.queue_ids;
-        for chart in &mut self.charts {
-            if chart.id == QUEUE_MESSAGES_CHART || chart.id == QUEUE_BYTES_CHART {
-                chart.retain_dimensions(|d| d.parse().is_ok_and(|id| ids.binary_search(&id).is_ok()));
+        let unchanged = self.queue_ids.len() == queues.queues().len()
+            && self.queue_ids.iter().zip(queues.queues()).all(|(a, q)| *a == q.id);
+        if !unchanged {
+            self.queue_ids.clear();
+            self.queue_ids.extend(queues.queues().iter().map(|q| q.id));
+            for chart in &mut self.charts {
+                if chart.id == QUEUE_MESSAGES_CHART || chart.id == QUEUE_BYTES_CHART {
+                    chart.retain_dimensions(|d| d.parse().is_ok_and(|id| queues.contains(id)));
+                }
             }
         }
-        defs::fill(&mut self.charts, snap, &selection);
+        defs::fill(&mut self.charts, snap, queues);
+    }
+
+    /// The most per-queue dimensions (the cap the pipeline chooses queues with).
+    pub fn max_queue_dimensions(&self) -> usize {
+        self.config.max_queue_dimensions
     }
 }
 

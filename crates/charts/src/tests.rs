@@ -18,6 +18,12 @@ fn queue(id: i32, messages: u64, bytes: u64) -> MessageQueue {
     }
 }
 
+/// One sample through the registry, with the queues chosen under its cap.
+fn feed(r: &mut Registry, s: &Snapshot) {
+    let choice = QueueChoice::choose(s, r.max_queue_dimensions(), |uid| uid.to_string().into());
+    r.update(s, &choice);
+}
+
 fn snap(t: f64, arrays: u64, queues: Vec<MessageQueue>) -> Snapshot {
     Snapshot {
         timestamp: t,
@@ -61,7 +67,7 @@ fn netdata_charts_have_netdata_metadata() {
 #[test]
 fn values_and_variables_follow_the_snapshot() {
     let mut r = Registry::new(RegistryConfig::default());
-    r.update(&snap(100.0, 9, vec![queue(0, 3, 300), queue(32768, 1, 7)]));
+    feed(&mut r, &snap(100.0, 9, vec![queue(0, 3, 300), queue(32768, 1, 7)]));
     let arrays = r.chart("system.ipc_semaphore_arrays").unwrap();
     assert_eq!(arrays.dimension("arrays").unwrap().last(), Some(9.0));
     assert_eq!(arrays.variables["ipc_semaphores_arrays_max"], 10.0);
@@ -75,22 +81,22 @@ fn values_and_variables_follow_the_snapshot() {
 #[test]
 fn vanished_queues_are_retired() {
     let mut r = Registry::new(RegistryConfig::default());
-    r.update(&snap(1.0, 0, vec![queue(0, 1, 1), queue(1, 1, 1)]));
-    r.update(&snap(2.0, 0, vec![queue(1, 2, 2)]));
+    feed(&mut r, &snap(1.0, 0, vec![queue(0, 1, 1), queue(1, 1, 1)]));
+    feed(&mut r, &snap(2.0, 0, vec![queue(1, 2, 2)]));
     let dims: Vec<&str> =
         r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(dims, ["1"]);
-    r.update(&snap(3.0, 0, vec![]));
+    feed(&mut r, &snap(3.0, 0, vec![]));
     assert!(r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.is_empty());
 }
 
 #[test]
 fn queue_dimensions_are_capped_biggest_first() {
     let mut r = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 2 });
-    r.update(&snap(1.0, 0, vec![queue(0, 1, 10), queue(1, 1, 500), queue(2, 9, 10), queue(3, 0, 0)]));
+    feed(&mut r, &snap(1.0, 0, vec![queue(0, 1, 10), queue(1, 1, 500), queue(2, 9, 10), queue(3, 0, 0)]));
     assert_eq!(r.queue_ids(), [1, 2]);
     let mut off = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 0 });
-    off.update(&snap(1.0, 0, vec![queue(0, 1, 10)]));
+    feed(&mut off, &snap(1.0, 0, vec![queue(0, 1, 10)]));
     assert!(off.queue_ids().is_empty());
     assert!(off.chart(QUEUE_BYTES_CHART).unwrap().dimensions.is_empty());
 }
@@ -98,10 +104,10 @@ fn queue_dimensions_are_capped_biggest_first() {
 #[test]
 fn a_failed_collector_is_not_served_as_fresh() {
     let mut r = Registry::new(RegistryConfig::default());
-    r.update(&snap(1.0, 4, vec![]));
+    feed(&mut r, &snap(1.0, 4, vec![]));
     let mut failed = snap(2.0, 0, vec![]);
     failed.semaphores = None;
-    r.update(&failed);
+    feed(&mut r, &failed);
     let c = r.chart("system.ipc_semaphore_arrays").unwrap();
     assert_eq!(c.dimension("arrays").unwrap().last(), None);
     assert_eq!(c.last_collected, Some(1.0));
@@ -111,7 +117,7 @@ fn a_failed_collector_is_not_served_as_fresh() {
 fn history_is_bounded_and_lookups_reduce_windows() {
     let mut r = Registry::new(RegistryConfig { history_rows: 5, max_queue_dimensions: 100 });
     for t in 1..=8 {
-        r.update(&snap(t as f64, t, vec![]));
+        feed(&mut r, &snap(t as f64, t, vec![]));
     }
     let c = r.chart("system.ipc_semaphore_arrays").unwrap();
     assert_eq!(c.history_len(), 5); // rows 4..=8
@@ -123,4 +129,47 @@ fn history_is_bounded_and_lookups_reduce_windows() {
     let q = r.chart("ipc.limits").unwrap();
     let of = vec!["semmni".to_string()];
     assert_eq!(q.lookup(Reduce::Max, 8.0, -10.0, 0.0, Some(&of)), 10.0);
+}
+
+#[test]
+fn every_figure_feeds_a_chart_dimension_that_exists() {
+    let r = Registry::new(RegistryConfig::default());
+    for f in figures::FIGURES {
+        if let Some((chart, dim)) = f.chart {
+            let c = r.chart(chart).unwrap_or_else(|| panic!("{}: no chart {chart}", f.metric));
+            assert!(c.dimension(dim).is_some(), "{}: chart {chart} has no dimension {dim}", f.metric);
+        }
+        if let Some((chart, _)) = f.variable {
+            assert!(r.chart(chart).is_some(), "{}: no chart {chart}", f.metric);
+        }
+    }
+    let limits: Vec<&str> = figures::limits().map(|f| f.kernel).collect();
+    assert_eq!(
+        limits,
+        [
+            "SEMMNI", "SEMMNS", "SEMMSL", "SEMOPM", "SEMVMX", "MSGMNI", "MSGMAX", "MSGMNB", "SHMMNI",
+            "SHMALL", "SHMMAX", "SHMMIN"
+        ]
+    );
+    let metrics: std::collections::BTreeSet<&str> = figures::FIGURES.iter().map(|f| f.metric).collect();
+    assert_eq!(metrics.len(), figures::FIGURES.len(), "metric names are unique");
+}
+
+/// docs/metrics.md carries the table generated from the figures; they must agree.
+/// `IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts` rewrites it.
+#[test]
+fn docs_metrics_md_agrees_with_the_figures() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("<!-- figures:begin -->\n", "<!-- figures:end -->");
+    let start = doc.find(begin).expect("docs/metrics.md has a figures:begin marker") + begin.len();
+    let stop = doc.find(end).expect("docs/metrics.md has a figures:end marker");
+    let want = figures::markdown_table();
+    if doc[start..stop] != want {
+        if std::env::var_os("IPCWATCH_BLESS").is_some() {
+            std::fs::write(&path, format!("{}{}{}", &doc[..start], want, &doc[stop..])).unwrap();
+            return;
+        }
+        panic!("docs/metrics.md disagrees with the figures table; run IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts\nwant:\n{want}");
+    }
 }

@@ -5,12 +5,16 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use ipcwatch_exporter::{BuildInfo, QueueSeries, Sample, State};
+use std::sync::Arc;
+
+use ipcwatch_charts::QueueChoice;
+use ipcwatch_exporter::{BuildInfo, State};
+use ipcwatch_pipeline::Published;
 use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
 
 const RUNS: usize = 51;
 
-fn sample(queues: usize) -> Sample {
+fn sample(queues: usize) -> Arc<Published> {
     let items: Vec<MessageQueue> = (0..queues)
         .map(|i| MessageQueue {
             key: Key(i as i32 * 7919),
@@ -27,27 +31,23 @@ fn sample(queues: usize) -> Sample {
         })
         .collect();
     let limit = Some(32000);
-    Sample {
-        snapshot: Snapshot {
-            timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64(),
-            semaphores: Some(Semaphores { arrays: 10, semaphores: 20, items: vec![] }),
-            message_queues: Some(MessageQueues { queues: queues as u64, items, ..Default::default() }),
-            shared_memory: Some(SharedMemory::default()),
-            limits: Limits {
-                semmni: limit,
-                semmns: limit,
-                msgmni: limit,
-                shmmni: limit,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        queues: (0..queues).map(|index| QueueSeries { index, owner: "postgres".into() }).collect(),
+    let snapshot = Snapshot {
+        timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64(),
+        semaphores: Some(Semaphores { arrays: 10, semaphores: 20, items: vec![] }),
+        message_queues: Some(MessageQueues { queues: queues as u64, items, ..Default::default() }),
+        shared_memory: Some(SharedMemory::default()),
+        limits: Limits { semmni: limit, semmns: limit, msgmni: limit, shmmni: limit, ..Default::default() },
         ..Default::default()
-    }
+    };
+    let owner: Arc<str> = "postgres".into();
+    Arc::new(Published {
+        queues: QueueChoice::choose(&snapshot, queues, |_| owner.clone()),
+        snapshot,
+        alerts: Default::default(),
+        failed_samples: 0,
+        slow_samples: 0,
+        finished: std::time::Instant::now(),
+    })
 }
 
 fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
@@ -67,11 +67,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("{:>7} {:>10} {:>12} {:>12} {:>7}", "queues", "bytes", "baseline", "render", "ratio");
+    println!(
+        "{:>7} {:>10} {:>12} {:>12} {:>7} {:>12} {:>12}",
+        "queues", "bytes", "baseline", "render", "ratio", "+gzip", "cached"
+    );
     for n in [0usize, 100, 1_000] {
         let state = State::new(BuildInfo { version: "bench".into(), revision: "bench".into() });
-        state.publish(sample(n));
-        let lines = state.render_metrics().lines().filter(|l| !l.starts_with('#')).count();
+        let published = sample(n);
+        state.publish(published.clone());
+        let body = state.metrics_body(false);
+        let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
         let (base, _) = median(|| {
             let mut s = String::new();
             for i in 0..lines {
@@ -85,14 +90,27 @@ fn main() {
             }
             s.len()
         });
-        let (render, bytes) = median(|| state.render_metrics().len());
+        // A new sample each time: what the first scrape after a tick pays.
+        let (render, bytes) = median(|| {
+            state.publish(published.clone());
+            state.metrics_body(false).len()
+        });
+        let (gzip, _) = median(|| {
+            state.publish(published.clone());
+            state.metrics_body(true).len()
+        });
+        // The same sample again: what every other scrape of that second pays.
+        let (cached, _) = median(|| state.metrics_body(false).len());
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "{:>7} {:>10} {:>9.1} µs {:>9.1} µs {:>6.1}x",
+            "{:>7} {:>10} {:>9.1} µs {:>9.1} µs {:>6.1}x {:>9.1} µs {:>9.2} µs",
             n,
             bytes,
-            base.as_secs_f64() * 1e6,
-            render.as_secs_f64() * 1e6,
-            render.as_secs_f64() / base.as_secs_f64()
+            us(base),
+            us(render),
+            render.as_secs_f64() / base.as_secs_f64(),
+            us(gzip),
+            us(cached)
         );
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -144,22 +146,52 @@ pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Byte
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
+    let head = req.method() == Method::HEAD;
     match path {
-        "/metrics" => respond(StatusCode::OK, crate::CONTENT_TYPE, state.render_metrics()),
+        "/metrics" => {
+            let gzip = accepts_gzip(&req);
+            // HEAD renders nothing: the headers are all it gets.
+            let body = if head { Bytes::new() } else { state.metrics_body(gzip) };
+            let mut r = respond(StatusCode::OK, crate::CONTENT_TYPE, body);
+            r.headers_mut().insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gzip {
+                r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            r
+        }
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", crate::landing::page(state)),
-        "/-/healthy" => respond(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/healthy" if state.is_healthy() => respond(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/healthy" => {
+            respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Unhealthy: the sampler has stopped\n")
+        }
         "/-/ready" if state.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
         _ => {
             let all =
                 req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
             match state.latest() {
-                Some(s) => {
-                    let body = if all { s.alarms_json_all.clone() } else { s.alarms_json_raised.clone() };
-                    respond(StatusCode::OK, "application/json", Bytes::copy_from_slice(body.as_bytes()))
+                // Built on request from the alerts the last evaluation left, not every tick.
+                Some(p) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    respond(StatusCode::OK, "application/json", p.alerts.alarms_json(all, now))
                 }
                 None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
             }
         }
     }
+}
+
+/// Whether the client takes gzip (`Accept-Encoding: gzip`, not with `q=0`).
+fn accepts_gzip<B>(req: &Request<B>) -> bool {
+    req.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let q_zero =
+                parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f64>().is_ok_and(|q| q <= 0.0)));
+            name.eq_ignore_ascii_case("gzip") && !q_zero
+        })
+    })
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use ipcwatch_charts::figures;
 use ipcwatch_sampler::is_unlimited;
 
 use crate::State;
@@ -27,7 +28,7 @@ pub(crate) fn page(state: &State) -> String {
         None => html.push_str("<p>No sample taken yet.</p>"),
         Some(sample) => {
             html.push_str("<table><tr><th>Resource</th><th>Used</th><th>Limit</th><th>Use</th></tr>");
-            for u in sample.snapshot.usage() {
+            for u in figures::usage(&sample.snapshot) {
                 let show = |v: Option<u64>| match v {
                     Some(v) if is_unlimited(v) => "unlimited".to_string(),
                     Some(v) => v.to_string(),
@@ -37,24 +38,23 @@ pub(crate) fn page(state: &State) -> String {
                 let _ = write!(
                     html,
                     "<tr><td>{} ({})</td><td>{}</td><td>{}</td><td>{pct}</td></tr>",
-                    u.label,
-                    u.resource,
+                    u.figure.description,
+                    u.limit_figure.kernel,
                     show(u.used),
                     show(u.limit)
                 );
             }
             html.push_str("</table>");
-            let raised: Vec<_> =
-                sample.alerts.iter().filter(|a| matches!(a.status, "WARNING" | "CRITICAL")).collect();
+            let raised: Vec<_> = sample.alerts.alerts.iter().filter(|a| a.status.is_raised()).collect();
             if !raised.is_empty() {
                 html.push_str("<h2>Raised alerts</h2><ul>");
                 for a in raised {
                     let _ = write!(
                         html,
                         "<li>{} on {}: {} ({:.1})</li>",
-                        escape(&a.name),
+                        escape(&a.rule.name),
                         escape(&a.chart),
-                        a.status,
+                        a.status.name(),
                         a.value
                     );
                 }

@@ -1,375 +1,233 @@
-//! `/metrics`: a custom `prometheus::core::Collector` that builds every family fresh from the
-//! latest sample on each scrape, so series of vanished queues disappear with them and nothing
-//! registered can go stale.
+//! `/metrics`: Prometheus text format 0.0.4, written straight from a published sample. Every
+//! family is built from the sample it shows, so series of vanished queues disappear with them
+//! and nothing registered can go stale.
 
-use std::sync::Weak;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
-use ipcwatch_sampler::{Limits, MessageQueue, Snapshot};
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::Encoder;
+use bytes::Bytes;
+use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
+use ipcwatch_pipeline::Published;
+use prometheus::core::Collector;
 
-use crate::{Sample, State};
+use crate::State;
 
 /// The exact Content-Type of text format 0.0.4; Prometheus 3 rejects a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A single-value gauge read from a snapshot; `None` when the part it needs failed.
-struct Plain {
-    name: &'static str,
-    help: &'static str,
-    get: fn(&Snapshot) -> Option<f64>,
-}
-
-fn lim(f: fn(&Limits) -> Option<u64>) -> impl Fn(&Snapshot) -> Option<f64> {
-    move |s| f(&s.limits).map(|v| v as f64)
-}
-
-macro_rules! plain {
-    ($name:literal, $help:literal, |$s:ident| $e:expr) => {
-        Plain { name: $name, help: $help, get: |$s: &Snapshot| $e }
-    };
-}
-
-const PLAIN: &[Plain] = &[
-    plain!("sysvipc_semaphore_arrays", "Semaphore arrays in use (SEM_INFO semusz).", |s| s
-        .semaphores
-        .as_ref()
-        .map(|x| x.arrays as f64)),
-    plain!(
-        "sysvipc_semaphore_arrays_limit",
-        "Maximum number of semaphore arrays (SEMMNI, kernel.sem field 4).",
-        |s| lim(|l| l.semmni)(s)
-    ),
-    plain!("sysvipc_semaphores", "Semaphores in all arrays (SEM_INFO semaem).", |s| s
-        .semaphores
-        .as_ref()
-        .map(|x| x.semaphores as f64)),
-    plain!(
-        "sysvipc_semaphores_limit",
-        "Maximum number of semaphores in all arrays (SEMMNS, kernel.sem field 2).",
-        |s| lim(|l| l.semmns)(s)
-    ),
-    plain!(
-        "sysvipc_semaphores_per_array_limit",
-        "Maximum semaphores per array (SEMMSL, kernel.sem field 1).",
-        |s| lim(|l| l.semmsl)(s)
-    ),
-    plain!(
-        "sysvipc_semaphore_ops_per_call_limit",
-        "Maximum operations per semop call (SEMOPM, kernel.sem field 3).",
-        |s| lim(|l| l.semopm)(s)
-    ),
-    plain!("sysvipc_semaphore_value_limit", "Maximum semaphore value (SEMVMX).", |s| lim(|l| l.semvmx)(s)),
-    plain!("sysvipc_message_queues", "Message queues in use (MSG_INFO msgpool).", |s| s
-        .message_queues
-        .as_ref()
-        .map(|x| x.queues as f64)),
-    plain!("sysvipc_message_queues_limit", "Maximum number of message queues (kernel.msgmni).", |s| lim(
-        |l| l.msgmni
-    )(s)),
-    plain!("sysvipc_messages", "Messages queued in all queues (MSG_INFO msgmap).", |s| s
-        .message_queues
-        .as_ref()
-        .map(|x| x.messages as f64)),
-    plain!("sysvipc_message_bytes", "Bytes queued in all queues (MSG_INFO msgtql).", |s| s
-        .message_queues
-        .as_ref()
-        .map(|x| x.bytes as f64)),
-    plain!(
-        "sysvipc_message_size_limit_bytes",
-        "Maximum size of one message in bytes (kernel.msgmax).",
-        |s| lim(|l| l.msgmax)(s)
-    ),
-    plain!(
-        "sysvipc_message_queue_default_capacity_bytes",
-        "Capacity in bytes given to new queues (kernel.msgmnb).",
-        |s| lim(|l| l.msgmnb)(s)
-    ),
-    plain!(
-        "sysvipc_shared_memory_segments",
-        "Shared memory segments in use, removed-but-attached ones included (SHM_INFO used_ids).",
-        |s| s.shared_memory.as_ref().map(|x| x.segments as f64)
-    ),
-    plain!(
-        "sysvipc_shared_memory_segments_limit",
-        "Maximum number of shared memory segments (kernel.shmmni).",
-        |s| lim(|l| l.shmmni)(s)
-    ),
-    plain!("sysvipc_shared_memory_bytes", "Sum of the sizes of all shared memory segments in bytes.", |s| s
-        .shared_memory
-        .as_ref()
-        .map(|x| x.bytes as f64)),
-    plain!(
-        "sysvipc_shared_memory_pages",
-        "Pages charged against SHMALL, each segment rounded up (SHM_INFO shm_tot).",
-        |s| s.shared_memory.as_ref().map(|x| x.pages as f64)
-    ),
-    plain!(
-        "sysvipc_shared_memory_pages_limit",
-        "Maximum pages in all shared memory segments (kernel.shmall).",
-        |s| lim(|l| l.shmall)(s)
-    ),
-    plain!(
-        "sysvipc_shared_memory_segment_size_limit_bytes",
-        "Maximum size of one shared memory segment in bytes (kernel.shmmax).",
-        |s| lim(|l| l.shmmax)(s)
-    ),
-    plain!(
-        "sysvipc_shared_memory_resident_bytes",
-        "Shared memory resident in RAM in bytes (SHM_INFO shm_rss).",
-        |s| s.shared_memory.as_ref().map(|x| x.resident_bytes as f64)
-    ),
-    plain!(
-        "sysvipc_shared_memory_swapped_bytes",
-        "Shared memory swapped out in bytes (SHM_INFO shm_swp).",
-        |s| s.shared_memory.as_ref().map(|x| x.swapped_bytes as f64)
-    ),
-    plain!(
-        "sysvipc_shared_memory_orphaned_segments",
-        "Segments nobody has attached that were not removed: memory no process owns.",
-        |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments as f64)
-    ),
-    plain!(
-        "sysvipc_shared_memory_orphaned_bytes",
-        "Bytes of segments nobody has attached that were not removed.",
-        |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes as f64)
-    ),
-];
-
-/// Reads one per-queue value; `None` when the source does not know it.
-type QueueValue = fn(&MessageQueue) -> Option<u64>;
-
-/// Per-queue gauges, labelled `key`, `id`, `owner`.
-const PER_QUEUE: &[(&str, &str, QueueValue)] = &[
-    ("sysvipc_message_queue_messages", "Messages on the queue.", |q| Some(q.messages)),
-    ("sysvipc_message_queue_bytes", "Bytes queued on the queue.", |q| Some(q.bytes)),
-    (
-        "sysvipc_message_queue_capacity_bytes",
-        "The queue's capacity in bytes (msg_qbytes); writers block when it is reached.",
-        |q| q.capacity_bytes,
-    ),
-];
-
-/// ipcwatch's own families: name, help, labels and type, written once for both the
-/// registration descs and the families built on each scrape.
+/// ipcwatch's own families: name, help, labels and type, written once.
 struct SelfMetric {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
-    kind: MetricType,
+    kind: &'static str,
 }
 
-const fn self_metric(
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    kind: MetricType,
-) -> SelfMetric {
-    SelfMetric { name, help, labels, kind }
-}
-
-const BUILD_INFO: SelfMetric = self_metric(
-    "ipcwatch_build_info",
-    "ipcwatch's version and revision; always 1.",
-    &["version", "revision"],
-    MetricType::GAUGE,
-);
-const COLLECTOR_SUCCESS: SelfMetric = self_metric(
-    "ipcwatch_collector_success",
-    "Whether the collector's last sample succeeded (1) or failed (0).",
-    &["collector"],
-    MetricType::GAUGE,
-);
-const COLLECTOR_DURATION: SelfMetric = self_metric(
-    "ipcwatch_collector_duration_seconds",
-    "How long the collector's last sample took.",
-    &["collector"],
-    MetricType::GAUGE,
-);
-const SAMPLES_FAILED: SelfMetric = self_metric(
-    "ipcwatch_samples_failed_total",
-    "Samples in which at least one collector failed.",
-    &[],
-    MetricType::COUNTER,
-);
-const SAMPLES_SLOW: SelfMetric = self_metric(
-    "ipcwatch_samples_slow_total",
-    "Samples that took longer than the update interval.",
-    &[],
-    MetricType::COUNTER,
-);
-const ALERT_STATUS: SelfMetric = self_metric(
-    "ipcwatch_alert_status",
-    "1 for the alert's current status (Netdata's names), 0 for the others.",
-    &["alert", "chart", "status"],
-    MetricType::GAUGE,
-);
-const ALERT_VALUE: SelfMetric = self_metric(
-    "ipcwatch_alert_value",
-    "The alert's last computed value.",
-    &["alert", "chart"],
-    MetricType::GAUGE,
-);
-const SELF_METRICS: [&SelfMetric; 7] = [
-    &BUILD_INFO,
-    &COLLECTOR_SUCCESS,
-    &COLLECTOR_DURATION,
-    &SAMPLES_FAILED,
-    &SAMPLES_SLOW,
-    &ALERT_STATUS,
-    &ALERT_VALUE,
-];
-
-impl SelfMetric {
-    fn family(&self) -> MetricFamily {
-        family(self.name, self.help, self.kind)
-    }
-}
+const BUILD_INFO: SelfMetric = SelfMetric {
+    name: "ipcwatch_build_info",
+    help: "ipcwatch's version and revision; always 1.",
+    kind: "gauge",
+};
+const COLLECTOR_SUCCESS: SelfMetric = SelfMetric {
+    name: "ipcwatch_collector_success",
+    help: "Whether the collector's last sample succeeded (1) or failed (0).",
+    kind: "gauge",
+};
+const COLLECTOR_DURATION: SelfMetric = SelfMetric {
+    name: "ipcwatch_collector_duration_seconds",
+    help: "How long the collector's last sample took.",
+    kind: "gauge",
+};
+const SAMPLES_FAILED: SelfMetric = SelfMetric {
+    name: "ipcwatch_samples_failed_total",
+    help: "Samples in which at least one collector failed.",
+    kind: "counter",
+};
+const SAMPLES_SLOW: SelfMetric = SelfMetric {
+    name: "ipcwatch_samples_slow_total",
+    help: "Samples that took longer than the update interval.",
+    kind: "counter",
+};
+const ALERT_STATUS: SelfMetric = SelfMetric {
+    name: "ipcwatch_alert_status",
+    help: "1 for the alert's current status (Netdata's names), 0 for the others.",
+    kind: "gauge",
+};
+const ALERT_VALUE: SelfMetric =
+    SelfMetric { name: "ipcwatch_alert_value", help: "The alert's last computed value.", kind: "gauge" };
 
 const ALERT_STATUSES: [&str; 5] = ["CLEAR", "WARNING", "CRITICAL", "UNDEFINED", "UNINITIALIZED"];
 
-pub(crate) struct IpcCollector {
-    state: Weak<State>,
-    descs: Vec<Desc>,
+/// A sample value: integers are written exactly (a u64 limit such as SHMMAX would lose its
+/// low digits as f64), floats in Prometheus's spelling.
+#[derive(Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
 }
 
-impl IpcCollector {
-    pub(crate) fn new(state: Weak<State>) -> IpcCollector {
-        let mut descs = Vec::new();
-        let mut add = |name: &str, help: &str, labels: &[&str]| {
-            let labels = labels.iter().map(|l| l.to_string()).collect();
-            descs.push(
-                Desc::new(name.into(), help.into(), labels, Default::default()).expect("valid metric name"),
-            );
-        };
-        for p in PLAIN {
-            add(p.name, p.help, &[]);
+/// Writes the text format into a String.
+struct Text {
+    out: String,
+}
+
+impl Text {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = write!(self.out, "# HELP {name} ");
+        escape(&mut self.out, help, false);
+        let _ = writeln!(self.out, "\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"");
+                escape(&mut self.out, v, true);
+                self.out.push('"');
+            }
+            self.out.push('}');
         }
-        for (name, help, _) in PER_QUEUE {
-            add(name, help, &["key", "id", "owner"]);
+        self.out.push(' ');
+        match value {
+            Value::Int(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+            Value::Float(v) if v.is_nan() => self.out.push_str("NaN"),
+            Value::Float(v) if v.is_infinite() => self.out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" }),
+            Value::Float(v) => {
+                let _ = write!(self.out, "{v}");
+            }
         }
-        for m in SELF_METRICS {
-            add(m.name, m.help, m.labels);
-        }
-        IpcCollector { state, descs }
+        self.out.push('\n');
     }
 }
 
-fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f
+/// Escapes `\` and newlines (and `"` in label values), as the text format requires.
+fn escape(out: &mut String, s: &str, quote: bool) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
 }
 
-fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut m = Metric::default();
-    let mut g = Gauge::default();
-    g.set_value(value);
-    m.set_gauge(g);
-    m.set_label(
-        labels
-            .iter()
-            .map(|(k, v)| {
-                let mut l = LabelPair::default();
-                l.set_name(k.to_string());
-                l.set_value(v.to_string());
-                l
-            })
-            .collect(),
+/// The whole body: the sample's figures when there is a fresh one, ipcwatch's own series,
+/// and the process's.
+pub(crate) fn render(published: Option<&Published>, state: &State) -> String {
+    let queues = published.map_or(0, |p| p.queues.queues().len());
+    let mut t = Text { out: String::with_capacity(8 * 1024 + queues * 3 * 120) };
+    if let Some(p) = published {
+        let snap = &p.snapshot;
+        for f in FIGURES {
+            if let Some(v) = (f.read)(snap) {
+                t.family(f.metric, f.help, "gauge");
+                t.sample(f.metric, &[], Value::Int(v));
+            }
+        }
+        let mut id = String::with_capacity(12);
+        let mut key = String::with_capacity(10);
+        for f in QUEUE_FIGURES {
+            let mut first = true;
+            for q in p.queues.queues() {
+                let Some(v) = (f.read)(q) else { continue };
+                if std::mem::take(&mut first) {
+                    t.family(f.metric, f.help, "gauge");
+                }
+                id.clear();
+                key.clear();
+                let _ = write!(id, "{}", q.id);
+                let _ = write!(key, "{}", q.key);
+                let [k, i, o] = QUEUE_LABELS;
+                t.sample(f.metric, &[(k, &key), (i, &id), (o, &q.owner)], Value::Int(v));
+            }
+        }
+    }
+    t.family(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.kind);
+    t.sample(
+        BUILD_INFO.name,
+        &[("version", &state.build.version), ("revision", &state.build.revision)],
+        Value::Int(1),
     );
-    m
-}
-
-fn families(sample: Option<&Sample>, state: &State) -> Vec<MetricFamily> {
-    let mut out = Vec::new();
-    let mut push = |f: MetricFamily| {
-        if !f.get_metric().is_empty() {
-            out.push(f);
+    if let Some(p) = published {
+        let collectors = &p.snapshot.collectors;
+        if !collectors.is_empty() {
+            t.family(COLLECTOR_SUCCESS.name, COLLECTOR_SUCCESS.help, COLLECTOR_SUCCESS.kind);
+            for c in collectors {
+                t.sample(COLLECTOR_SUCCESS.name, &[("collector", c.name)], Value::Int(c.ok as u64));
+            }
+            t.family(COLLECTOR_DURATION.name, COLLECTOR_DURATION.help, COLLECTOR_DURATION.kind);
+            for c in collectors {
+                t.sample(COLLECTOR_DURATION.name, &[("collector", c.name)], Value::Float(c.duration_seconds));
+            }
         }
-    };
-    let counter = |m: &SelfMetric, v: f64| {
-        let mut f = m.family();
-        let mut c = prometheus::proto::Counter::default();
-        c.set_value(v);
-        let mut m = Metric::default();
-        m.set_counter(c);
-        f.mut_metric().push(m);
-        f
-    };
-    let mut build = BUILD_INFO.family();
-    build
-        .mut_metric()
-        .push(gauge(&[("version", &state.build.version), ("revision", &state.build.revision)], 1.0));
-    let Some(sample) = sample else {
-        push(build);
-        return out;
-    };
-    let snap = &sample.snapshot;
-    for p in PLAIN {
-        let mut f = family(p.name, p.help, MetricType::GAUGE);
-        if let Some(v) = (p.get)(snap) {
-            f.mut_metric().push(gauge(&[], v));
-        }
-        push(f);
-    }
-    if let Some(msg) = &snap.message_queues {
-        for (name, help, get) in PER_QUEUE {
-            let mut f = family(name, help, MetricType::GAUGE);
-            for q in &sample.queues {
-                let Some(item) = msg.items.get(q.index) else { continue };
-                if let Some(v) = get(item) {
-                    let (key, id) = (item.key.to_string(), item.id.to_string());
-                    f.mut_metric().push(gauge(&[("key", &key), ("id", &id), ("owner", &q.owner)], v as f64));
+        t.family(SAMPLES_FAILED.name, SAMPLES_FAILED.help, SAMPLES_FAILED.kind);
+        t.sample(SAMPLES_FAILED.name, &[], Value::Int(p.failed_samples));
+        t.family(SAMPLES_SLOW.name, SAMPLES_SLOW.help, SAMPLES_SLOW.kind);
+        t.sample(SAMPLES_SLOW.name, &[], Value::Int(p.slow_samples));
+        let alerts = || p.alerts.alerts.iter().filter(|a| a.status != ipcwatch_alerts::Status::Removed);
+        if alerts().next().is_some() {
+            t.family(ALERT_STATUS.name, ALERT_STATUS.help, ALERT_STATUS.kind);
+            for a in alerts() {
+                let status = a.status.name();
+                for s in ALERT_STATUSES {
+                    let labels =
+                        [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str()), ("status", s)];
+                    t.sample(ALERT_STATUS.name, &labels, Value::Int((status == s) as u64));
                 }
             }
-            push(f);
+            t.family(ALERT_VALUE.name, ALERT_VALUE.help, ALERT_VALUE.kind);
+            for a in alerts() {
+                let labels = [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str())];
+                t.sample(ALERT_VALUE.name, &labels, Value::Float(a.value));
+            }
         }
     }
-    push(build);
-    let mut success = COLLECTOR_SUCCESS.family();
-    let mut duration = COLLECTOR_DURATION.family();
-    for c in &snap.collectors {
-        success.mut_metric().push(gauge(&[("collector", c.name)], if c.ok { 1.0 } else { 0.0 }));
-        duration.mut_metric().push(gauge(&[("collector", c.name)], c.duration_seconds));
-    }
-    push(success);
-    push(duration);
-    push(counter(&SAMPLES_FAILED, sample.failed_samples as f64));
-    push(counter(&SAMPLES_SLOW, sample.slow_samples as f64));
-    let mut status = ALERT_STATUS.family();
-    let mut value = ALERT_VALUE.family();
-    for a in &sample.alerts {
-        for s in ALERT_STATUSES {
-            let v = if a.status == s { 1.0 } else { 0.0 };
-            status.mut_metric().push(gauge(&[("alert", &a.name), ("chart", &a.chart), ("status", s)], v));
-        }
-        value.mut_metric().push(gauge(&[("alert", &a.name), ("chart", &a.chart)], a.value));
-    }
-    push(status);
-    push(value);
-    out
+    state.process.render(&mut t.out);
+    t.out
 }
 
-impl Collector for IpcCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+/// The daemon's own CPU, memory and descriptors (`process_*`), through the prometheus crate's
+/// collector, which reads /proc/self.
+pub(crate) struct ProcessMetrics {
+    #[cfg(target_os = "linux")]
+    collector: prometheus::process_collector::ProcessCollector,
+}
+
+impl ProcessMetrics {
+    pub(crate) fn new() -> ProcessMetrics {
+        ProcessMetrics {
+            #[cfg(target_os = "linux")]
+            collector: prometheus::process_collector::ProcessCollector::for_self(),
+        }
     }
 
-    fn collect(&self) -> Vec<MetricFamily> {
-        match self.state.upgrade() {
-            Some(state) => families(state.latest().as_deref(), &state),
-            None => Vec::new(),
+    fn render(&self, out: &mut String) {
+        #[cfg(target_os = "linux")]
+        {
+            use prometheus::Encoder;
+            let mut buf = Vec::with_capacity(1024);
+            match prometheus::TextEncoder::new().encode(&self.collector.collect(), &mut buf) {
+                Ok(()) => out.push_str(&String::from_utf8_lossy(&buf)),
+                Err(e) => tracing::error!(error = %e, "encoding the process metrics failed"),
+            }
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = out;
     }
 }
 
-pub(crate) fn render(registry: &prometheus::Registry) -> String {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf) {
-        tracing::error!(error = %e, "encoding /metrics failed");
-    }
-    String::from_utf8(buf).unwrap_or_default()
+/// The gzip form of a body (for `Accept-Encoding: gzip`, which Prometheus always sends).
+pub(crate) fn gzip(text: &[u8]) -> Bytes {
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 4 + 64), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(text);
+    Bytes::from(enc.finish().unwrap_or_default())
 }

@@ -2,15 +2,30 @@
 
 use std::time::Duration;
 
-use ipcwatch_exporter::{bind, serve, BuildInfo, Sample, State};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipcwatch_exporter::{bind, serve, BuildInfo, State};
+use ipcwatch_pipeline::Published;
 use ipcwatch_sampler::Snapshot;
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn fresh() -> Sample {
-    Sample { snapshot: Snapshot { timestamp: now(), ..Default::default() }, ..Default::default() }
+fn published(snapshot: Snapshot, finished: Instant) -> Arc<Published> {
+    Arc::new(Published {
+        snapshot,
+        queues: Default::default(),
+        alerts: Default::default(),
+        failed_samples: 0,
+        slow_samples: 0,
+        finished,
+    })
+}
+
+fn fresh() -> Arc<Published> {
+    published(Snapshot { timestamp: now(), ..Default::default() }, Instant::now())
 }
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,13 +56,18 @@ async fn ready_only_after_the_first_sample() {
     assert!(!before.contains("sysvipc_"), "no IPC figures before the first sample: {before}");
     state.publish(fresh());
     assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 200"));
-    // A sampler that stops publishing does not look ready, and its figures are not served.
-    state.set_stale_after(5);
-    state.publish(Sample {
-        snapshot: Snapshot { timestamp: now() - 6.0, ..Default::default() },
-        ..Default::default()
-    });
+    assert!(get(port, "/-/healthy").await.starts_with("HTTP/1.1 200"));
+    // A sampler that stops publishing does not look ready or healthy, and its figures are not
+    // served. Age is judged on the monotonic clock, whatever the sample's wall-clock stamp.
+    state.set_stale_after(Duration::from_secs(5));
+    let old = Instant::now().checked_sub(Duration::from_secs(6)).unwrap();
+    state.publish(published(Snapshot { timestamp: now(), ..Default::default() }, old));
     assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 503"));
+    assert!(get(port, "/-/healthy").await.starts_with("HTTP/1.1 503"));
+    assert!(!get(port, "/metrics").await.contains("sysvipc_"));
+    // A wall-clock stamp far in the past does not make a fresh sample stale.
+    state.publish(published(Snapshot { timestamp: now() - 3600.0, ..Default::default() }, Instant::now()));
+    assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 200"));
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
 }
@@ -81,17 +101,15 @@ fn a_failed_collector_drops_its_series_and_reports_zero() {
     let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
     let report =
         |name, ok| CollectorReport { name, ok, source: Origin::Syscall, duration_seconds: 0.0, error: None };
-    state.publish(Sample {
-        snapshot: Snapshot {
-            timestamp: now(),
-            semaphores: None,
-            limits: Limits { semmni: Some(10), ..Default::default() },
-            collectors: vec![report("sem", false), report("limits", true)],
-            ..Default::default()
-        },
+    let snapshot = Snapshot {
+        timestamp: now(),
+        semaphores: None,
+        limits: Limits { semmni: Some(10), ..Default::default() },
+        collectors: vec![report("sem", false), report("limits", true)],
         ..Default::default()
-    });
-    let body = state.render_metrics();
+    };
+    state.publish(published(snapshot, Instant::now()));
+    let body = String::from_utf8(state.metrics_body(false).to_vec()).unwrap();
     assert!(
         !body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays ")),
         "no stale or made-up value:\n{body}"
@@ -100,4 +118,57 @@ fn a_failed_collector_drops_its_series_and_reports_zero() {
     assert!(body.contains("ipcwatch_collector_success{collector=\"sem\"} 0"));
     assert!(body.contains("ipcwatch_collector_success{collector=\"limits\"} 1"));
     assert!(!body.contains("sysvipc_semaphores_limit"), "an unknown limit is left out, not 0");
+}
+
+#[test]
+fn the_body_is_rendered_once_per_sample_and_gzip_is_the_same_text() {
+    use std::io::Read;
+    let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
+    state.publish(fresh());
+    let a = state.metrics_body(false);
+    let b = state.metrics_body(false);
+    assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes are served to every scrape of one sample");
+    let z1 = state.metrics_body(true);
+    let z2 = state.metrics_body(true);
+    assert_eq!(z1.as_ptr(), z2.as_ptr());
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&z1[..]).read_to_string(&mut unzipped).unwrap();
+    assert_eq!(unzipped.as_bytes(), &a[..]);
+    state.publish(fresh());
+    let c = state.metrics_body(false);
+    assert_ne!(a.as_ptr(), c.as_ptr(), "a new sample gets a new body");
+}
+
+#[tokio::test]
+async fn gzip_is_served_when_asked_and_head_renders_nothing() {
+    let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
+    state.publish(fresh());
+    let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
+    let port = listeners[0].local_addr().unwrap().port();
+    tokio::spawn(serve(listeners, state.clone(), std::future::pending()));
+    let raw = |req: String| async move {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        out
+    };
+    let out =
+        raw("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n".into())
+            .await;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut text = String::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(&out[split + 4..]).read_to_string(&mut text).unwrap();
+    assert_eq!(text.as_bytes(), &state.metrics_body(false)[..]);
+    let out =
+        raw("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0\r\nConnection: close\r\n\r\n"
+            .into())
+        .await;
+    assert!(!String::from_utf8_lossy(&out).to_lowercase().contains("content-encoding"));
+    let out = raw("HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into()).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\n"), "{text}");
 }

@@ -116,8 +116,20 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read config: {}", path.display(), e)))?;
-        let mut config = Config::parse(&text, &path.display().to_string())?;
+        let name = path.display().to_string();
+        let mut config = Config::parse(&text, &name)?;
         config.source = Some(path.to_path_buf());
+        // A rules path that is not there would switch alerting off without a word.
+        if let Some(rules) = &config.alerts.rules {
+            let resolved = config.resolve(rules);
+            if !resolved.exists() {
+                let line = find_key_line(&text, "rules").map(|l| format!(":{l}")).unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "{name}{line}: rules: {} does not exist",
+                    resolved.display()
+                )));
+            }
+        }
         Ok(config)
     }
 
@@ -142,16 +154,12 @@ impl Config {
         if self.web.listen_addresses.is_empty() {
             return Err(("listen_addresses", "needs at least one address".into()));
         }
-        for a in &self.web.listen_addresses {
-            let ok = match a.strip_prefix(':') {
-                Some(port) => port.parse::<u16>().is_ok(),
-                None => {
-                    a.parse::<std::net::SocketAddr>().is_ok()
-                        || a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-                }
-            };
-            if !ok {
-                return Err(("listen_addresses", format!("`{a}` is not host:port or :port")));
+        for (i, a) in self.web.listen_addresses.iter().enumerate() {
+            if !valid_listen_address(a) {
+                return Err(("listen_addresses", format!("`{a}` is not host:port, [v6]:port or :port")));
+            }
+            if self.web.listen_addresses[..i].contains(a) {
+                return Err(("listen_addresses", format!("`{a}` is listed twice")));
             }
         }
         if !(1..=3600).contains(&self.sampling.update_every) {
@@ -198,6 +206,26 @@ impl Config {
     }
 }
 
+/// `:port`, an IP socket address (`127.0.0.1:9917`, `[::1]:9917`), or `name:port` where the
+/// name is a DNS name: not a URL, not a broken bracket, not an IPv4 address out of range.
+fn valid_listen_address(a: &str) -> bool {
+    if let Some(port) = a.strip_prefix(':') {
+        return port.parse::<u16>().is_ok();
+    }
+    if a.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = a.rsplit_once(':') else { return false };
+    let dns_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        // All digits and dots is an IPv4 address, and it did not parse as one above.
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    dns_name && port.parse::<u16>().is_ok()
+}
+
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     text.lines().position(|l| l.trim_start().starts_with(key) && l.contains('=')).map(|i| i + 1)
 }
@@ -232,6 +260,32 @@ mod tests {
         assert!(e.contains("listen_addresses: `nonsense`"), "{e}");
         let e = Config::parse("[log]\nlevel = \"loud\"\n", "x.toml").unwrap_err().0;
         assert!(e.starts_with("x.toml:2:") && e.contains("loud"), "{e}");
+    }
+
+    #[test]
+    fn listen_addresses_are_checked_before_bind() {
+        for bad in ["[::1", "999.1.1.1:9917", "http://127.0.0.1:9917", "host:99999", "a b:1", ":x"] {
+            let text = format!("[web]\nlisten_addresses = [\"{bad}\"]\n");
+            let e = Config::parse(&text, "x.toml").unwrap_err().0;
+            assert!(e.starts_with("x.toml:2: listen_addresses:"), "{bad}: {e}");
+        }
+        for good in [":9917", "127.0.0.1:9917", "[::1]:9917", "localhost:9917", "db-1.example.com:80"] {
+            let text = format!("[web]\nlisten_addresses = [\"{good}\"]\n");
+            assert!(Config::parse(&text, "x.toml").is_ok(), "{good}");
+        }
+        let e = Config::parse("[web]\nlisten_addresses = [\":1\", \":1\"]\n", "x.toml").unwrap_err().0;
+        assert_eq!(e, "x.toml:2: listen_addresses: `:1` is listed twice");
+    }
+
+    #[test]
+    fn a_missing_rules_path_is_a_config_error() {
+        let dir = std::env::temp_dir().join(format!("ipcwatch-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[alerts]\nrules = \"nonexistent\"\n").unwrap();
+        let e = Config::load(&file).unwrap_err().0;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains(":2: rules: ") && e.ends_with("nonexistent does not exist"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The `ipcwatch` binary: command-line parsing and the glue between the library crates.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod daemon;
 mod logging;
 mod snapshot_cmd;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -102,6 +105,15 @@ fn one_line(rendered: &str) -> String {
         + " (see --help)"
 }
 
+/// Writes to stdout. A reader that went away (`ipcwatch snapshot | head`) ends the output
+/// quietly, as with any Unix tool; other write errors are reported.
+fn out(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
 /// Applies the command-line flags on top of a loaded config.
 fn overrides(cli: &Cli) -> impl Fn(&mut Config) + Send + 'static {
     let (listen, procfs, level) = (cli.listen.clone(), cli.procfs.clone(), cli.log_level);
@@ -132,14 +144,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::Snapshot { json, source }) => {
             let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
-            let mut sampler = Sampler::new(SamplerConfig { procfs, source: *source, segment_memory: true });
-            let snap = sampler.snapshot();
-            if *json {
-                let text = serde_json::to_string_pretty(&snap).context("encoding the snapshot")?;
-                println!("{text}");
+            let config =
+                SamplerConfig { procfs, source: *source, segment_memory: true, semaphore_detail: true };
+            let snap = Sampler::new(config).snapshot();
+            let text = if *json {
+                serde_json::to_string_pretty(&snap).context("encoding the snapshot")? + "\n"
             } else {
-                print!("{}", snapshot_cmd::render_table(&snap));
-            }
+                snapshot_cmd::render_table(&snap)
+            };
+            out(&text)?;
             Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Some(Command::CheckConfig { file }) => {
@@ -147,15 +160,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path =
                 path.ok_or_else(|| config::ConfigError("give a file: ipcwatch check-config FILE".into()))?;
             Config::load(&path)?;
-            println!("{}: valid", path.display());
+            out(&format!("{}: valid\n", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::CheckAlerts { path }) => {
             let (rules, errors) = ipcwatch_alerts::load(path);
+            let mut stderr = std::io::stderr().lock();
             for e in &errors {
-                eprintln!("{e}");
+                let _ = writeln!(stderr, "{e}");
             }
-            println!("{}: {} rules valid, {} errors", path.display(), rules.len(), errors.len());
+            out(&format!("{}: {} rules valid, {} errors\n", path.display(), rules.len(), errors.len()))?;
             Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         None => {

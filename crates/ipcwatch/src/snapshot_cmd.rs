@@ -3,56 +3,12 @@
 
 use std::fmt::Write;
 
-use ipcwatch_sampler::{is_unlimited, Snapshot};
+use ipcwatch_charts::figures;
+use ipcwatch_sampler::Snapshot;
 
-/// The limits table: every limit, in lsipc's order, with its usage where the kernel counts one.
-const ROWS: [(&str, &str); 12] = [
-    ("SEMMNI", "Number of semaphore identifiers"),
-    ("SEMMNS", "Total number of semaphores"),
-    ("SEMMSL", "Max semaphores per semaphore set"),
-    ("SEMOPM", "Max number of operations per semop(2)"),
-    ("SEMVMX", "Semaphore max value"),
-    ("MSGMNI", "Number of message queues"),
-    ("MSGMAX", "Max size of message (bytes)"),
-    ("MSGMNB", "Default max size of queue (bytes)"),
-    ("SHMMNI", "Shared memory segments"),
-    ("SHMALL", "Shared memory pages"),
-    ("SHMMAX", "Max size of shared memory segment (bytes)"),
-    ("SHMMIN", "Min size of shared memory segment (bytes)"),
-];
-
-fn show(v: Option<u64>) -> String {
-    match v {
-        Some(v) if is_unlimited(v) => "unlimited".into(),
-        Some(v) => v.to_string(),
-        None => "?".into(),
-    }
-}
-
-/// The human-readable report.
+/// The human-readable report: the limits table, then what each kind of object holds.
 pub fn render_table(s: &Snapshot) -> String {
-    let mut out = String::new();
-    let _ =
-        writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", "RESOURCE", "DESCRIPTION", "LIMIT", "USED", "USE%");
-    let usage = s.usage();
-    let limits = s.limits.entries();
-    for (resource, description) in ROWS {
-        let limit = limits.iter().find(|(name, _)| name.eq_ignore_ascii_case(resource)).and_then(|(_, v)| *v);
-        let (used, pct) = match usage.iter().find(|u| u.resource == resource) {
-            // A counted resource whose collector failed: unknown, not zero.
-            Some(u) => (
-                u.used.map_or("?".to_string(), |v| v.to_string()),
-                match (u.percent(), u.used.is_some() && u.limit.is_some()) {
-                    (Some(p), _) => format!("{p:.2}%"),
-                    (None, true) => "0.00%".into(), // against "unlimited" or 0
-                    (None, false) => "-".into(),
-                },
-            ),
-            None => ("-".to_string(), "-".to_string()),
-        };
-        let _ =
-            writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", resource, description, show(limit), used, pct);
-    }
+    let mut out = figures::limits_table(s);
     out.push('\n');
     match &s.semaphores {
         Some(x) => {

@@ -13,17 +13,26 @@
 //! A collector that fails leaves its section `None` and says why in [`Snapshot::collectors`];
 //! the others are unaffected. Nothing here panics on what the kernel or /proc returns.
 
+#![deny(unsafe_code)]
+
+mod error;
 pub mod procfs;
 pub mod snapshot;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub use error::Error;
 pub use snapshot::*;
 pub use sys::user_name;
+
+/// The most a /proc text file may hold before it is refused: 32,768 objects of the widest
+/// kind take under 8 MiB, so anything near this is not the kernel's text.
+pub const MAX_TEXT_BYTES: u64 = 64 << 20;
 
 /// Where figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,11 +64,19 @@ pub struct SamplerConfig {
     /// parse; the totals come from SHM_INFO regardless). Worth it for a one-shot report, not
     /// for a per-second loop.
     pub segment_memory: bool,
+    /// Walk the semaphore arrays for per-array detail. The totals (`SEM_INFO`) are O(1) and
+    /// always read; the walk is O(arrays) and only a report or an owner view needs it.
+    pub semaphore_detail: bool,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { procfs: PathBuf::from("/proc"), source: Source::Auto, segment_memory: false }
+        SamplerConfig {
+            procfs: PathBuf::from("/proc"),
+            source: Source::Auto,
+            segment_memory: false,
+            semaphore_detail: true,
+        }
     }
 }
 
@@ -75,7 +92,7 @@ struct Outcome<T> {
     value: Option<T>,
     origin: Origin,
     /// Why it failed, or why a fallback was needed.
-    error: Option<String>,
+    error: Option<Error>,
     /// Whether everything the collector is for was read (a fallback that worked counts).
     complete: bool,
 }
@@ -84,7 +101,7 @@ impl<T> Outcome<T> {
     fn ok(value: T, origin: Origin) -> Self {
         Outcome { value: Some(value), origin, error: None, complete: true }
     }
-    fn failed(error: String) -> Self {
+    fn failed(error: Error) -> Self {
         Outcome { value: None, origin: Origin::None, error: Some(error), complete: false }
     }
 }
@@ -118,7 +135,7 @@ impl Sampler {
         let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
             s.parse_file("sysvipc/sem", procfs::parse_sem, warnings).map(|items| Semaphores {
                 arrays: items.len() as u64,
-                semaphores: items.iter().map(|a| a.semaphores).sum(),
+                semaphores: saturating_sum(items.iter().map(|a| a.semaphores)),
                 items,
             })
         };
@@ -132,6 +149,9 @@ impl Sampler {
         };
         let arrays = info.value.semusz as u64;
         let totals = |items| Semaphores { arrays, semaphores: info.value.semaem as u64, items };
+        if !self.config.semaphore_detail {
+            return Outcome::ok(totals(Vec::new()), Origin::Syscall);
+        }
         match walk(info.max_index, arrays, sys::sem_stat_any) {
             Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
             Ok(None) => self.items_from_text("sysvipc/sem", procfs::parse_sem, totals, warnings),
@@ -143,8 +163,8 @@ impl Sampler {
         let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
             s.parse_file("sysvipc/msg", procfs::parse_msg, warnings).map(|items| MessageQueues {
                 queues: items.len() as u64,
-                messages: items.iter().map(|q| q.messages).sum(),
-                bytes: items.iter().map(|q| q.bytes).sum(),
+                messages: saturating_sum(items.iter().map(|q| q.messages)),
+                bytes: saturating_sum(items.iter().map(|q| q.bytes)),
                 full_queues: 0,
                 items,
             })
@@ -184,9 +204,9 @@ impl Sampler {
                 }
                 shm_totals(
                     items.len() as u64,
-                    items.iter().map(|s| s.size_bytes.div_ceil(page)).sum(),
-                    items.iter().filter_map(|s| s.resident_bytes).sum(),
-                    items.iter().filter_map(|s| s.swapped_bytes).sum(),
+                    saturating_sum(items.iter().map(|s| s.size_bytes.div_ceil(page))),
+                    saturating_sum(items.iter().filter_map(|s| s.resident_bytes)),
+                    saturating_sum(items.iter().filter_map(|s| s.swapped_bytes)),
                     items,
                 )
             })
@@ -231,7 +251,7 @@ impl Sampler {
 
     fn limits(&mut self) -> Outcome<Limits> {
         let mut limits = Limits { semvmx: Some(SEMVMX), shmmin: Some(SHMMIN), ..Default::default() };
-        let mut errors = Vec::new();
+        let mut errors: Vec<Error> = Vec::new();
         let mut used_text = false;
         let auto = self.config.source == Source::Auto;
 
@@ -291,38 +311,34 @@ impl Sampler {
             (false, _) => Origin::Procfs,
         };
         // Partial limits are kept: a missing one is `None`, the others stay true values.
-        let complete = !limits_missing(&limits);
+        let complete = !limits.any_missing();
         if !complete && errors.is_empty() {
-            errors.push("some limits could not be read".into());
+            errors.push(Error::Incomplete("some limits could not be read"));
         }
-        Outcome {
-            value: Some(limits),
-            origin,
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            complete,
-        }
+        let error = match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(Error::Several(errors)),
+        };
+        Outcome { value: Some(limits), origin, error, complete }
     }
 
     /// Reads one number from a sysctl file, recording the error if it cannot.
-    fn number(&mut self, rel: &str, errors: &mut Vec<String>) -> Option<u64> {
+    fn number(&mut self, rel: &str, errors: &mut Vec<Error>) -> Option<u64> {
         self.read_parsed(rel, procfs::parse_number).map_err(|e| errors.push(e)).ok()
     }
 
     /// Reads `<procfs>/<rel>` into the reusable buffer.
-    fn read_file(&mut self, rel: &str) -> Result<&str, String> {
-        use std::io::Read;
-        self.text.clear();
+    fn read_file(&mut self, rel: &str) -> Result<&str, Error> {
         let path = self.config.procfs.join(rel);
-        std::fs::File::open(&path)
-            .and_then(|mut f| f.read_to_string(&mut self.text))
-            .map_err(|e| format!("cannot read {}: {}", path.display(), e))?;
+        read_text(&path, &mut self.text)?;
         Ok(&self.text)
     }
 
     /// Reads `<procfs>/<rel>` and parses it; errors name the file.
-    fn read_parsed<T>(&mut self, rel: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, String> {
+    fn read_parsed<T>(&mut self, rel: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Error> {
         let parsed = parse(self.read_file(rel)?);
-        parsed.map_err(|e| format!("{}: {}", self.config.procfs.join(rel).display(), e))
+        parsed.map_err(|reason| Error::Parse { path: self.config.procfs.join(rel), reason })
     }
 
     /// Reads and parses a /proc/sysvipc file; malformed lines become warnings.
@@ -331,7 +347,7 @@ impl Sampler {
         rel: &str,
         parse: fn(&str) -> Result<procfs::Parsed<T>, String>,
         warnings: &mut Vec<String>,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, Error> {
         let parsed = self.read_parsed(rel, parse)?;
         let path = self.config.procfs.join(rel);
         warnings.extend(
@@ -353,7 +369,7 @@ impl Sampler {
             Ok(items) => Outcome {
                 value: Some(totals(items)),
                 origin: Origin::Mixed,
-                error: Some("*_STAT_ANY found no objects although some exist (kernel < 4.17?): objects read from text".into()),
+                error: Some(Error::NoStatAny),
                 complete: true,
             },
             Err(e) => Outcome::failed(e),
@@ -363,31 +379,57 @@ impl Sampler {
     /// A syscall failed: record why and take the whole section from the text.
     fn fallback<S>(
         &mut self,
-        call: &str,
+        call: &'static str,
         err: io::Error,
-        from_text: impl FnOnce(&mut Self, &mut Vec<String>) -> Result<S, String>,
+        from_text: impl FnOnce(&mut Self, &mut Vec<String>) -> Result<S, Error>,
         warnings: &mut Vec<String>,
     ) -> Outcome<S> {
         match from_text(self, warnings) {
             Ok(v) => Outcome {
                 value: Some(v),
                 origin: Origin::Procfs,
-                error: Some(format!("{call} failed ({err}); read the text instead")),
+                error: Some(Error::FellBack { call, source: err }),
                 complete: true,
             },
-            Err(e) => Outcome::failed(format!("{call} failed ({err}), and {e}")),
+            Err(e) => Outcome::failed(Error::Failed { call, source: err, fallback: Box::new(e) }),
         }
     }
 }
 
-fn note_call_failure<T>(errors: &mut Vec<String>, call: &str, failed: Option<io::Result<T>>) {
-    if let Some(Err(e)) = failed {
-        errors.push(format!("{call} failed ({e})"));
+fn note_call_failure<T>(errors: &mut Vec<Error>, call: &'static str, failed: Option<io::Result<T>>) {
+    if let Some(Err(source)) = failed {
+        errors.push(Error::Call { call, source });
     }
 }
 
-fn limits_missing(l: &Limits) -> bool {
-    l.entries().iter().any(|(_, v)| v.is_none())
+/// Sums that cannot wrap: a namespace may hold segments of 2^62 bytes each, and a wrapped sum
+/// would hide them. At u64::MAX the figure stops, which no limit is above.
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0u64, u64::saturating_add)
+}
+
+/// Reads a text file from procfs into `buf`. Only a regular file is read (a FIFO or device put
+/// under `--path.procfs` would block or never end), without blocking, and at most
+/// [`MAX_TEXT_BYTES`] of it.
+pub fn read_text(path: &Path, buf: &mut String) -> Result<(), Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    buf.clear();
+    let read_err = |source| Error::Read { path: path.to_path_buf(), source };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
+    if !file.metadata().map_err(read_err)?.is_file() {
+        return Err(Error::NotRegular { path: path.to_path_buf() });
+    }
+    file.take(MAX_TEXT_BYTES + 1).read_to_string(buf).map_err(read_err)?;
+    if buf.len() as u64 > MAX_TEXT_BYTES {
+        buf.clear();
+        return Err(Error::TooLarge { path: path.to_path_buf(), limit: MAX_TEXT_BYTES });
+    }
+    Ok(())
 }
 
 fn shm_totals(
@@ -400,12 +442,12 @@ fn shm_totals(
     let orphans = items.iter().filter(|s| s.is_orphaned());
     SharedMemory {
         segments,
-        bytes: items.iter().map(|s| s.size_bytes).sum(),
+        bytes: saturating_sum(items.iter().map(|s| s.size_bytes)),
         pages,
         resident_bytes,
         swapped_bytes,
         orphaned_segments: orphans.clone().count() as u64,
-        orphaned_bytes: orphans.map(|s| s.size_bytes).sum(),
+        orphaned_bytes: saturating_sum(orphans.map(|s| s.size_bytes)),
         destroyed_attached_segments: items.iter().filter(|s| s.destroyed && s.attached > 0).count() as u64,
         items,
     }
@@ -438,7 +480,7 @@ fn timed<T>(name: &'static str, f: impl FnOnce() -> Outcome<T>) -> (Option<T>, C
         ok: outcome.complete,
         source: outcome.origin,
         duration_seconds: start.elapsed().as_secs_f64(),
-        error: outcome.error,
+        error: outcome.error.map(|e| e.to_string()),
     };
     (outcome.value, report)
 }

@@ -257,59 +257,24 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Every limit with its lower-case kernel name, in a fixed order.
-    pub fn entries(&self) -> [(&'static str, Option<u64>); 12] {
+    /// Whether any limit could not be read.
+    pub fn any_missing(&self) -> bool {
         [
-            ("semmni", self.semmni),
-            ("semmns", self.semmns),
-            ("semmsl", self.semmsl),
-            ("semopm", self.semopm),
-            ("semvmx", self.semvmx),
-            ("msgmni", self.msgmni),
-            ("msgmax", self.msgmax),
-            ("msgmnb", self.msgmnb),
-            ("shmmni", self.shmmni),
-            ("shmmax", self.shmmax),
-            ("shmall", self.shmall),
-            ("shmmin", self.shmmin),
+            self.semmni,
+            self.semmns,
+            self.semmsl,
+            self.semopm,
+            self.semvmx,
+            self.msgmni,
+            self.msgmax,
+            self.msgmnb,
+            self.shmmni,
+            self.shmmax,
+            self.shmall,
+            self.shmmin,
         ]
-    }
-}
-
-/// A resource the kernel counts against a limit (the rows with a USE% in `lsipc -g`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Usage {
-    /// The limit's kernel name, such as `SEMMNI`.
-    pub resource: &'static str,
-    /// What is counted, such as `Semaphore arrays`.
-    pub label: &'static str,
-    pub used: Option<u64>,
-    pub limit: Option<u64>,
-}
-
-impl Usage {
-    /// Used as a percentage of the limit; `None` when either is unknown, or the limit is 0 or
-    /// the kernel's "no limit" value.
-    pub fn percent(&self) -> Option<f64> {
-        match (self.used, self.limit) {
-            (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => Some(u as f64 * 100.0 / l as f64),
-            _ => None,
-        }
-    }
-}
-
-impl Snapshot {
-    /// Every counted resource against its limit.
-    pub fn usage(&self) -> [Usage; 5] {
-        let (sem, msg, shm, l) = (&self.semaphores, &self.message_queues, &self.shared_memory, &self.limits);
-        let row = |resource, label, used, limit| Usage { resource, label, used, limit };
-        [
-            row("SEMMNI", "Semaphore arrays", sem.as_ref().map(|x| x.arrays), l.semmni),
-            row("SEMMNS", "Semaphores", sem.as_ref().map(|x| x.semaphores), l.semmns),
-            row("MSGMNI", "Message queues", msg.as_ref().map(|x| x.queues), l.msgmni),
-            row("SHMMNI", "Shared memory segments", shm.as_ref().map(|x| x.segments), l.shmmni),
-            row("SHMALL", "Shared memory pages", shm.as_ref().map(|x| x.pages), l.shmall),
-        ]
+        .iter()
+        .any(Option::is_none)
     }
 }
 

@@ -10,8 +10,13 @@ fn fixture() -> PathBuf {
 }
 
 fn sample(root: &Path) -> ipcwatch_sampler::Snapshot {
-    Sampler::new(SamplerConfig { procfs: root.to_path_buf(), source: Source::Procfs, segment_memory: true })
-        .snapshot()
+    Sampler::new(SamplerConfig {
+        procfs: root.to_path_buf(),
+        source: Source::Procfs,
+        segment_memory: true,
+        semaphore_detail: true,
+    })
+    .snapshot()
 }
 
 #[test]

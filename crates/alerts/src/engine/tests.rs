@@ -51,7 +51,7 @@ impl World {
             limits: Limits { semmni, semmns: Some(20), ..Default::default() },
             ..Default::default()
         };
-        self.registry.update(&snap);
+        self.registry.update(&snap, &Default::default());
         self.engine.evaluate(&self.registry, t)
     }
 

@@ -18,6 +18,9 @@
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
 //!   run OUT CMD ARGS...             run to completion, stdout+stderr to file OUT -> exit code
 //!   spawn OUT CMD ARGS...           start in the background, output to OUT -> pid
+//!
+//! Every program it runs gets SIGKILL when the driver dies (`setpriv --pdeathsig`), so a test
+//! that panics, or is killed, leaves no daemon behind.
 //!   signal PID SIG                  send a signal (number) to a spawned child
 //!   wait PID                        wait for a spawned child -> exit code or signal
 //! KEY accepts decimal or 0x hex (up to 0xffffffff).
@@ -136,8 +139,12 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "run" | "spawn" => {
             let out = std::fs::File::create(w[1]).map_err(e)?;
             let err = out.try_clone().map_err(e)?;
-            let mut cmd = Command::new(w[2]);
-            cmd.args(&w[3..]).stdin(Stdio::null()).stdout(out).stderr(err);
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--pdeathsig", "KILL", "--"])
+                .args(&w[2..])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
             if w[0] == "run" {
                 let status = cmd.status().map_err(e)?;
                 Ok(status.code().map_or_else(|| "signal".into(), |c| c.to_string()))

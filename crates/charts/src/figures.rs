@@ -1,0 +1,278 @@
+//! Every figure ipcwatch measures, described once: the kernel's name for it, what it is, how
+//! to read it from a [`Snapshot`], its Prometheus metric, and the chart dimension it feeds.
+//! The charts, `/metrics`, the `snapshot` table, the landing page and docs/metrics.md all come
+//! from these rows (a test holds the docs to them), so a limit is named in one place.
+
+use std::fmt::Write;
+
+use ipcwatch_sampler::{is_unlimited, Snapshot};
+
+use crate::queues::ChosenQueue;
+
+/// What a figure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A kernel limit, such as SEMMNI.
+    Limit,
+    /// Usage the kernel counts against the limit of that name (the rows with a USE%).
+    Usage { against: &'static str },
+    /// Anything else worth a series.
+    Measure,
+}
+
+#[derive(Debug)]
+pub struct Figure {
+    pub kind: Kind,
+    /// The kernel's name for a limit (`SEMMNI`); empty for the other kinds.
+    pub kernel: &'static str,
+    /// lsipc's wording for a limit; what is counted for the others.
+    pub description: &'static str,
+    /// `None` when the part of the snapshot it needs failed.
+    pub read: fn(&Snapshot) -> Option<u64>,
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// `(chart id, dimension id)` that this figure fills every sample.
+    pub chart: Option<(&'static str, &'static str)>,
+    /// `(chart id, variable)` by which alert expressions see a limit (Netdata's names first).
+    pub variable: Option<(&'static str, &'static str)>,
+}
+
+const fn limit(
+    kernel: &'static str,
+    description: &'static str,
+    read: fn(&Snapshot) -> Option<u64>,
+    metric: &'static str,
+    help: &'static str,
+    chart: (&'static str, &'static str),
+    variable: Option<(&'static str, &'static str)>,
+) -> Figure {
+    Figure { kind: Kind::Limit, kernel, description, read, metric, help, chart: Some(chart), variable }
+}
+
+const fn measure(
+    kind: Kind,
+    description: &'static str,
+    read: fn(&Snapshot) -> Option<u64>,
+    metric: &'static str,
+    help: &'static str,
+    chart: (&'static str, &'static str),
+) -> Figure {
+    Figure { kind, kernel: "", description, read, metric, help, chart: Some(chart), variable: None }
+}
+
+const fn counts(against: &'static str) -> Kind {
+    Kind::Usage { against }
+}
+
+const MEASURE: Kind = Kind::Measure;
+
+/// The figures, in the order /metrics lists them.
+#[rustfmt::skip]
+pub const FIGURES: &[Figure] = &[
+    measure(counts("SEMMNI"), "Semaphore arrays", |s| s.semaphores.as_ref().map(|x| x.arrays),
+        "sysvipc_semaphore_arrays", "Semaphore arrays in use (SEM_INFO semusz).",
+        ("system.ipc_semaphore_arrays", "arrays")),
+    limit("SEMMNI", "Number of semaphore identifiers", |s| s.limits.semmni,
+        "sysvipc_semaphore_arrays_limit", "Maximum number of semaphore arrays (SEMMNI, kernel.sem field 4).",
+        ("ipc.limits", "semmni"), Some(("system.ipc_semaphore_arrays", "ipc_semaphores_arrays_max"))),
+    measure(counts("SEMMNS"), "Semaphores", |s| s.semaphores.as_ref().map(|x| x.semaphores),
+        "sysvipc_semaphores", "Semaphores in all arrays (SEM_INFO semaem).",
+        ("system.ipc_semaphores", "semaphores")),
+    limit("SEMMNS", "Total number of semaphores", |s| s.limits.semmns,
+        "sysvipc_semaphores_limit", "Maximum number of semaphores in all arrays (SEMMNS, kernel.sem field 2).",
+        ("ipc.limits", "semmns"), Some(("system.ipc_semaphores", "ipc_semaphores_max"))),
+    limit("SEMMSL", "Max semaphores per semaphore set", |s| s.limits.semmsl,
+        "sysvipc_semaphores_per_array_limit", "Maximum semaphores per array (SEMMSL, kernel.sem field 1).",
+        ("ipc.limits", "semmsl"), None),
+    limit("SEMOPM", "Max number of operations per semop(2)", |s| s.limits.semopm,
+        "sysvipc_semaphore_ops_per_call_limit", "Maximum operations per semop call (SEMOPM, kernel.sem field 3).",
+        ("ipc.limits", "semopm"), None),
+    limit("SEMVMX", "Semaphore max value", |s| s.limits.semvmx,
+        "sysvipc_semaphore_value_limit", "Maximum semaphore value (SEMVMX).",
+        ("ipc.limits", "semvmx"), None),
+    measure(counts("MSGMNI"), "Message queues", |s| s.message_queues.as_ref().map(|x| x.queues),
+        "sysvipc_message_queues", "Message queues in use (MSG_INFO msgpool).",
+        ("ipc.message_queues", "queues")),
+    limit("MSGMNI", "Number of message queues", |s| s.limits.msgmni,
+        "sysvipc_message_queues_limit", "Maximum number of message queues (kernel.msgmni).",
+        ("ipc.limits", "msgmni"), Some(("ipc.message_queues", "ipc_msg_queues_max"))),
+    measure(MEASURE, "Full message queues", |s| s.message_queues.as_ref().map(|x| x.full_queues),
+        "sysvipc_message_queues_full", "Queues that cannot take one more message: their writers block.",
+        ("ipc.message_queues", "full")),
+    measure(MEASURE, "Messages queued", |s| s.message_queues.as_ref().map(|x| x.messages),
+        "sysvipc_messages", "Messages queued in all queues (MSG_INFO msgmap).",
+        ("ipc.message_queue_totals", "messages")),
+    measure(MEASURE, "Bytes queued", |s| s.message_queues.as_ref().map(|x| x.bytes),
+        "sysvipc_message_bytes", "Bytes queued in all queues (MSG_INFO msgtql).",
+        ("ipc.message_queue_total_bytes", "bytes")),
+    limit("MSGMAX", "Max size of message (bytes)", |s| s.limits.msgmax,
+        "sysvipc_message_size_limit_bytes", "Maximum size of one message in bytes (kernel.msgmax).",
+        ("ipc.limits", "msgmax"), None),
+    limit("MSGMNB", "Default max size of queue (bytes)", |s| s.limits.msgmnb,
+        "sysvipc_message_queue_default_capacity_bytes", "Capacity in bytes given to new queues (kernel.msgmnb).",
+        ("ipc.limits", "msgmnb"), None),
+    measure(counts("SHMMNI"), "Shared memory segments", |s| s.shared_memory.as_ref().map(|x| x.segments),
+        "sysvipc_shared_memory_segments",
+        "Shared memory segments in use, removed-but-attached ones included (SHM_INFO used_ids).",
+        ("system.shared_memory_segments", "segments")),
+    limit("SHMMNI", "Shared memory segments", |s| s.limits.shmmni,
+        "sysvipc_shared_memory_segments_limit", "Maximum number of shared memory segments (kernel.shmmni).",
+        ("ipc.limits", "shmmni"), Some(("system.shared_memory_segments", "ipc_shm_segments_max"))),
+    measure(MEASURE, "Shared memory bytes", |s| s.shared_memory.as_ref().map(|x| x.bytes),
+        "sysvipc_shared_memory_bytes", "Sum of the sizes of all shared memory segments in bytes.",
+        ("system.shared_memory_bytes", "bytes")),
+    measure(counts("SHMALL"), "Shared memory pages", |s| s.shared_memory.as_ref().map(|x| x.pages),
+        "sysvipc_shared_memory_pages", "Pages charged against SHMALL, each segment rounded up (SHM_INFO shm_tot).",
+        ("ipc.shared_memory_pages", "pages")),
+    limit("SHMALL", "Shared memory pages", |s| s.limits.shmall,
+        "sysvipc_shared_memory_pages_limit", "Maximum pages in all shared memory segments (kernel.shmall).",
+        ("ipc.limits", "shmall"), Some(("ipc.shared_memory_pages", "ipc_shm_pages_max"))),
+    limit("SHMMAX", "Max size of shared memory segment (bytes)", |s| s.limits.shmmax,
+        "sysvipc_shared_memory_segment_size_limit_bytes", "Maximum size of one shared memory segment in bytes (kernel.shmmax).",
+        ("ipc.limits", "shmmax"), None),
+    limit("SHMMIN", "Min size of shared memory segment (bytes)", |s| s.limits.shmmin,
+        "sysvipc_shared_memory_segment_size_minimum_bytes", "Minimum size of one shared memory segment in bytes (SHMMIN).",
+        ("ipc.limits", "shmmin"), None),
+    measure(MEASURE, "Shared memory resident", |s| s.shared_memory.as_ref().map(|x| x.resident_bytes),
+        "sysvipc_shared_memory_resident_bytes", "Shared memory resident in RAM in bytes (SHM_INFO shm_rss).",
+        ("ipc.shared_memory_memory", "resident")),
+    measure(MEASURE, "Shared memory swapped", |s| s.shared_memory.as_ref().map(|x| x.swapped_bytes),
+        "sysvipc_shared_memory_swapped_bytes", "Shared memory swapped out in bytes (SHM_INFO shm_swp).",
+        ("ipc.shared_memory_memory", "swapped")),
+    measure(MEASURE, "Orphaned segments", |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments),
+        "sysvipc_shared_memory_orphaned_segments", "Segments nobody has attached that were not removed: memory no process owns.",
+        ("ipc.shared_memory_orphaned_segments", "orphaned")),
+    measure(MEASURE, "Orphaned bytes", |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes),
+        "sysvipc_shared_memory_orphaned_bytes", "Bytes of segments nobody has attached that were not removed.",
+        ("ipc.shared_memory_orphaned_bytes", "orphaned")),
+    measure(MEASURE, "Removed but attached segments", |s| s.shared_memory.as_ref().map(|x| x.destroyed_attached_segments),
+        "sysvipc_shared_memory_removed_attached_segments", "Segments removed (SHM_DEST) but still attached; they are freed on the last detach.",
+        ("ipc.shared_memory_orphaned_segments", "removed_attached")),
+];
+
+/// A per-queue figure, for the queues chosen to have their own series.
+#[derive(Debug)]
+pub struct QueueFigure {
+    pub read: fn(&ChosenQueue) -> Option<u64>,
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// The per-queue chart (dimension id = msqid) it fills.
+    pub chart: Option<&'static str>,
+}
+
+pub const QUEUE_FIGURES: &[QueueFigure] = &[
+    QueueFigure {
+        read: |q| Some(q.messages),
+        metric: "sysvipc_message_queue_messages",
+        help: "Messages on the queue.",
+        chart: Some(crate::QUEUE_MESSAGES_CHART),
+    },
+    QueueFigure {
+        read: |q| Some(q.bytes),
+        metric: "sysvipc_message_queue_bytes",
+        help: "Bytes queued on the queue.",
+        chart: Some(crate::QUEUE_BYTES_CHART),
+    },
+    QueueFigure {
+        read: |q| q.capacity_bytes,
+        metric: "sysvipc_message_queue_capacity_bytes",
+        help: "The queue's capacity in bytes (msg_qbytes); writers block when it is reached.",
+        chart: None,
+    },
+];
+
+/// The labels of every per-queue series.
+pub const QUEUE_LABELS: [&str; 3] = ["key", "id", "owner"];
+
+pub fn limits() -> impl Iterator<Item = &'static Figure> {
+    FIGURES.iter().filter(|f| f.kind == Kind::Limit)
+}
+
+/// A counted resource against its limit, read from one snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// The usage figure (its description says what is counted).
+    pub figure: &'static Figure,
+    /// The limit's figure (its `kernel` is the name, such as SEMMNI).
+    pub limit_figure: &'static Figure,
+    pub used: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+impl Usage {
+    /// Used as a percentage of the limit; `None` when either is unknown, or the limit is 0 or
+    /// the kernel's "no limit" value.
+    pub fn percent(&self) -> Option<f64> {
+        match (self.used, self.limit) {
+            (Some(u), Some(l)) if l > 0 && !is_unlimited(l) => Some(u as f64 * 100.0 / l as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Every counted resource of `snap` against its limit, in table order.
+pub fn usage(snap: &Snapshot) -> impl Iterator<Item = Usage> + '_ {
+    FIGURES.iter().filter_map(move |f| match f.kind {
+        Kind::Usage { against } => {
+            let limit_figure = limits().find(|l| l.kernel == against).expect("every usage names a limit");
+            Some(Usage { figure: f, limit_figure, used: (f.read)(snap), limit: (limit_figure.read)(snap) })
+        }
+        _ => None,
+    })
+}
+
+/// A limit as people read it: a number, "unlimited", or "?" when it could not be read.
+pub fn show_limit(v: Option<u64>) -> String {
+    match v {
+        Some(v) if is_unlimited(v) => "unlimited".into(),
+        Some(v) => v.to_string(),
+        None => "?".into(),
+    }
+}
+
+/// The `ipcwatch snapshot` limits table: every limit in lsipc's order, with its usage where
+/// the kernel counts one.
+pub fn limits_table(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", "RESOURCE", "DESCRIPTION", "LIMIT", "USED", "USE%");
+    let rows: Vec<Usage> = usage(s).collect();
+    for l in limits() {
+        let (used, pct) = match rows.iter().find(|u| u.limit_figure.kernel == l.kernel) {
+            // A counted resource whose collector failed: unknown, not zero.
+            Some(u) => (
+                u.used.map_or("?".to_string(), |v| v.to_string()),
+                match (u.percent(), u.used.is_some() && u.limit.is_some()) {
+                    (Some(p), _) => format!("{p:.2}%"),
+                    (None, true) => "0.00%".into(), // against "unlimited" or 0
+                    (None, false) => "-".into(),
+                },
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let limit = show_limit((l.read)(s));
+        let _ = writeln!(out, "{:<8} {:<42} {:>20} {:>10} {:>7}", l.kernel, l.description, limit, used, pct);
+    }
+    out
+}
+
+/// The metrics table of docs/metrics.md, generated from [`FIGURES`] and [`QUEUE_FIGURES`].
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| metric | labels | kernel | chart dimension | meaning |\n|---|---|---|---|---|\n");
+    for f in FIGURES {
+        let kernel = match f.kind {
+            Kind::Limit => f.kernel.to_string(),
+            Kind::Usage { against } => format!("counts against {against}"),
+            Kind::Measure => String::new(),
+        };
+        let chart = f.chart.map_or(String::new(), |(c, d)| format!("`{c}` {d}"));
+        let _ = writeln!(out, "| `{}` | | {} | {} | {} |", f.metric, kernel, chart, f.help);
+    }
+    for q in QUEUE_FIGURES {
+        let chart = q.chart.map_or(String::new(), |c| format!("`{c}` (msqid)"));
+        let labels = QUEUE_LABELS.map(|l| format!("`{l}`")).join(", ");
+        let _ = writeln!(out, "| `{}` | {} | | {} | {} |", q.metric, labels, chart, q.help);
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! Which message queues get series of their own: chosen once per sample, then handed to the
+//! charts and to /metrics alike, so both show exactly the same queues.
+
+use std::sync::Arc;
+
+use ipcwatch_sampler::{Key, MessageQueue, Snapshot};
+
+/// One queue with its own series: its identity and the figures the per-queue series show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChosenQueue {
+    pub id: i32,
+    pub key: Key,
+    /// The owner's user name, or the uid where no name resolves.
+    pub owner: Arc<str>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub capacity_bytes: Option<u64>,
+}
+
+/// The queues with their own series: the biggest (bytes, then messages) first, at most the
+/// cap, listed in msqid order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueChoice {
+    queues: Vec<ChosenQueue>,
+}
+
+impl QueueChoice {
+    /// Chooses at most `cap` queues of `snap`; `owner` names a uid.
+    pub fn choose(snap: &Snapshot, cap: usize, mut owner: impl FnMut(u32) -> Arc<str>) -> QueueChoice {
+        let Some(msg) = &snap.message_queues else { return QueueChoice::default() };
+        let mut picked: Vec<&MessageQueue> = msg.items.iter().collect();
+        if picked.len() > cap {
+            // Partition (O(n)) rather than sort: only which queues make the cut matters.
+            if cap > 0 {
+                picked.select_nth_unstable_by(cap - 1, |a, b| {
+                    (b.bytes, b.messages, a.id).cmp(&(a.bytes, a.messages, b.id))
+                });
+            }
+            picked.truncate(cap);
+        }
+        picked.sort_unstable_by_key(|q| q.id);
+        let queues = picked
+            .into_iter()
+            .map(|q| ChosenQueue {
+                id: q.id,
+                key: q.key,
+                owner: owner(q.owner),
+                messages: q.messages,
+                bytes: q.bytes,
+                capacity_bytes: q.capacity_bytes,
+            })
+            .collect();
+        QueueChoice { queues }
+    }
+
+    /// The chosen queues, in msqid order.
+    pub fn queues(&self) -> &[ChosenQueue] {
+        &self.queues
+    }
+
+    pub fn contains(&self, id: i32) -> bool {
+        self.queues.binary_search_by_key(&id, |q| q.id).is_ok()
+    }
+}

@@ -1,0 +1,189 @@
+//! One tick of ipcwatch, as a library: take a sample, choose the queues with series of their
+//! own, feed the charts, run the alert rules that are due, and publish one immutable
+//! [`Published`] value for the outputs (/metrics, /api/v1/alarms, the landing page).
+//!
+//! A [`Pipeline`] has no thread, no HTTP and no kernel of its own: the daemon gives it a
+//! [`Sampler`](ipcwatch_sampler::Sampler), a test gives it a closure that returns snapshots.
+//! Rendering is left to the outputs, which do it on demand; the tick only does what every
+//! sample needs.
+
+#![forbid(unsafe_code)]
+
+mod collectors;
+mod owners;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipcwatch_alerts::{Board, Engine, Host, Notification, Rule};
+use ipcwatch_charts::{QueueChoice, Registry, RegistryConfig};
+use ipcwatch_sampler::{Sampler, Snapshot};
+
+use collectors::CollectorLog;
+use owners::OwnerNames;
+
+/// Where a pipeline's snapshots come from: the kernel in the daemon, fed values in tests.
+pub trait SnapshotSource: Send {
+    fn snapshot(&mut self) -> Snapshot;
+}
+
+impl SnapshotSource for Sampler {
+    fn snapshot(&mut self) -> Snapshot {
+        Sampler::snapshot(self)
+    }
+}
+
+impl<F: FnMut() -> Snapshot + Send> SnapshotSource for F {
+    fn snapshot(&mut self) -> Snapshot {
+        self()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineConfig {
+    /// The sampling interval: the rules' default `every`, and what a slow tick overran.
+    pub update_every: Duration,
+    /// History rows kept per chart dimension.
+    pub history_rows: usize,
+    /// Most queues with series of their own (the biggest first).
+    pub max_queue_dimensions: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { update_every: Duration::from_secs(1), history_rows: 3600, max_queue_dimensions: 100 }
+    }
+}
+
+impl PipelineConfig {
+    fn registry(&self) -> RegistryConfig {
+        RegistryConfig { history_rows: self.history_rows, max_queue_dimensions: self.max_queue_dimensions }
+    }
+}
+
+/// Everything the outputs may show for one sample. Immutable once published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub snapshot: Snapshot,
+    /// The queues with series of their own, the same ones the charts have dimensions for.
+    pub queues: QueueChoice,
+    /// The alerts after this tick's evaluation; shared with earlier ticks while unchanged.
+    pub alerts: Arc<Board>,
+    /// Ticks in which a collector failed, and ticks that overran `update_every`, since start.
+    pub failed_samples: u64,
+    pub slow_samples: u64,
+    /// When the tick finished, on the monotonic clock (staleness is judged on it, so a wall
+    /// clock jump neither hides a stuck sampler nor fakes one).
+    pub finished: Instant,
+}
+
+/// What one tick produced.
+#[derive(Debug)]
+pub struct Tick {
+    pub published: Arc<Published>,
+    /// Notifications whose delay has passed, for delivery (exec, Alertmanager).
+    pub notifications: Vec<Notification>,
+    /// How long the tick took, sampling included.
+    pub took: Duration,
+}
+
+pub struct Pipeline {
+    source: Box<dyn SnapshotSource>,
+    config: PipelineConfig,
+    registry: Registry,
+    engine: Engine,
+    owners: OwnerNames,
+    collectors: CollectorLog,
+    board: Arc<Board>,
+    board_generation: u64,
+    failed: u64,
+    slow: u64,
+}
+
+impl Pipeline {
+    pub fn new(
+        source: Box<dyn SnapshotSource>,
+        config: PipelineConfig,
+        rules: Vec<Rule>,
+        host: Host,
+    ) -> Pipeline {
+        let engine = Engine::new(rules, host, config.update_every.as_secs_f64());
+        Pipeline {
+            source,
+            registry: Registry::new(config.registry()),
+            board: Arc::new(engine.board()),
+            board_generation: engine.generation(),
+            engine,
+            config,
+            owners: OwnerNames::default(),
+            collectors: CollectorLog::default(),
+            failed: 0,
+            slow: 0,
+        }
+    }
+
+    /// A reload: new caps and history depth, new rules (alerts that survive keep their state).
+    pub fn reconfigure(&mut self, source: Box<dyn SnapshotSource>, config: PipelineConfig, rules: Vec<Rule>) {
+        self.source = source;
+        self.registry.set_config(config.registry());
+        self.engine.set_rules(rules);
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// One tick: sample, choose queues, chart, evaluate the rules that are due, publish.
+    pub fn tick(&mut self) -> Tick {
+        let started = Instant::now();
+        let snapshot = self.source.snapshot();
+        if self.collectors.observe(&snapshot) {
+            self.failed += 1;
+        }
+        let owners = &mut self.owners;
+        let queues = QueueChoice::choose(&snapshot, self.config.max_queue_dimensions, |uid| owners.name(uid));
+        self.registry.update(&snapshot, &queues);
+
+        let outcome = self.engine.evaluate(&self.registry, snapshot.timestamp);
+        for t in &outcome.transitions {
+            let (old, new) = (t.old_status.name(), t.status.name());
+            let error = t.error.as_deref().unwrap_or("");
+            if t.status.is_raised() {
+                tracing::warn!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+            } else {
+                tracing::info!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+            }
+        }
+        for n in &outcome.notifications {
+            tracing::info!(alert = %n.name, chart = %n.chart, status = n.status.name(), value = n.value, "alert notification sent");
+        }
+        if self.engine.generation() != self.board_generation {
+            self.board = Arc::new(self.engine.board());
+            self.board_generation = self.engine.generation();
+        }
+
+        let took = started.elapsed();
+        if took > self.config.update_every {
+            self.slow += 1;
+            tracing::warn!(took_ms = took.as_millis() as u64, "sample took longer than update_every");
+        }
+        let published = Arc::new(Published {
+            snapshot,
+            queues,
+            alerts: self.board.clone(),
+            failed_samples: self.failed,
+            slow_samples: self.slow,
+            finished: Instant::now(),
+        });
+        Tick { published, notifications: outcome.notifications, took }
+    }
+}
+
+#[cfg(test)]
+mod tests;
