@@ -256,6 +256,52 @@ pub fn limits_table(s: &Snapshot) -> String {
     out
 }
 
+/// The `ipcwatch snapshot` report: the limits table, then what each kind of object holds.
+pub fn report(s: &Snapshot) -> String {
+    let mut out = limits_table(s);
+    out.push('\n');
+    match &s.semaphores {
+        Some(x) => {
+            let _ = writeln!(out, "Semaphores:      {} arrays, {} semaphores", x.arrays, x.semaphores);
+        }
+        None => out.push_str("Semaphores:      unavailable\n"),
+    }
+    match &s.message_queues {
+        Some(x) => {
+            let _ = writeln!(
+                out,
+                "Message queues:  {} queues, {} messages, {} bytes queued, {} full",
+                x.queues, x.messages, x.bytes, x.full_queues
+            );
+        }
+        None => out.push_str("Message queues:  unavailable\n"),
+    }
+    match &s.shared_memory {
+        Some(x) => {
+            let _ = writeln!(
+                out,
+                "Shared memory:   {} segments, {} bytes, {} pages, {} bytes resident, {} bytes swapped",
+                x.segments, x.bytes, x.pages, x.resident_bytes, x.swapped_bytes
+            );
+            let _ = writeln!(
+                out,
+                "                 {} orphaned segments ({} bytes), {} removed but still attached",
+                x.orphaned_segments, x.orphaned_bytes, x.destroyed_attached_segments
+            );
+        }
+        None => out.push_str("Shared memory:   unavailable\n"),
+    }
+    for c in &s.collectors {
+        if let Some(e) = &c.error {
+            let _ = writeln!(out, "{}: {}: {}", if c.ok { "note" } else { "error" }, c.name, e);
+        }
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
 /// The metrics table of docs/metrics.md, generated from [`FIGURES`] and [`QUEUE_FIGURES`].
 pub fn markdown_table() -> String {
     let mut out =

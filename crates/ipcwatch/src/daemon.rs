@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use ipcwatch_alerts::{Delivery, DeliveryConfig, Host, Rule};
+use ipcwatch_alerts::{Delivery, Host, Rule};
 use ipcwatch_exporter::{BuildInfo, State};
-use ipcwatch_pipeline::{Pipeline, PipelineConfig};
-use ipcwatch_sampler::{Sampler, SamplerConfig, Source};
+use ipcwatch_pipeline::Pipeline;
+use ipcwatch_sampler::Sampler;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, ConfigError};
 use crate::logging::LogHandle;
+use ipcwatch_config::{Config, ConfigError};
 
 /// What the sampling thread is told: a reloaded config with its rules.
 type Reload = Box<(Config, Vec<Rule>)>;
@@ -29,8 +29,7 @@ pub fn build_info() -> BuildInfo {
 
 /// The configured rules (or the built-in ones); a missing rules path is a config error.
 pub fn rules(c: &Config) -> Result<Vec<Rule>, ConfigError> {
-    let path = c.alerts.rules.as_ref().map(|p| c.resolve(p));
-    ipcwatch_pipeline::rules::load(path.as_deref()).map_err(|e| ConfigError(e.to_string()))
+    ipcwatch_pipeline::rules::load(c.rules_path().as_deref()).map_err(|e| ConfigError(e.to_string()))
 }
 
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP; `overrides` re-applies
@@ -66,10 +65,10 @@ async fn serve(
     }
     let state = State::new(build_info());
     state.set_stale_after(stale_after(&config));
-    let delivery = Delivery::start(delivery_config(&config), &tokio::runtime::Handle::current());
+    let delivery = Delivery::start(config.delivery(), &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let pipeline = Pipeline::new(sampler(&config), pipeline_config(&config), rules, Host::this_machine());
+    let pipeline = Pipeline::new(sampler(&config), config.pipeline(), rules, Host::this_machine());
     let loop_state = state.clone();
     let sampler_thread = std::thread::Builder::new()
         .name("ipcwatch-sampler".into())
@@ -160,31 +159,8 @@ fn until_next_boundary(every: Duration) -> Duration {
     Duration::from_nanos((every_ns - into) as u64)
 }
 
-fn delivery_config(c: &Config) -> DeliveryConfig {
-    DeliveryConfig {
-        exec: c.alerts.exec.as_ref().map(|p| c.resolve(p)),
-        exec_timeout: Duration::from_secs(c.alerts.exec_timeout),
-        alertmanagers: c.alerts.alertmanagers.clone(),
-        instance: c.alerts.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
-    }
-}
-
-/// The per-second sampler: totals and the walks the outputs need, no per-array detail.
 fn sampler(c: &Config) -> Box<Sampler> {
-    Box::new(Sampler::new(SamplerConfig {
-        procfs: c.sampling.procfs.clone(),
-        source: Source::Auto,
-        segment_memory: false,
-        semaphore_detail: false,
-    }))
-}
-
-fn pipeline_config(c: &Config) -> PipelineConfig {
-    PipelineConfig {
-        update_every: c.update_every(),
-        history_rows: c.history_rows(),
-        max_queue_dimensions: c.charts.max_queue_dimensions,
-    }
+    Box::new(Sampler::new(c.sampler()))
 }
 
 fn sampling_loop(
@@ -225,8 +201,8 @@ fn sampling_loop(
             match control.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(reload) => {
                     let (config, rules) = *reload;
-                    delivery.configure(delivery_config(&config));
-                    pipeline.reconfigure(sampler(&config), pipeline_config(&config), rules);
+                    delivery.configure(config.delivery());
+                    pipeline.reconfigure(sampler(&config), config.pipeline(), rules);
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

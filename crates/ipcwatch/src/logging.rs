@@ -4,7 +4,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::reload;
 
-use crate::config::LogLevel;
+use ipcwatch_config::LogLevel;
 
 pub struct LogHandle(reload::Handle<LevelFilter, tracing_subscriber::Registry>);
 

@@ -2,10 +2,8 @@
 
 #![forbid(unsafe_code)]
 
-mod config;
 mod daemon;
 mod logging;
-mod snapshot_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipcwatch_sampler::{Sampler, SamplerConfig, Source};
 
-use config::{Config, LogLevel};
+use ipcwatch_config::{Config, ConfigError, LogLevel};
 
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
@@ -37,7 +35,7 @@ struct Cli {
     #[arg(long = "path.procfs", value_name = "PATH", global = true)]
     procfs: Option<PathBuf>,
 
-    /// Log level.
+    /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL")]
     log_level: Option<LogLevel>,
 
@@ -87,7 +85,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ipcwatch: {e:#}");
             // Bad input (config, flags) is exit 2 like a usage error; anything else 1.
-            let usage = e.downcast_ref::<config::ConfigError>().is_some();
+            let usage = e.downcast_ref::<ConfigError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -136,7 +134,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     overrides(cli)(&mut config);
-    config.validate().map_err(|(key, problem)| config::ConfigError(format!("{key}: {problem}")))?;
+    config.validate().map_err(|(key, problem)| ConfigError(format!("{key}: {problem}")))?;
     Ok(config)
 }
 
@@ -150,15 +148,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = if *json {
                 serde_json::to_string_pretty(&snap).context("encoding the snapshot")? + "\n"
             } else {
-                snapshot_cmd::render_table(&snap)
+                ipcwatch_charts::figures::report(&snap)
             };
             out(&text)?;
             Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Some(Command::CheckConfig { file }) => {
             let path = file.clone().or_else(|| cli.config.clone());
-            let path =
-                path.ok_or_else(|| config::ConfigError("give a file: ipcwatch check-config FILE".into()))?;
+            let path = path.ok_or_else(|| ConfigError("give a file: ipcwatch check-config FILE".into()))?;
             Config::load(&path)?;
             out(&format!("{}: valid\n", path.display()))?;
             Ok(ExitCode::SUCCESS)

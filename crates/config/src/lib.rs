@@ -1,9 +1,15 @@
 //! The TOML configuration (`config/ipcwatch.toml` is the commented default). Every key is
-//! optional; unknown keys and bad values are errors that name the file, line and key.
+//! optional; unknown keys and bad values are errors that name the file, line and key. It
+//! also says what each part of the daemon is to be set up with.
+
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipcwatch_alerts::{DeliveryConfig, Host};
+use ipcwatch_pipeline::PipelineConfig;
+use ipcwatch_sampler::{SamplerConfig, Source};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -49,7 +55,7 @@ pub struct Log {
     pub level: LogLevel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -57,6 +63,20 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(format!("`{s}` is not a log level (error, warn, info, debug, trace)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -195,6 +215,38 @@ impl Config {
     /// History rows per chart.
     pub fn history_rows(&self) -> usize {
         (self.charts.history / self.sampling.update_every).max(1) as usize
+    }
+
+    /// The per-second sampler: totals and the walks the outputs need, no per-array detail.
+    pub fn sampler(&self) -> SamplerConfig {
+        SamplerConfig {
+            procfs: self.sampling.procfs.clone(),
+            source: Source::Auto,
+            segment_memory: false,
+            semaphore_detail: false,
+        }
+    }
+
+    pub fn pipeline(&self) -> PipelineConfig {
+        PipelineConfig {
+            update_every: self.update_every(),
+            history_rows: self.history_rows(),
+            max_queue_dimensions: self.charts.max_queue_dimensions,
+        }
+    }
+
+    pub fn delivery(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            exec: self.alerts.exec.as_ref().map(|p| self.resolve(p)),
+            exec_timeout: Duration::from_secs(self.alerts.exec_timeout),
+            alertmanagers: self.alerts.alertmanagers.clone(),
+            instance: self.alerts.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
+        }
+    }
+
+    /// The rules file or folder, resolved; `None` for the built-in rules.
+    pub fn rules_path(&self) -> Option<PathBuf> {
+        self.alerts.rules.as_ref().map(|p| self.resolve(p))
     }
 
     /// A path from the config, resolved against the config file's folder when relative.
