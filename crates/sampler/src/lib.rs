@@ -460,6 +460,10 @@ fn walk<T>(
     in_use: u64,
     stat: fn(i32) -> io::Result<Option<T>>,
 ) -> io::Result<Option<Vec<T>>> {
+    if in_use == 0 {
+        // Nothing to stat: an idle namespace costs no walk at all.
+        return Ok(Some(Vec::new()));
+    }
     let mut items = Vec::with_capacity(in_use as usize);
     for index in 0..=max_index.max(0) {
         if let Some(item) = stat(index)? {
