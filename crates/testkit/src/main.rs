@@ -25,6 +25,8 @@
 //!   wait PID                        wait for a spawned child -> exit code or signal
 //! KEY accepts decimal or 0x hex (up to 0xffffffff).
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
