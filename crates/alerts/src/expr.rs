@@ -21,6 +21,34 @@ pub enum Expr {
     Group(Box<Expr>),
 }
 
+/// Dropping a tree takes its children out onto a list instead of recursing, so no tree,
+/// however it was built, can exhaust the stack on its way out.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        fn detach(e: &mut Expr, out: &mut Vec<Expr>) {
+            let mut take = |b: &mut Box<Expr>| out.push(std::mem::replace(&mut **b, Expr::Number(0.0)));
+            match e {
+                Expr::Unary(_, a) | Expr::Group(a) => take(a),
+                Expr::Binary(_, a, b) => {
+                    take(a);
+                    take(b);
+                }
+                Expr::Conditional(a, b, c) => {
+                    take(a);
+                    take(b);
+                    take(c);
+                }
+                Expr::Number(_) | Expr::Variable(_) => {}
+            }
+        }
+        let mut pending = Vec::new();
+        detach(self, &mut pending);
+        while let Some(mut e) = pending.pop() {
+            detach(&mut e, &mut pending);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnaryOp {
     Not,
@@ -120,9 +148,17 @@ impl<F: Fn(&str) -> Option<f64>> Variables for F {
     }
 }
 
+/// The deepest expression tree accepted. Real rules nest a few levels; a limit keeps parsing,
+/// evaluating, printing and dropping a hostile rule (`((((…` or `1+1+…` in the thousands) from
+/// exhausting the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// An expression with the depth of its tree, as the parser builds it.
+type Node = (Expr, usize);
+
 pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
-    let e = p.full()?;
+    let mut p = Parser { s: text.as_bytes(), pos: 0, nesting: 0 };
+    let (e, _) = p.full()?;
     p.skip_ws();
     if p.pos < p.s.len() {
         return Err(p.error("unexpected text after the expression"));
@@ -133,6 +169,17 @@ pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// How deep the parser's own recursion is now.
+    nesting: usize,
+}
+
+/// A node one level above its deepest child, refused beyond [`MAX_DEPTH`].
+fn node(parser: &Parser<'_>, expr: Expr, children: &[usize]) -> Result<Node, SyntaxError> {
+    let depth = 1 + children.iter().copied().max().unwrap_or(0);
+    if depth > MAX_DEPTH {
+        return Err(parser.error(&format!("expression nested deeper than {MAX_DEPTH} levels")));
+    }
+    Ok((expr, depth))
 }
 
 impl Parser<'_> {
@@ -168,17 +215,28 @@ impl Parser<'_> {
     }
 
     /// A full expression: binary operators, then an optional `? :` over all of it.
-    fn full(&mut self) -> Result<Expr, SyntaxError> {
-        let condition = self.binary(0)?;
+    fn full(&mut self) -> Result<Node, SyntaxError> {
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(self.error(&format!("expression nested deeper than {MAX_DEPTH} levels")));
+        }
+        let result = self.conditional();
+        self.nesting -= 1;
+        result
+    }
+
+    fn conditional(&mut self) -> Result<Node, SyntaxError> {
+        let (condition, dc) = self.binary(0)?;
         if self.eat("?") {
-            let then = self.full()?;
+            let (then, dt) = self.full()?;
             if !self.eat(":") {
                 return Err(self.error("expected `:` of `? :`"));
             }
-            let otherwise = self.full()?;
-            return Ok(Expr::Conditional(Box::new(condition), Box::new(then), Box::new(otherwise)));
+            let (otherwise, do_) = self.full()?;
+            let e = Expr::Conditional(Box::new(condition), Box::new(then), Box::new(otherwise));
+            return node(self, e, &[dc, dt, do_]);
         }
-        Ok(condition)
+        Ok((condition, dc))
     }
 
     fn binary_op(&mut self) -> Option<BinaryOp> {
@@ -214,8 +272,8 @@ impl Parser<'_> {
     }
 
     /// Precedence climbing over Netdata's levels; all binary operators are left-associative.
-    fn binary(&mut self, min: u8) -> Result<Expr, SyntaxError> {
-        let mut lhs = self.unary()?;
+    fn binary(&mut self, min: u8) -> Result<Node, SyntaxError> {
+        let (mut lhs, mut depth) = self.unary()?;
         loop {
             let save = self.pos;
             let Some(op) = self.binary_op() else { break };
@@ -223,19 +281,19 @@ impl Parser<'_> {
                 self.pos = save;
                 break;
             }
-            let rhs = self.binary(op.precedence() + 1)?;
-            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+            let (rhs, dr) = self.binary(op.precedence() + 1)?;
+            (lhs, depth) = node(self, Expr::Binary(op, Box::new(lhs), Box::new(rhs)), &[depth, dr])?;
         }
-        Ok(lhs)
+        Ok((lhs, depth))
     }
 
-    fn unary(&mut self) -> Result<Expr, SyntaxError> {
+    fn unary(&mut self) -> Result<Node, SyntaxError> {
         let op = if self.eat("abs(") {
-            let inner = self.full()?;
+            let (inner, d) = self.full()?;
             if !self.eat(")") {
                 return Err(self.error("expected `)` closing abs("));
             }
-            return Ok(Expr::Unary(UnaryOp::Abs, Box::new(inner)));
+            return node(self, Expr::Unary(UnaryOp::Abs, Box::new(inner)), &[d]);
         } else if self.peek() == Some(b'!') && self.s.get(self.pos + 1) != Some(&b'=') {
             self.pos += 1;
             UnaryOp::Not
@@ -248,19 +306,32 @@ impl Parser<'_> {
         } else {
             return self.operand();
         };
-        Ok(Expr::Unary(op, Box::new(self.unary()?)))
+        // `- - - 1` recurses here too.
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(self.error(&format!("expression nested deeper than {MAX_DEPTH} levels")));
+        }
+        let inner = self.unary();
+        self.nesting -= 1;
+        let (inner, d) = inner?;
+        node(self, Expr::Unary(op, Box::new(inner)), &[d])
     }
 
-    fn operand(&mut self) -> Result<Expr, SyntaxError> {
-        match self.peek() {
-            Some(b'(') => {
-                self.pos += 1;
-                let inner = self.full()?;
-                if !self.eat(")") {
-                    return Err(self.error("expected `)`"));
-                }
-                Ok(Expr::Group(Box::new(inner)))
+    fn operand(&mut self) -> Result<Node, SyntaxError> {
+        if self.peek() == Some(b'(') {
+            self.pos += 1;
+            let (inner, d) = self.full()?;
+            if !self.eat(")") {
+                return Err(self.error("expected `)`"));
             }
+            return node(self, Expr::Group(Box::new(inner)), &[d]);
+        }
+        self.leaf().map(|e| (e, 1))
+    }
+
+    /// A number or a variable.
+    fn leaf(&mut self) -> Result<Expr, SyntaxError> {
+        match self.peek() {
             Some(b'$') => {
                 self.pos += 1;
                 if self.s.get(self.pos) == Some(&b'{') {
@@ -543,6 +614,22 @@ mod tests {
         assert!(parse("$").is_err());
         assert_eq!(parse("1 2").unwrap_err().offset, 2);
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_is_a_syntax_error_not_a_stack_overflow() {
+        let parens = format!("{}1{}", "(".repeat(3_000), ")".repeat(3_000));
+        let chain = vec!["1"; 20_000].join("+");
+        let minus = format!("{}1", "-".repeat(30_000));
+        let ternary = format!("{}1", "1 ? 1 : ".repeat(5_000));
+        let mixed = format!("{}1{}", "(1+".repeat(2_000), ")".repeat(2_000));
+        for text in [parens, chain, minus, ternary, mixed] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.message.contains("nested deeper than 128 levels"), "{}", e.message);
+        }
+        // Real rules stay far below the limit.
+        assert!(parse(&format!("{}1{}", "(".repeat(100), ")".repeat(100))).is_ok());
+        assert!(parse(&vec!["$x"; 100].join(" + ")).is_ok());
     }
 
     #[test]

@@ -150,3 +150,16 @@ fn unreadable_paths_are_errors() {
     assert!(r.is_empty());
     assert!(e[0].to_string().starts_with("/nonexistent/rules: cannot read"), "{e:?}");
 }
+
+#[test]
+fn a_hostile_expression_is_a_line_error_and_only_its_rule_is_skipped() {
+    let deep = format!("{}1{}", "(".repeat(3_000), ")".repeat(3_000));
+    let text = format!(
+        "alarm: deep\n    on: system.ipc_semaphores\n  calc: {deep}\n\nalarm: fine\n    on: system.ipc_semaphores\n  calc: $semaphores\n"
+    );
+    let (rules, errors) = parse_str(&text);
+    assert_eq!(rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["fine"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = errors[0].to_string();
+    assert!(e.starts_with("test.conf:3: ") && e.contains("nested deeper than 128 levels"), "{e}");
+}
