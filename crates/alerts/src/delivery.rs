@@ -8,7 +8,7 @@
 //!   resolution. An Alertmanager that is down is retried with exponential backoff.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -285,40 +285,74 @@ pub fn exec_environment(n: &Notification) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Most of a notifier's stderr kept for the log; the rest is read and dropped, so a chatty
+/// program can neither block on a full pipe nor grow our memory.
+const STDERR_KEPT: u64 = 4096;
+
+/// How an exec notifier run ended.
+#[derive(Debug, PartialEq)]
+enum ExecEnd {
+    Done,
+    Failed { exit: std::process::ExitStatus, stderr: String },
+    TimedOut,
+    Error(String),
+}
+
 fn run_exec(config: &DeliveryConfig, n: &Notification) {
     let program = match (&n.exec, &config.exec) {
         (Some(p), _) => PathBuf::from(p),
         (None, Some(p)) => p.clone(),
         (None, None) => return,
     };
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.envs(exec_environment(n)).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let env = exec_environment(n);
     let timeout = config.exec_timeout;
     let (name, status) = (n.name.clone(), n.status.name());
     tokio::spawn(async move {
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(program = %program.display(), alert = %name, error = %e, "cannot run the exec notifier");
-                return;
+        let shown = program.display();
+        match exec(&program, env, timeout).await {
+            ExecEnd::Done => tracing::debug!(program = %shown, alert = %name, status, "exec notifier done"),
+            ExecEnd::Failed { exit, stderr } => {
+                tracing::error!(program = %shown, alert = %name, exit = %exit, stderr = %stderr, "exec notifier failed")
             }
-        };
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) if out.status.success() => {
-                tracing::debug!(program = %program.display(), alert = %name, status, "exec notifier done")
+            ExecEnd::TimedOut => {
+                tracing::error!(program = %shown, alert = %name, timeout_s = timeout.as_secs(), "exec notifier timed out and was killed")
             }
-            Ok(Ok(out)) => tracing::error!(
-                program = %program.display(), alert = %name, exit = %out.status,
-                stderr = %String::from_utf8_lossy(&out.stderr).trim(), "exec notifier failed"
-            ),
-            Ok(Err(e)) => {
-                tracing::error!(program = %program.display(), alert = %name, error = %e, "exec notifier failed")
-            }
-            Err(_) => {
-                tracing::error!(program = %program.display(), alert = %name, timeout_s = timeout.as_secs(), "exec notifier timed out and was killed")
+            ExecEnd::Error(e) => {
+                tracing::error!(program = %shown, alert = %name, error = %e, "cannot run the exec notifier")
             }
         }
     });
+}
+
+/// Runs a notifier with the alert in its environment; its stderr is captured for the log.
+async fn exec(program: &Path, env: Vec<(&'static str, String)>, timeout: Duration) -> ExecEnd {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return ExecEnd::Error(e.to_string()),
+    };
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let run = async {
+        let mut kept = Vec::new();
+        let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        (child.wait().await, kept)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((Ok(exit), _)) if exit.success() => ExecEnd::Done,
+        Ok((Ok(exit), kept)) => {
+            ExecEnd::Failed { exit, stderr: String::from_utf8_lossy(&kept).trim().to_string() }
+        }
+        Ok((Err(e), _)) => ExecEnd::Error(e.to_string()),
+        // Dropping the future drops the child, which kill_on_drop kills.
+        Err(_) => ExecEnd::TimedOut,
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +427,31 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(4000)).await;
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "semaphore_arrays_used WARNING 90\n");
         assert!(!late.exists(), "the slow notifier was killed at its timeout");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_failing_notifiers_stderr_is_captured_and_bounded() {
+        let dir = std::env::temp_dir().join(format!("ipcwatch-exec-err-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bad, chatty) = (dir.join("bad.sh"), dir.join("chatty.sh"));
+        std::fs::write(&bad, "#!/bin/sh\necho \"no route to pager\" >&2\nexit 3\n").unwrap();
+        std::fs::write(&chatty, "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' x >&2\nexit 1\n").unwrap();
+        for f in [&bad, &chatty] {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let end = exec(&bad, vec![], Duration::from_secs(5)).await;
+        match end {
+            ExecEnd::Failed { exit, stderr } => {
+                assert_eq!(exit.code(), Some(3));
+                assert_eq!(stderr, "no route to pager");
+            }
+            other => panic!("{other:?}"),
+        }
+        match exec(&chatty, vec![], Duration::from_secs(5)).await {
+            ExecEnd::Failed { stderr, .. } => assert_eq!(stderr.len(), STDERR_KEPT as usize),
+            other => panic!("a megabyte of stderr neither blocks nor is kept whole: {other:?}"),
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
