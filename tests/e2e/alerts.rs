@@ -142,7 +142,7 @@ impl Alertmanager {
             "route:\n  receiver: nobody\n  group_wait: 1s\nreceivers:\n  - name: nobody\n",
         )
         .unwrap();
-        let child = Command::new("prometheus-alertmanager")
+        let child = crate::ns::dies_with_test("prometheus-alertmanager")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -246,7 +246,7 @@ fn alertmanager_down_is_retried_without_blocking_sampling() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("alertmanager.yml");
     std::fs::write(&config, "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n").unwrap();
-    let mut child = Command::new("prometheus-alertmanager")
+    let child = crate::ns::dies_with_test("prometheus-alertmanager")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
@@ -255,11 +255,11 @@ fn alertmanager_down_is_retried_without_blocking_sampling() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = crate::ns::KillOnDrop(child);
     let got = eventually(60, || {
         request(am_port, "GET", "/api/v2/alerts").is_ok_and(|r| r.body.contains("semaphore_arrays_used"))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(got, "the alert never reached the late Alertmanager");
 }
 

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::http::{free_port, get, request, samples, wait_metrics, wait_ready};
-use crate::ns::{Namespace, IPCWATCH};
+use crate::ns::{dies_with_test, recv, KillOnDrop, Namespace, IPCWATCH};
 
 /// Starts the daemon inside `ns` on a free port; returns (port, pid, log path).
 fn start(ns: &mut Namespace, extra: &[&str]) -> (u16, u32, std::path::PathBuf) {
@@ -242,27 +242,30 @@ fn systemd_notifications_ready_watchdog_stopping() {
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let port = free_port();
     // The daemon only reads; running it in the test's own namespace creates nothing there.
-    let mut child = Command::new(IPCWATCH)
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "1000000")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        dies_with_test(IPCWATCH)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "1000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
-        let n = sock.recv(&mut buf).expect("no notification within 10 s");
+        let n = recv(&sock, &mut buf).expect("no notification within 10 s");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         seen.push('\n');
     }
     assert_eq!(get(port, "/-/ready").status, 200, "READY is sent only once serving");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     while !seen.contains("STOPPING=1") {
-        let n = sock.recv(&mut buf).expect("no STOPPING within 10 s");
+        let n = recv(&sock, &mut buf).expect("no STOPPING within 10 s");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -284,4 +287,62 @@ fn the_unit_is_hardened_to_1_5_or_better() {
         text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
     let level: f64 = line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(level <= 1.5, "{line}");
+}
+
+#[test]
+fn the_watchdog_is_pinged_on_its_own_clock_whatever_update_every() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("ipcwatch-watchdog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = dir.join("slow.toml");
+    // A sample every 60 s, a watchdog of 2 s: pinging only after samples would get us killed.
+    std::fs::write(&config, "[sampling]\nupdate_every = 60\n[charts]\nhistory = 3600\n").unwrap();
+    let port = free_port();
+    let child = KillOnDrop(
+        dies_with_test(IPCWATCH)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    let mut buf = [0u8; 4096];
+    while pings < 3 {
+        let n = recv(&sock, &mut buf).expect("a watchdog ping within 10 s");
+        pings += String::from_utf8_lossy(&buf[..n]).matches("WATCHDOG=1").count();
+    }
+    let took = started.elapsed();
+    drop(child);
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(took < Duration::from_secs(8), "3 pings took {took:?}: not on a 1 s clock");
+}
+
+#[test]
+fn a_missing_rules_path_is_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("ipcwatch-norules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(&config, "[alerts]\nrules = \"/nonexistent/rules\"\n").unwrap();
+    for args in [vec!["check-config", config.to_str().unwrap()], vec!["--config", config.to_str().unwrap()]] {
+        let out = Command::new(IPCWATCH).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim(),
+            format!("ipcwatch: {}:2: rules: /nonexistent/rules does not exist", config.display())
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -138,3 +138,31 @@ pub fn ipcs_usage(text: &str) -> std::collections::HashMap<String, u64> {
     }
     out
 }
+
+/// A program that dies with its test: the kernel SIGKILLs it if the test's thread ends first
+/// (`setpriv --pdeathsig`, so even a test killed outright leaves nothing behind).
+pub fn dies_with_test(program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", program]);
+    cmd
+}
+
+/// A child killed and reaped when dropped, also when its test panics.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `recv` on a datagram socket, again after a signal interrupts it.
+pub fn recv(sock: &std::os::unix::net::UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match sock.recv(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

@@ -169,3 +169,44 @@ fn unreadable_procfs_in_procfs_mode_is_a_clear_error() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("error: sem: cannot read /nonexistent/sysvipc/sem"), "{text}");
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::{Command, Stdio};
+    for args in [&["snapshot"][..], &["snapshot", "--json"], &["check-alerts", "/nonexistent"]] {
+        let mut child =
+            Command::new(IPCWATCH).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // The reader goes away before anything is written (`ipcwatch snapshot | true`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn shared_memory_sums_do_not_wrap() {
+    let mut ns = Namespace::new("wrap");
+    // 4 x 2^62 + 1 GiB: the byte sum passes 2^64. An unprivileged user can do this, and a
+    // wrapped sum would hide the orphaned memory.
+    for _ in 0..4 {
+        ns.cmd("shm-noreserve 0 4611686018427387904");
+    }
+    ns.cmd("shm-noreserve 0 1073741824");
+    let snap = ns.snapshot_json();
+    let shm = &snap["shared_memory"];
+    assert_eq!(shm["bytes"], u64::MAX, "saturated, not wrapped to 1 GiB: {shm}");
+    assert_eq!(shm["orphaned_bytes"], u64::MAX);
+    // Pages are the kernel's own shm_tot: exact.
+    let pages = 4 * ((1u64 << 62) / 4096) + (1 << 30) / 4096;
+    assert_eq!(shm["pages"], pages);
+    let warnings = snap["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().starts_with("shared_memory.bytes: the sum reaches 2^64")),
+        "{warnings:?}"
+    );
+    let (_, ipcs) = ns.run("ipcs", &["-m", "-u"]);
+    let usage = crate::ns::ipcs_usage(&ipcs);
+    assert_eq!(usage.get("pages allocated"), Some(&pages), "{ipcs}");
+}

@@ -128,6 +128,7 @@ impl Sampler {
         let (limits, report) = timed("limits", || self.limits());
         snap.limits = limits.unwrap_or_default();
         snap.collectors.push(report);
+        note_saturated_sums(&mut snap);
         snap
     }
 
@@ -406,6 +407,28 @@ fn note_call_failure<T>(errors: &mut Vec<Error>, call: &'static str, failed: Opt
 /// would hide them. At u64::MAX the figure stops, which no limit is above.
 fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
     values.fold(0u64, u64::saturating_add)
+}
+
+/// Says which sums stopped at u64::MAX: the figure is a floor, not the truth.
+fn note_saturated_sums(snap: &mut Snapshot) {
+    let mut sums: Vec<(&str, u64)> = Vec::new();
+    if let Some(s) = &snap.semaphores {
+        sums.push(("semaphores", s.semaphores));
+    }
+    if let Some(m) = &snap.message_queues {
+        sums.extend([("message_queues.messages", m.messages), ("message_queues.bytes", m.bytes)]);
+    }
+    if let Some(m) = &snap.shared_memory {
+        sums.extend([
+            ("shared_memory.bytes", m.bytes),
+            ("shared_memory.orphaned_bytes", m.orphaned_bytes),
+            ("shared_memory.resident_bytes", m.resident_bytes),
+            ("shared_memory.swapped_bytes", m.swapped_bytes),
+        ]);
+    }
+    for (name, _) in sums.into_iter().filter(|(_, v)| *v == u64::MAX) {
+        snap.warnings.push(format!("{name}: the sum reaches 2^64 and is shown saturated at {}", u64::MAX));
+    }
 }
 
 /// Reads a text file from procfs into `buf`. Only a regular file is read (a FIFO or device put

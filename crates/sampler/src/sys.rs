@@ -231,6 +231,13 @@ pub mod testkit {
         id(unsafe { libc::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })
     }
 
+    /// A segment with no swap reservation (`SHM_NORESERVE`), so it can be absurdly large.
+    pub fn shm_create_noreserve(key: i32, size: usize) -> io::Result<i32> {
+        const SHM_NORESERVE: libc::c_int = 0o10000;
+        // SAFETY: shmget takes only integers.
+        id(unsafe { libc::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | SHM_NORESERVE | 0o600) })
+    }
+
     /// Sends one message of `size` bytes without waiting; `Ok(false)` when the queue is full.
     pub fn msg_send(id: i32, size: usize) -> io::Result<bool> {
         let header = std::mem::size_of::<libc::c_long>();

@@ -150,3 +150,43 @@ fn json_has_the_documented_shape() {
     assert_eq!(json["semaphores"]["items"][1]["mode"], "600");
     assert_eq!(json["limits"]["shmmax"], 18446744073692774399u64);
 }
+
+#[test]
+fn special_files_are_refused_without_blocking_or_reading_forever() {
+    let root = scratch("special");
+    let (sem, msg) = (root.join("sysvipc/sem"), root.join("sysvipc/msg"));
+    std::fs::remove_file(&sem).unwrap();
+    std::fs::remove_file(&msg).unwrap();
+    // A FIFO nobody writes would block a plain open forever; /dev/zero never ends.
+    let status = std::process::Command::new("mkfifo").arg(&sem).status().expect("mkfifo (coreutils)");
+    assert!(status.success());
+    std::os::unix::fs::symlink("/dev/zero", &msg).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = root.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(sample(&r));
+    });
+    let s = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the snapshot did not hang");
+    for name in ["sem", "msg"] {
+        let c = s.collector(name).unwrap();
+        assert!(!c.ok, "{name}");
+        assert!(c.error.as_deref().unwrap().contains("not a regular file"), "{name}: {:?}", c.error);
+    }
+    assert!(s.collector("shm").unwrap().ok);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn sums_that_would_wrap_saturate_and_say_so() {
+    let root = scratch("wrap");
+    let path = root.join("sysvipc/sem");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "         0          7 600    18446744073709551610     0     0     0     0 1760000000 1760000000\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let s = sample(&root);
+    assert_eq!(s.semaphores.as_ref().unwrap().semaphores, u64::MAX, "not 11 + 2^64 - 6 wrapped");
+    assert!(s.warnings.iter().any(|w| w.contains("semaphores") && w.contains("2^64")), "{:?}", s.warnings);
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -12,6 +12,7 @@
 //!   fill ID SIZE                    -> messages sent until the queue is full
 //!   capacity ID BYTES               set msg_qbytes
 //!   shm KEY SIZE                    -> id
+//!   shm-noreserve KEY SIZE          -> id (SHM_NORESERVE: sizes up to 2^62 cost nothing)
 //!   attach ID TOUCH                 attach and write TOUCH bytes -> handle
 //!   detach HANDLE
 //!   rm sem|msg|shm ID
@@ -102,6 +103,9 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "sem" => tk::sem_create(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e),
         "msg" => tk::msg_create(parse_key(w[1])?).map(|id| id.to_string()).map_err(e),
         "shm" => tk::shm_create(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e),
+        "shm-noreserve" => {
+            tk::shm_create_noreserve(parse_key(w[1])?, num(w, 2)?).map(|id| id.to_string()).map_err(e)
+        }
         "send" | "fill" => {
             let (id, size) = (num(w, 1)?, num(w, 2)?);
             let count: usize =
