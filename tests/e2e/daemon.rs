@@ -346,3 +346,30 @@ fn a_missing_rules_path_is_refused_at_start() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_low_open_file_limit_lowers_the_cap_instead_of_failing_accepts() {
+    let dir = std::env::temp_dir().join(format!("ipcwatch-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("log");
+    let port = free_port();
+    let _daemon = KillOnDrop(
+        dies_with_test("prlimit")
+            .args(["--nofile=256:256", "--", IPCWATCH, "--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("prlimit (util-linux) is needed; tests/run.sh installs it"),
+    );
+    wait_ready(port, &log_path);
+    // 300 idle clients: more than 256 descriptors allow.
+    let idle: Vec<_> = (0..300).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    drop(idle);
+    let r = get(port, "/metrics");
+    assert_eq!(r.status, 200);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(log.contains("max_connections lowered to fit the open-file limit"), "{log}");
+    assert!(!log.contains("accepting a connection failed"), "accept never ran out of descriptors:\n{log}");
+}

@@ -80,7 +80,7 @@ fn main() {
     }
     let rss_after = rss_kib();
     let dims: usize = r.charts().iter().map(|c| c.dimensions.len()).sum();
-    let bare_kib = (dims * 3600 * 8 + r.charts().len() * 3600 * 8) / 1024;
+    let bare_kib = (dims * 3600 * 4 + r.charts().len() * 3600 * 8) / 1024;
     println!("{} charts, {} dimensions, 3600 rows (1 h at 1 s)", r.charts().len(), dims);
     println!(
         "update per tick: {:.1} µs   snapshot clone: {:.1} µs   ratio {:.2}x",

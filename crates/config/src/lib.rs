@@ -12,6 +12,10 @@ use ipcwatch_pipeline::PipelineConfig;
 use ipcwatch_sampler::{SamplerConfig, Source};
 use serde::Deserialize;
 
+/// The most memory chart history may take. Alert lookups need minutes to an hour; a week
+/// of 100,000 queues would need hundreds of GiB, so such a config is refused up front.
+pub const HISTORY_BUDGET: u64 = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -30,6 +34,8 @@ pub struct Config {
 pub struct Web {
     /// `host:port`, `[v6]:port` or `:port` (every interface).
     pub listen_addresses: Vec<String>,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,7 +103,7 @@ pub struct Alerts {
 
 impl Default for Web {
     fn default() -> Self {
-        Web { listen_addresses: vec![":9917".into()] }
+        Web { listen_addresses: vec![":9917".into()], max_connections: 512 }
     }
 }
 impl Default for Sampling {
@@ -197,6 +203,22 @@ impl Config {
         if self.charts.max_queue_dimensions > 100_000 {
             return Err(("max_queue_dimensions", "must be at most 100000".into()));
         }
+        let history = self.registry().history_bytes();
+        if history > HISTORY_BUDGET {
+            return Err((
+                "history",
+                format!(
+                    "{} s of history for up to {} queues needs {} MiB, over the {} MiB budget: lower history or max_queue_dimensions",
+                    self.charts.history,
+                    self.charts.max_queue_dimensions,
+                    history >> 20,
+                    HISTORY_BUDGET >> 20
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&self.web.max_connections) {
+            return Err(("max_connections", "must be between 1 and 65536".into()));
+        }
         if !(1..=3600).contains(&self.alerts.exec_timeout) {
             return Err(("exec_timeout", "must be between 1 and 3600 seconds".into()));
         }
@@ -224,6 +246,13 @@ impl Config {
             source: Source::Auto,
             segment_memory: false,
             semaphore_detail: false,
+        }
+    }
+
+    fn registry(&self) -> ipcwatch_charts::RegistryConfig {
+        ipcwatch_charts::RegistryConfig {
+            history_rows: self.history_rows(),
+            max_queue_dimensions: self.charts.max_queue_dimensions,
         }
     }
 
@@ -327,6 +356,21 @@ mod tests {
         }
         let e = Config::parse("[web]\nlisten_addresses = [\":1\", \":1\"]\n", "x.toml").unwrap_err().0;
         assert_eq!(e, "x.toml:2: listen_addresses: `:1` is listed twice");
+    }
+
+    #[test]
+    fn history_memory_has_a_budget() {
+        let e = Config::parse("[charts]\nhistory = 604800\nmax_queue_dimensions = 100000\n", "x.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("x.toml:2: history: 604800 s of history for up to 100000 queues needs "),
+            "{e}"
+        );
+        assert!(e.ends_with("over the 64 MiB budget: lower history or max_queue_dimensions"), "{e}");
+        // The defaults are far inside it.
+        assert!(Config::default().registry().history_bytes() < 16 << 20);
+        assert!(Config::parse("[charts]\nhistory = 86400\nmax_queue_dimensions = 10\n", "x.toml").is_ok());
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
 };
@@ -63,28 +62,66 @@ pub async fn bind(addresses: &[String]) -> Result<Vec<TcpListener>, BindError> {
     Ok(listeners)
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish (bounded).
-pub async fn serve(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        let tx = conn_tx.clone();
-        accept_tasks.push(tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(conn) => {
-                        if tx.send(conn).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+/// How the server bounds what clients can take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; beyond it accept waits, and clients wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_connections: 512 }
+    }
+}
+
+/// Accept errors (out of descriptors, mostly) back off from here, doubling up to a second.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Accepts on one listener while a connection slot is free; errors are logged once per
+/// episode and backed off, so running out of descriptors neither spins nor floods the log.
+async fn accept_loop(
+    listener: TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+    tx: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)>,
+) {
+    let mut backoff = ACCEPT_BACKOFF.0;
+    let mut failing = false;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("accepting connections again");
+                    backoff = ACCEPT_BACKOFF.0;
+                }
+                if tx.send((stream, slot)).await.is_err() {
+                    return;
                 }
             }
-        }));
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "accepting a connection failed; backing off until it works again");
+                }
+                drop(slot);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+            }
+        }
     }
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish (bounded).
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<State>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let accept_tasks: Vec<_> =
+        listeners.into_iter().map(|l| tokio::spawn(accept_loop(l, slots.clone(), conn_tx.clone()))).collect();
     drop(conn_tx);
 
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -93,7 +130,7 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: imp
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            Some((stream, _peer)) = conn_rx.recv() => {
+            Some((stream, slot)) = conn_rx.recv() => {
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let state = state.clone();
@@ -104,6 +141,7 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: imp
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -126,7 +164,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-pub(crate) fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) fn route<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     let too_big = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
-use ipcwatch_exporter::{BuildInfo, State};
+use ipcwatch_exporter::{BuildInfo, Limits, State};
 use ipcwatch_pipeline::Pipeline;
 use ipcwatch_sampler::Sampler;
 use sd_notify::NotifyState;
@@ -79,7 +79,8 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let mut server = tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), async move {
+    let limits = Limits { max_connections: connection_cap(config.web.max_connections) };
+    let mut server = tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), limits, async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
@@ -123,6 +124,29 @@ async fn serve(
     let _ = sampler_thread.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The connection cap, lowered to fit the open-file limit (with room for the daemon's own
+/// descriptors) so that accept never fails for want of one.
+fn connection_cap(configured: usize) -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<usize>().ok()));
+    match soft {
+        Some(fds) if fds < configured + 64 => {
+            let cap = fds.saturating_sub(64).max(1);
+            tracing::warn!(
+                max_connections = configured,
+                open_files = fds,
+                cap,
+                "max_connections lowered to fit the open-file limit (LimitNOFILE)"
+            );
+            cap
+        }
+        _ => configured,
+    }
 }
 
 /// A sample this old means the sampler is stuck: three intervals, and at least 5 s.
