@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipcwatch_pipeline::Published;
 
-pub use http::{bind, serve, BindError, Limits};
+pub use http::{bind, handle, serve, BindError, Limits};
 pub use metrics::CONTENT_TYPE;
 
 /// Identity of the running build, for `ipcwatch_build_info` and the landing page.

@@ -1,0 +1,364 @@
+//! Mutation fuzzing on the stable toolchain. Each [`Target`] feeds a parser of outside input
+//! with mutations of real inputs (fixture text captured from a kernel, the shipped rules and
+//! config, request lines) and checks the one property every parser must have: no input makes
+//! it panic, overflow its stack or run away. A panic is caught and reported with its input;
+//! a stack overflow aborts the run, which fails it just as loudly.
+//!
+//! It is property-based rather than coverage-guided (no nightly toolchain, no sanitizer
+//! runtime), so the mutations are chosen to reach the interesting places: the parsers'
+//! own tokens, numbers at the edges of their types, deep nesting, and lines spliced from
+//! other inputs.
+
+#![forbid(unsafe_code)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// One parser under test.
+pub struct Target {
+    pub name: &'static str,
+    /// Real inputs the mutations start from.
+    pub seeds: &'static [&'static str],
+    /// Tokens worth inserting: the parser's own syntax.
+    pub dictionary: &'static [&'static str],
+    pub run: fn(&[u8]),
+}
+
+const SEM: &str = include_str!("../../sampler/tests/fixtures/kernel-6.18/sysvipc/sem");
+const MSG: &str = include_str!("../../sampler/tests/fixtures/kernel-6.18/sysvipc/msg");
+const SHM: &str = include_str!("../../sampler/tests/fixtures/kernel-6.18/sysvipc/shm");
+const RULES: &str = include_str!("../../../alerts/ipc.conf");
+const CONFIG: &str = include_str!("../../../config/ipcwatch.toml");
+
+const NUMBERS: &[&str] = &[
+    "0",
+    "-1",
+    "4294967295",
+    "4294967296",
+    "2147483648",
+    "-2147483649",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775808",
+    "1e308",
+    "1e309",
+    "nan",
+    "inf",
+    "0x",
+    "0777",
+    "",
+];
+
+fn text(input: &[u8]) -> &str {
+    std::str::from_utf8(input).unwrap_or("")
+}
+
+fn procfs(input: &[u8]) {
+    let t = text(input);
+    let _ = ipcwatch_sampler::procfs::parse_sem(t);
+    let _ = ipcwatch_sampler::procfs::parse_msg(t);
+    let _ = ipcwatch_sampler::procfs::parse_shm(t);
+    let _ = ipcwatch_sampler::procfs::parse_number(t);
+    let _ = ipcwatch_sampler::procfs::parse_sem_limits(t);
+}
+
+fn rules(input: &[u8]) {
+    let (rules, _) = ipcwatch_alerts::rules::parse(text(input), Path::new("fuzz.conf"));
+    // What parsed must also print and evaluate without trouble.
+    let vars = |name: &str| (name.len() % 3 != 0).then_some(name.len() as f64 - 3.0);
+    for r in &rules {
+        for e in [&r.calc, &r.warn, &r.crit].into_iter().flatten() {
+            let _ = e.expr.to_string();
+            let _ = e.expr.evaluate(&vars);
+        }
+    }
+}
+
+fn expression(input: &[u8]) {
+    if let Ok(e) = ipcwatch_alerts::expr::parse(text(input)) {
+        let _ = e.to_string();
+        let _ = e.evaluate(&|_: &str| Some(f64::NAN));
+        let _ = e.evaluate(&|name: &str| Some(name.len() as f64));
+    }
+}
+
+fn config(input: &[u8]) {
+    let _ = ipcwatch_config::Config::parse(text(input), "fuzz.toml");
+}
+
+fn state() -> &'static Arc<ipcwatch_exporter::State> {
+    static STATE: OnceLock<Arc<ipcwatch_exporter::State>> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let state = ipcwatch_exporter::State::new(ipcwatch_exporter::BuildInfo {
+            version: "fuzz".into(),
+            revision: "fuzz".into(),
+        });
+        let (rules, _) = ipcwatch_pipeline::rules::builtin();
+        let host = ipcwatch_alerts::Host { hostname: "fuzz".into(), os: "linux".into(), labels: vec![] };
+        let snapshot = || ipcwatch_sampler::Snapshot { timestamp: 1.7e9, ..Default::default() };
+        let mut p = ipcwatch_pipeline::Pipeline::new(Box::new(snapshot), Default::default(), rules, host);
+        state.publish(p.tick().published);
+        state
+    })
+}
+
+/// The first line is a request line (`METHOD TARGET`), the others `Name: value` headers.
+fn http(input: &[u8]) {
+    let t = text(input);
+    let mut lines = t.lines();
+    let first = lines.next().unwrap_or("");
+    let (method, target) = first.split_once(' ').unwrap_or(("GET", first));
+    let mut req = hyper::Request::builder().method(method).uri(target);
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            req = req.header(k.trim(), v.trim());
+        }
+    }
+    // What hyper itself would refuse never reaches us.
+    if let Ok(req) = req.body(()) {
+        let _ = ipcwatch_exporter::handle(state(), req);
+    }
+}
+
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "procfs",
+        seeds: &[SEM, MSG, SHM, "250 32000 32 128\n", "18446744073692774399\n"],
+        dictionary: &[" ", "\n", "\t", "key", "semid", "msqid", "shmid", "perms", "rss", "swap", "-", "1000"],
+        run: procfs,
+    },
+    Target {
+        name: "rules",
+        seeds: &[RULES],
+        dictionary: &[
+            "\n",
+            "\\\n",
+            "alarm:",
+            "template:",
+            "on:",
+            "lookup:",
+            "calc:",
+            "warn:",
+            "crit:",
+            "every:",
+            "delay:",
+            "repeat:",
+            "units:",
+            "to:",
+            "os:",
+            "hosts:",
+            "chart labels:",
+            "average -1m",
+            "of",
+            "percentage",
+            "absolute",
+            "(",
+            ")",
+            "$this",
+            "${",
+            "}",
+            "?",
+            ":",
+            "&&",
+            "||",
+            "!",
+            "abs(",
+            "10s",
+            "5m",
+            "1h",
+            "multiplier",
+            "max",
+            "up",
+            "down",
+            "*",
+        ],
+        run: rules,
+    },
+    Target {
+        name: "expression",
+        seeds: &[
+            "$this > (($status >= $WARNING) ? (70) : (80))",
+            "$semaphores * 100 / $ipc_semaphores_max",
+            "abs(-1) % 0",
+        ],
+        dictionary: &[
+            "(", ")", "$", "${x}", "?", ":", "&&", "||", "AND", "OR", "NOT", "!", "abs(", "+", "-", "*", "/",
+            "%", "<=", "==", "!=", "e", "E",
+        ],
+        run: expression,
+    },
+    Target {
+        name: "config",
+        seeds: &[CONFIG, "[web]\nlisten_addresses = [\"[::1]:9917\"]\n"],
+        dictionary: &[
+            "[",
+            "]",
+            "[[",
+            "\"",
+            "'",
+            "=",
+            "\n",
+            "{",
+            "}",
+            ",",
+            "web",
+            "sampling",
+            "charts",
+            "alerts",
+            "log",
+            "update_every",
+            "history",
+            "max_queue_dimensions",
+            "listen_addresses",
+            "true",
+            "1e400",
+            ":99999",
+        ],
+        run: config,
+    },
+    Target {
+        name: "http",
+        seeds: &[
+            "GET /metrics\nAccept-Encoding: gzip",
+            "GET /api/v1/alarms?all\nAccept-Encoding: gzip;q=0, identity",
+            "HEAD /\nContent-Length: 10",
+            "POST /-/ready",
+            "GET /metrics?x=%ff%00\nAccept-Encoding: *;q=0.5, gzip;q=1e9",
+        ],
+        dictionary: &[
+            "/",
+            "?",
+            "&",
+            "=",
+            "%",
+            "%2f",
+            "all",
+            "active",
+            "..",
+            "//",
+            "#",
+            "gzip",
+            ";q=",
+            ",",
+            "\n",
+            "Content-Length: ",
+            "Accept-Encoding: ",
+            "99999999999999999999",
+        ],
+        run: http,
+    },
+];
+
+/// A small, fast PRNG (xorshift64*): reproducible runs from a seed, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+}
+
+/// Inputs are kept under this size, so one execution stays cheap.
+const MAX_INPUT: usize = 64 * 1024;
+
+/// One to eight stacked mutations of a seed.
+pub fn mutate(target: &Target, rng: &mut Rng, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(target.seeds[rng.below(target.seeds.len())].as_bytes());
+    for _ in 0..1 + rng.below(8) {
+        let len = out.len();
+        let at = rng.below(len + 1);
+        match rng.below(9) {
+            0 if len > 0 => out[rng.below(len)] ^= 1 << rng.below(8),
+            1 => out.insert(at, rng.next_u64() as u8),
+            2 if len > 0 => {
+                let end = (at + 1 + rng.below(16)).min(len);
+                out.drain(at.min(end)..end);
+            }
+            3 => {
+                let token = target.dictionary[rng.below(target.dictionary.len())];
+                out.splice(at..at, token.bytes());
+            }
+            4 => {
+                let n = NUMBERS[rng.below(NUMBERS.len())];
+                out.splice(at..at, n.bytes());
+            }
+            5 if len > 0 => {
+                // Repeat a short run many times: deep nesting, long lines.
+                let start = rng.below(len);
+                let end = (start + 1 + rng.below(4)).min(len);
+                let run: Vec<u8> = out[start..end].to_vec();
+                for _ in 0..1 + rng.below(600) {
+                    out.splice(at..at, run.iter().copied());
+                }
+            }
+            6 => {
+                // A line from another seed.
+                let other = target.seeds[rng.below(target.seeds.len())];
+                let lines: Vec<&str> = other.lines().collect();
+                if !lines.is_empty() {
+                    let line = lines[rng.below(lines.len())];
+                    out.splice(at..at, line.bytes().chain(std::iter::once(b'\n')));
+                }
+            }
+            7 => out.truncate(at),
+            _ => {
+                let token = target.dictionary[rng.below(target.dictionary.len())];
+                out.splice(at..at, token.repeat(1 + rng.below(200)).bytes());
+            }
+        }
+        out.truncate(MAX_INPUT);
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub executions: u64,
+    /// Inputs that panicked, with the panic message (at most 10 kept).
+    pub panics: Vec<(Vec<u8>, String)>,
+    pub panic_count: u64,
+}
+
+/// Runs `target` on its seeds and then `iterations` mutations from `seed`.
+pub fn run(target: &Target, iterations: u64, seed: u64) -> Report {
+    let mut report = Report::default();
+    let mut rng = Rng::new(seed);
+    let mut input = Vec::with_capacity(MAX_INPUT);
+    let one = |input: &[u8], report: &mut Report| {
+        report.executions += 1;
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| (target.run)(input))) {
+            let message = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            report.panic_count += 1;
+            if report.panics.len() < 10 {
+                report.panics.push((input.to_vec(), message));
+            }
+        }
+    };
+    for s in target.seeds {
+        one(s.as_bytes(), &mut report);
+    }
+    for _ in 0..iterations {
+        mutate(target, &mut rng, &mut input);
+        one(&input, &mut report);
+    }
+    report
+}
