@@ -3,7 +3,8 @@
 #   promtool             (package prometheus)              checks /metrics and the Prometheus rules
 #   prometheus-alertmanager                                 receives alerts in the end-to-end tests
 #   systemd-analyze      (package systemd)                 rates the unit's hardening
-#   unshare, ipcs        (package util-linux)              throw-away IPC namespaces
+#   unshare, ipcs, setpriv, prlimit (package util-linux)   throw-away IPC namespaces, child cleanup
+#   openssl, curl                                           certificates and a TLS client for the TLS tests
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,7 +13,11 @@ need=""
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
-command -v unshare >/dev/null 2>&1 && command -v ipcs >/dev/null 2>&1 || need="$need util-linux"
+for tool in unshare ipcs setpriv prlimit; do
+    command -v $tool >/dev/null 2>&1 || { need="$need util-linux"; break; }
+done
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v curl >/dev/null 2>&1 || need="$need curl"
 
 if [ -n "$need" ]; then
     echo "tests/run.sh: installing$need" >&2

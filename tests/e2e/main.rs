@@ -6,3 +6,4 @@ mod daemon;
 mod http;
 mod ns;
 mod snapshot;
+mod tls;

@@ -36,6 +36,11 @@ pub struct Web {
     pub listen_addresses: Vec<String>,
     /// Most connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// exporter-toolkit's web configuration file (TLS, basic auth, headers); relative to
+    /// this file's folder.
+    pub config_file: Option<PathBuf>,
+    /// Where the metrics are served.
+    pub telemetry_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -103,7 +108,12 @@ pub struct Alerts {
 
 impl Default for Web {
     fn default() -> Self {
-        Web { listen_addresses: vec![":9917".into()], max_connections: 512 }
+        Web {
+            listen_addresses: vec![":9917".into()],
+            max_connections: 512,
+            config_file: None,
+            telemetry_path: "/metrics".into(),
+        }
     }
 }
 impl Default for Sampling {
@@ -216,6 +226,11 @@ impl Config {
                 ),
             ));
         }
+        let path = &self.web.telemetry_path;
+        let taken = ["/", "/-/healthy", "/-/ready", "/api/v1/alarms"];
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) || taken.contains(&path.as_str()) {
+            return Err(("telemetry_path", format!("`{path}` must be a path such as /metrics, not one of / /-/healthy /-/ready /api/v1/alarms")));
+        }
         if !(1..=65_536).contains(&self.web.max_connections) {
             return Err(("max_connections", "must be between 1 and 65536".into()));
         }
@@ -271,6 +286,11 @@ impl Config {
             alertmanagers: self.alerts.alertmanagers.clone(),
             instance: self.alerts.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
         }
+    }
+
+    /// The web configuration file, resolved; `None` for plain HTTP without auth.
+    pub fn web_config_path(&self) -> Option<PathBuf> {
+        self.web.config_file.as_ref().map(|p| self.resolve(p))
     }
 
     /// The rules file or folder, resolved; `None` for the built-in rules.

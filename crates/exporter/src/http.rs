@@ -9,13 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::web::{AuthCache, WebConfigFile};
 use crate::State;
 
 /// Slow clients get this long to send their request headers.
@@ -112,10 +114,13 @@ async fn accept_loop(
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish (bounded).
+/// With a web configuration file, every connection and request reads it as it is now:
+/// TLS (and client certificates), basic auth and extra headers.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     state: Arc<State>,
     limits: Limits,
+    web: Option<Arc<WebConfigFile>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
@@ -126,21 +131,15 @@ pub async fn serve(
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_REQUEST_BYTES);
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let auth = Arc::new(AuthCache::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             Some((stream, slot)) = conn_rx.recv() => {
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req)) }
-                });
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let (state, web, auth, graceful, http) = (state.clone(), web.clone(), auth.clone(), graceful.clone(), http.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    connection(stream, state, web, auth, &graceful, &http).await;
                     drop(slot);
                 });
             }
@@ -150,9 +149,82 @@ pub async fn serve(
     for task in accept_tasks {
         task.abort();
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("some connections were still open at shutdown");
+    let graceful = Arc::try_unwrap(graceful).ok();
+    if let Some(g) = graceful {
+        if tokio::time::timeout(SHUTDOWN_GRACE, g.shutdown()).await.is_err() {
+            tracing::warn!("some connections were still open at shutdown");
+        }
     }
+}
+
+/// One connection: the TLS handshake if the web configuration asks for it, then HTTP/1.1.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<State>,
+    web: Option<Arc<WebConfigFile>>,
+    auth: Arc<AuthCache>,
+    graceful: &GracefulShutdown,
+    http: &hyper::server::conn::http1::Builder,
+) {
+    let tls = match web.as_ref().map(|w| w.current()) {
+        Some(Ok(loaded)) => loaded.tls.clone(),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "web configuration unusable; connection refused");
+            return;
+        }
+        None => None,
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let (state, web, auth) = (state.clone(), web.clone(), auth.clone());
+        async move { Ok::<_, Infallible>(authorized(&state, web.as_deref(), &auth, req).await) }
+    });
+    let result = match tls {
+        Some(config) => {
+            let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, accept).await {
+                Ok(Ok(tls)) => graceful.watch(http.serve_connection(TokioIo::new(tls), service)).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        None => graceful.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Basic auth and extra headers from the web configuration around [`handle`].
+async fn authorized<B>(
+    state: &State,
+    web: Option<&WebConfigFile>,
+    auth: &AuthCache,
+    req: Request<B>,
+) -> Response<Full<Bytes>> {
+    let loaded = match web.map(WebConfigFile::current) {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "web configuration unusable");
+            return respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "Internal Server Error\n");
+        }
+        None => None,
+    };
+    let Some(loaded) = loaded else { return handle(state, req) };
+    let mut r =
+        if loaded.users.is_empty() || auth.check(&loaded.users, req.headers().get(AUTHORIZATION)).await {
+            handle(state, req)
+        } else {
+            let mut r = respond(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            r
+        };
+    for (k, v) in &loaded.headers {
+        r.headers_mut().insert(k.clone(), v.clone());
+    }
+    r
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -177,7 +249,8 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
         return respond(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "request body too large\n");
     }
     let path = req.uri().path();
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/alarms");
+    let metrics = path == state.telemetry_path();
+    let known = metrics || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms");
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n");
     }
@@ -188,7 +261,7 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     }
     let head = req.method() == Method::HEAD;
     match path {
-        "/metrics" => {
+        _ if metrics => {
             let gzip = accepts_gzip(&req);
             // HEAD renders nothing: the headers are all it gets.
             let body = if head { Bytes::new() } else { state.metrics_body(gzip) };

@@ -19,10 +19,11 @@ pub(crate) fn page(state: &State) -> String {
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}th:first-child,td:first-child{{text-align:left}}</style>\
          </head><body><h1>ipcwatch</h1><p>System V IPC usage and limits, for Prometheus. Version {} ({}).</p>\
-         <ul><li><a href=\"metrics\">Metrics</a></li><li><a href=\"api/v1/alarms\">Alerts</a></li>\
+         <ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"api/v1/alarms\">Alerts</a></li>\
          <li><a href=\"-/healthy\">Health</a></li><li><a href=\"-/ready\">Readiness</a></li></ul>",
         escape(&state.build.version),
-        escape(&state.build.revision)
+        escape(&state.build.revision),
+        escape(state.telemetry_path().trim_start_matches('/'))
     );
     match state.latest() {
         None => html.push_str("<p>No sample taken yet.</p>"),

@@ -11,6 +11,7 @@
 mod http;
 mod landing;
 mod metrics;
+pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -21,6 +22,7 @@ use ipcwatch_pipeline::Published;
 
 pub use http::{bind, handle, serve, BindError, Limits};
 pub use metrics::CONTENT_TYPE;
+pub use web::{WebConfigError, WebConfigFile};
 
 /// Identity of the running build, for `ipcwatch_build_info` and the landing page.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct State {
     stale_after_ms: AtomicU64,
     pub build: BuildInfo,
     process: metrics::ProcessMetrics,
+    /// Where /metrics is served (`--web.telemetry-path`).
+    telemetry_path: OnceLock<String>,
 }
 
 impl State {
@@ -53,7 +57,17 @@ impl State {
             stale_after_ms: AtomicU64::new(10_000),
             build,
             process: metrics::ProcessMetrics::new(),
+            telemetry_path: OnceLock::new(),
         })
+    }
+
+    /// Serves the metrics at `path` instead of `/metrics` (set once, before serving).
+    pub fn set_telemetry_path(&self, path: &str) {
+        let _ = self.telemetry_path.set(path.to_string());
+    }
+
+    pub fn telemetry_path(&self) -> &str {
+        self.telemetry_path.get().map_or("/metrics", String::as_str)
     }
 
     /// Makes `published` the sample every following request sees.

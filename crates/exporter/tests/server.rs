@@ -46,7 +46,7 @@ async fn ready_only_after_the_first_sample() {
     let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
     let port = listeners[0].local_addr().unwrap().port();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listeners, state.clone(), Default::default(), async move {
+    let server = tokio::spawn(serve(listeners, state.clone(), Default::default(), None, async move {
         let _ = stop_rx.await;
     }));
     assert!(get(port, "/-/ready").await.starts_with("HTTP/1.1 503"));
@@ -77,7 +77,7 @@ async fn oversized_requests_are_refused() {
     let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
     let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
     let port = listeners[0].local_addr().unwrap().port();
-    tokio::spawn(serve(listeners, state, Default::default(), std::future::pending()));
+    tokio::spawn(serve(listeners, state, Default::default(), None, std::future::pending()));
     // A request head beyond the limit is refused, not buffered forever.
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let huge = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n", "a".repeat(64 * 1024));
@@ -145,7 +145,7 @@ async fn gzip_is_served_when_asked_and_head_renders_nothing() {
     state.publish(fresh());
     let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
     let port = listeners[0].local_addr().unwrap().port();
-    tokio::spawn(serve(listeners, state.clone(), Default::default(), std::future::pending()));
+    tokio::spawn(serve(listeners, state.clone(), Default::default(), None, std::future::pending()));
     let raw = |req: String| async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(req.as_bytes()).await.unwrap();
@@ -180,7 +180,7 @@ async fn connections_beyond_the_cap_wait_and_are_served_when_a_slot_frees() {
     let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
     let port = listeners[0].local_addr().unwrap().port();
     let limits = ipcwatch_exporter::Limits { max_connections: 2 };
-    tokio::spawn(serve(listeners, state, limits, std::future::pending()));
+    tokio::spawn(serve(listeners, state, limits, None, std::future::pending()));
     // Two idle connections take both slots.
     let idle1 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let idle2 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();

@@ -87,6 +87,11 @@ fn config(input: &[u8]) {
     let _ = ipcwatch_config::Config::parse(text(input), "fuzz.toml");
 }
 
+fn web_config(input: &[u8]) {
+    // Relative file names resolve in a folder that has none of them.
+    let _ = ipcwatch_exporter::web::from_text(text(input), Path::new("/nonexistent"));
+}
+
 fn state() -> &'static Arc<ipcwatch_exporter::State> {
     static STATE: OnceLock<Arc<ipcwatch_exporter::State>> = OnceLock::new();
     STATE.get_or_init(|| {
@@ -216,6 +221,16 @@ pub const TARGETS: &[Target] = &[
             ":99999",
         ],
         run: config,
+    },
+    Target {
+        name: "webconfig",
+        seeds: &[
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\n",
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  alice: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n",
+            "tls_server_config:\n  cert: |\n    -----BEGIN CERTIFICATE-----\n    MIIB\n    -----END CERTIFICATE-----\n  key: x\n",
+        ],
+        dictionary: &[":", "\n", "  ", "- ", "{", "}", "[", "]", "|", ">", "'", "\"", "&a", "*a", "!!binary", "~", "null", "tls_server_config", "basic_auth_users", "http_server_config", "headers", "cert", "key_file", "TLS13", "TLS10", "$2y$", "-----BEGIN CERTIFICATE-----"],
+        run: web_config,
     },
     Target {
         name: "http",

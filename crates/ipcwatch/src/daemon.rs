@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
-use ipcwatch_exporter::{BuildInfo, Limits, State};
+use ipcwatch_exporter::{BuildInfo, Limits, State, WebConfigFile};
 use ipcwatch_pipeline::Pipeline;
 use ipcwatch_sampler::Sampler;
 use sd_notify::NotifyState;
@@ -63,8 +63,15 @@ async fn serve(
             tracing::info!(address = %addr, "listening");
         }
     }
+    let web = match config.web_config_path() {
+        Some(p) => {
+            Some(Arc::new(WebConfigFile::open(&p).map_err(|e| ConfigError(format!("web config: {e}")))?))
+        }
+        None => None,
+    };
     let state = State::new(build_info());
     state.set_stale_after(stale_after(&config));
+    state.set_telemetry_path(&config.web.telemetry_path);
     let delivery = Delivery::start(config.delivery(), &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -80,13 +87,14 @@ async fn serve(
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     let limits = Limits { max_connections: connection_cap(config.web.max_connections) };
-    let mut server = tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), limits, async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-        let _ = sd_notify::notify(&[NotifyState::Stopping]);
-    }));
+    let mut server =
+        tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), limits, web, async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+            let _ = sd_notify::notify(&[NotifyState::Stopping]);
+        }));
 
     // READY once the listeners are bound (above) and the first sample is served.
     let mut first = Some(first_rx);

@@ -31,6 +31,14 @@ struct Cli {
     #[arg(long = "web.listen-address", value_name = "ADDRESS")]
     listen: Vec<String>,
 
+    /// exporter-toolkit web configuration file: TLS, basic auth, response headers.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
+
+    /// Path under which to serve the metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    telemetry_path: Option<String>,
+
     /// Root of the proc filesystem (read only where a syscall cannot answer).
     #[arg(long = "path.procfs", value_name = "PATH", global = true)]
     procfs: Option<PathBuf>,
@@ -115,7 +123,15 @@ fn out(text: &str) -> anyhow::Result<()> {
 /// Applies the command-line flags on top of a loaded config.
 fn overrides(cli: &Cli) -> impl Fn(&mut Config) + Send + 'static {
     let (listen, procfs, level) = (cli.listen.clone(), cli.procfs.clone(), cli.log_level);
+    let (web_config, telemetry) = (cli.web_config.clone(), cli.telemetry_path.clone());
     move |c: &mut Config| {
+        if let Some(w) = &web_config {
+            // A flag's path is relative to where ipcwatch was started, not to the config file.
+            c.web.config_file = Some(std::path::absolute(w).unwrap_or_else(|_| w.clone()));
+        }
+        if let Some(t) = &telemetry {
+            c.web.telemetry_path = t.clone();
+        }
         if !listen.is_empty() {
             c.web.listen_addresses = listen.clone();
         }
@@ -156,7 +172,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::CheckConfig { file }) => {
             let path = file.clone().or_else(|| cli.config.clone());
             let path = path.ok_or_else(|| ConfigError("give a file: ipcwatch check-config FILE".into()))?;
-            Config::load(&path)?;
+            let config = Config::load(&path)?;
+            if let Some(web) = config.web_config_path() {
+                ipcwatch_exporter::WebConfigFile::open(&web)
+                    .map_err(|e| ConfigError(format!("web config: {e}")))?;
+            }
             out(&format!("{}: valid\n", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
