@@ -260,3 +260,73 @@ fn client_certificates_are_required_and_verified_when_configured() {
     assert_eq!(get(None), 0, "no client certificate: no handshake");
     assert_eq!(get(Some("rogue")), 0, "a certificate from another CA: no handshake");
 }
+
+#[test]
+fn alerts_reach_an_alertmanager_over_tls_with_basic_auth() {
+    let mut ns = Namespace::new("am-tls");
+    ns.cmd("sysctl sem 250 20 32 10");
+    let dir = ns.path("am-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, _, _) = certificates(&dir);
+    web_config(&dir.join("am-web.yml"), "ipcwatch", "am-pass");
+    std::fs::write(
+        dir.join("am.yml"),
+        "route:\n  receiver: nobody\n  group_wait: 1s\nreceivers:\n  - name: nobody\n",
+    )
+    .unwrap();
+    let am_port = free_port();
+    let _am = KillOnDrop(
+        dies_with_test("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg(format!("--web.config.file={}", dir.join("am-web.yml").display()))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("am.log")).unwrap())
+            .spawn()
+            .expect("prometheus-alertmanager is needed (tests/run.sh installs it)"),
+    );
+    assert!(
+        eventually(20, || curl(&ca, am_port, "/-/ready", Some("ipcwatch:am-pass")).0 == 200),
+        "Alertmanager did not start over TLS"
+    );
+
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let fast = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../alerts/ipc.conf"))
+        .unwrap()
+        .replace("every: 10s", "every: 1s");
+    std::fs::write(rules.join("ipc.conf"), fast).unwrap();
+    std::fs::write(dir.join("am-password"), "am-pass\n").unwrap();
+    let config = dir.join("ipcwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\nrules = \"rules\"\nalertmanagers = [\"https://127.0.0.1:{am_port}\"]\nalertmanager_ca_file = \"ca.crt\"\nalertmanager_username = \"ipcwatch\"\nalertmanager_password_file = \"am-password\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    for _ in 0..9 {
+        ns.cmd("sem 0 1");
+    }
+    let firing = || {
+        let (status, text) = curl(&ca, am_port, "/api/v2/alerts", Some("ipcwatch:am-pass"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let alerts: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        status == 200
+            && alerts.as_array().into_iter().flatten().any(|a| {
+                a["labels"]["alertname"] == "semaphore_arrays_used" && a["labels"]["severity"] == "warning"
+            })
+    };
+    assert!(
+        eventually(20, firing),
+        "no alert at the TLS Alertmanager; ipcwatch log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

@@ -26,10 +26,84 @@ pub struct DeliveryConfig {
     /// Program run for every notification (a rule's own `exec:` wins).
     pub exec: Option<PathBuf>,
     pub exec_timeout: Duration,
-    /// Alertmanager base URLs, such as `http://127.0.0.1:9093`.
+    /// Alertmanager base URLs, such as `http://127.0.0.1:9093` or `https://am:9093`.
     pub alertmanagers: Vec<String>,
+    /// PEM CA certificates that Alertmanager's https certificate must chain to (else the
+    /// system's roots).
+    pub alertmanager_ca: Option<Vec<u8>>,
+    /// Credentials sent to every Alertmanager.
+    pub alertmanager_auth: Option<AlertmanagerAuth>,
     /// The `instance` label sent to Alertmanager.
     pub instance: String,
+}
+
+/// How ipcwatch authenticates to Alertmanager.
+#[derive(Clone, PartialEq)]
+pub enum AlertmanagerAuth {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for AlertmanagerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs and debug output.
+        match self {
+            AlertmanagerAuth::Basic { username, .. } => write!(f, "Basic({username}, <secret>)"),
+            AlertmanagerAuth::Bearer(_) => f.write_str("Bearer(<secret>)"),
+        }
+    }
+}
+
+impl AlertmanagerAuth {
+    fn header(&self) -> String {
+        use base64::Engine;
+        match self {
+            AlertmanagerAuth::Basic { username, password } => {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+                )
+            }
+            AlertmanagerAuth::Bearer(token) => format!("Bearer {token}"),
+        }
+    }
+}
+
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+/// A client for http:// and https:// Alertmanagers: the configured CA, else the system's
+/// roots. A CA that does not parse is logged and leaves https to fail visibly.
+fn client(ca: Option<&[u8]>) -> HttpsClient {
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions");
+    let tls = match ca {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                match cert.map_err(|e| e.to_string()).and_then(|c| roots.add(c).map_err(|e| e.to_string())) {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!(error = %e, "Alertmanager CA file: a certificate is unusable"),
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
 }
 
 /// How often raised alerts are re-sent so Alertmanager keeps them active.
@@ -115,7 +189,7 @@ fn severity(s: Status) -> &'static str {
 }
 
 async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message>) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut client = client(config.alertmanager_ca.as_deref());
     let mut alerts: HashMap<(String, String), AmAlert> = HashMap::new();
     let mut targets = make_targets(&config.alertmanagers);
     loop {
@@ -134,6 +208,9 @@ async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message
             Some(Message::Configure(c)) => {
                 if c.alertmanagers != config.alertmanagers {
                     targets = make_targets(&c.alertmanagers);
+                }
+                if c.alertmanager_ca != config.alertmanager_ca {
+                    client = self::client(c.alertmanager_ca.as_deref());
                 }
                 config = c;
                 continue;
@@ -159,7 +236,7 @@ async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message
         let body = payload(&alerts, now);
         for i in due {
             let t = &mut targets[i];
-            match post(&client, &t.url, body.clone()).await {
+            match post(&client, &t.url, config.alertmanager_auth.as_ref(), body.clone()).await {
                 Ok(()) => {
                     if t.failing {
                         tracing::info!(alertmanager = %t.url, "Alertmanager reachable again");
@@ -232,14 +309,16 @@ fn payload(alerts: &HashMap<(String, String), AmAlert>, now: f64) -> Bytes {
 }
 
 async fn post(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: &HttpsClient,
     url: &str,
+    auth: Option<&AlertmanagerAuth>,
     body: Bytes,
 ) -> Result<(), String> {
-    let req = hyper::Request::post(url)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
+    let mut req = hyper::Request::post(url).header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(a) = auth {
+        req = req.header(hyper::header::AUTHORIZATION, a.header());
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
         .await
         .map_err(|_| "timed out".to_string())?
@@ -421,6 +500,8 @@ mod tests {
             exec_timeout: Duration::from_secs(1),
             alertmanagers: vec![],
             instance: "h".into(),
+            alertmanager_ca: None,
+            alertmanager_auth: None,
         };
         run_exec(&config(&fast), &note(Status::Warning, 0.0));
         run_exec(&config(&slow), &note(Status::Warning, 0.0));

@@ -12,6 +12,6 @@ pub mod engine;
 pub mod expr;
 pub mod rules;
 
-pub use delivery::{Delivery, DeliveryConfig};
+pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig};
 pub use engine::{Alert, Board, Engine, Host, Notification, Outcome, Status, Transition};
 pub use rules::{load, Rule, RuleError};

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipcwatch_alerts::{DeliveryConfig, Host};
+use ipcwatch_alerts::{AlertmanagerAuth, DeliveryConfig, Host};
 use ipcwatch_pipeline::PipelineConfig;
 use ipcwatch_sampler::{SamplerConfig, Source};
 use serde::Deserialize;
@@ -104,6 +104,13 @@ pub struct Alerts {
     pub alertmanagers: Vec<String>,
     /// The `instance` label sent to Alertmanager (default: the host name).
     pub instance: Option<String>,
+    /// PEM CA certificates for https Alertmanagers (default: the system's roots).
+    pub alertmanager_ca_file: Option<PathBuf>,
+    /// Basic auth to Alertmanager: the user, and a file holding the password.
+    pub alertmanager_username: Option<String>,
+    pub alertmanager_password_file: Option<PathBuf>,
+    /// Or a file holding a bearer token.
+    pub alertmanager_bearer_token_file: Option<PathBuf>,
 }
 
 impl Default for Web {
@@ -133,7 +140,17 @@ impl Default for Log {
 }
 impl Default for Alerts {
     fn default() -> Self {
-        Alerts { rules: None, exec: None, exec_timeout: 10, alertmanagers: Vec::new(), instance: None }
+        Alerts {
+            rules: None,
+            exec: None,
+            exec_timeout: 10,
+            alertmanagers: Vec::new(),
+            instance: None,
+            alertmanager_ca_file: None,
+            alertmanager_username: None,
+            alertmanager_password_file: None,
+            alertmanager_bearer_token_file: None,
+        }
     }
 }
 /// A configuration problem, already phrased for the operator (`file:line: key: problem`).
@@ -155,6 +172,8 @@ impl Config {
         let name = path.display().to_string();
         let mut config = Config::parse(&text, &name)?;
         config.source = Some(path.to_path_buf());
+        // Secrets and the CA are read now, so a missing or unreadable one is a config error.
+        config.delivery().map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
         // A rules path that is not there would switch alerting off without a word.
         if let Some(rules) = &config.alerts.rules {
             let resolved = config.resolve(rules);
@@ -238,9 +257,25 @@ impl Config {
             return Err(("exec_timeout", "must be between 1 and 3600 seconds".into()));
         }
         for url in &self.alerts.alertmanagers {
-            if !url.starts_with("http://") {
-                return Err(("alertmanagers", format!("`{url}` must be an http:// URL")));
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(("alertmanagers", format!("`{url}` must be an http:// or https:// URL")));
             }
+        }
+        let a = &self.alerts;
+        match (&a.alertmanager_username, &a.alertmanager_password_file, &a.alertmanager_bearer_token_file) {
+            (Some(_), None, _) => {
+                return Err(("alertmanager_username", "needs alertmanager_password_file".into()))
+            }
+            (None, Some(_), _) => {
+                return Err(("alertmanager_password_file", "needs alertmanager_username".into()))
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err((
+                    "alertmanager_bearer_token_file",
+                    "give basic auth or a bearer token, not both".into(),
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -279,13 +314,42 @@ impl Config {
         }
     }
 
-    pub fn delivery(&self) -> DeliveryConfig {
-        DeliveryConfig {
-            exec: self.alerts.exec.as_ref().map(|p| self.resolve(p)),
-            exec_timeout: Duration::from_secs(self.alerts.exec_timeout),
-            alertmanagers: self.alerts.alertmanagers.clone(),
-            instance: self.alerts.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
-        }
+    /// What alert delivery needs; reads the CA, password and token files it names.
+    pub fn delivery(&self) -> Result<DeliveryConfig, ConfigError> {
+        let a = &self.alerts;
+        let read = |key: &str, p: &Path| {
+            let path = self.resolve(p);
+            std::fs::read(&path).map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))
+        };
+        let secret = |key: &str, p: &Path| -> Result<String, ConfigError> {
+            let bytes = read(key, p)?;
+            let text = String::from_utf8(bytes).map_err(|_| ConfigError(format!("{key}: not UTF-8 text")))?;
+            Ok(text.trim_end_matches(['\n', '\r']).to_string())
+        };
+        let auth = match (
+            &a.alertmanager_username,
+            &a.alertmanager_password_file,
+            &a.alertmanager_bearer_token_file,
+        ) {
+            (Some(u), Some(p), _) => Some(AlertmanagerAuth::Basic {
+                username: u.clone(),
+                password: secret("alertmanager_password_file", p)?,
+            }),
+            (_, _, Some(t)) => Some(AlertmanagerAuth::Bearer(secret("alertmanager_bearer_token_file", t)?)),
+            _ => None,
+        };
+        Ok(DeliveryConfig {
+            exec: a.exec.as_ref().map(|p| self.resolve(p)),
+            exec_timeout: Duration::from_secs(a.exec_timeout),
+            alertmanagers: a.alertmanagers.clone(),
+            instance: a.instance.clone().unwrap_or_else(|| Host::this_machine().hostname),
+            alertmanager_ca: a
+                .alertmanager_ca_file
+                .as_ref()
+                .map(|p| read("alertmanager_ca_file", p))
+                .transpose()?,
+            alertmanager_auth: auth,
+        })
     }
 
     /// The web configuration file, resolved; `None` for plain HTTP without auth.
@@ -376,6 +440,28 @@ mod tests {
         }
         let e = Config::parse("[web]\nlisten_addresses = [\":1\", \":1\"]\n", "x.toml").unwrap_err().0;
         assert_eq!(e, "x.toml:2: listen_addresses: `:1` is listed twice");
+    }
+
+    #[test]
+    fn alertmanager_auth_is_whole_and_its_files_exist() {
+        let e = Config::parse("[alerts]\nalertmanager_username = \"u\"\n", "x.toml").unwrap_err().0;
+        assert_eq!(e, "x.toml:2: alertmanager_username: needs alertmanager_password_file");
+        let e = Config::parse("[alerts]\nalertmanagers = [\"ftp://am\"]\n", "x.toml").unwrap_err().0;
+        assert!(e.contains("must be an http:// or https:// URL"), "{e}");
+        let dir = std::env::temp_dir().join(format!("ipcwatch-am-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[alerts]\nalertmanager_username = \"u\"\nalertmanager_password_file = \"pw\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&file).unwrap_err().0;
+        assert!(e.contains("alertmanager_password_file: ") && e.contains("pw: No such file"), "{e}");
+        std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+        let auth = Config::load(&file).unwrap().delivery().unwrap().alertmanager_auth;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(auth, Some(AlertmanagerAuth::Basic { username: "u".into(), password: "s3cret".into() }));
     }
 
     #[test]

@@ -72,7 +72,7 @@ async fn serve(
     let state = State::new(build_info());
     state.set_stale_after(stale_after(&config));
     state.set_telemetry_path(&config.web.telemetry_path);
-    let delivery = Delivery::start(config.delivery(), &tokio::runtime::Handle::current());
+    let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let pipeline = Pipeline::new(sampler(&config), config.pipeline(), rules, Host::this_machine());
@@ -233,7 +233,10 @@ fn sampling_loop(
             match control.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(reload) => {
                     let (config, rules) = *reload;
-                    delivery.configure(config.delivery());
+                    match config.delivery() {
+                        Ok(d) => delivery.configure(d),
+                        Err(e) => tracing::error!("{e}; keeping the current alert delivery"),
+                    }
                     pipeline.reconfigure(sampler(&config), config.pipeline(), rules);
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
