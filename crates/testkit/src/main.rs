@@ -17,6 +17,8 @@
 //!   detach HANDLE
 //!   rm sem|msg|shm ID
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
+//!   churn pool N [PER_SECOND]       keep N queues, N arrays and N/8 segments, replacing the
+//!                                   oldest of each PER_SECOND times a second (default 100)
 //!   run OUT CMD ARGS...             run to completion, stdout+stderr to file OUT -> exit code
 //!   spawn OUT CMD ARGS...           start in the background, output to OUT -> pid
 //!
@@ -69,6 +71,48 @@ fn main() {
     for (_, mut child) in state.children {
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// Keeps `n` queues (with messages of varying size, so the biggest change), `n` arrays and
+/// `n / 8` segments alive, replacing the oldest of each `rate` times a second.
+fn pool(n: usize, rate: u64, stop: &AtomicBool) {
+    use std::collections::VecDeque;
+    let (mut queues, mut arrays, mut segments) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
+    let mut round: usize = 0;
+    let make = |round: usize, queues: &mut VecDeque<i32>, arrays: &mut VecDeque<i32>, segments: &mut VecDeque<i32>| {
+        if let Ok(q) = tk::msg_create(0) {
+            let _ = tk::msg_send(q, 1 + (round * 7919) % 4000);
+            queues.push_back(q);
+        }
+        if let Ok(a) = tk::sem_create(0, 1 + (round % 8) as i32) {
+            arrays.push_back(a);
+        }
+        if round % 8 == 0 {
+            if let Ok(s) = tk::shm_create(0, 4096 * (1 + round % 16)) {
+                segments.push_back(s);
+            }
+        }
+    };
+    while queues.len() < n && !stop.load(Ordering::Relaxed) {
+        make(round, &mut queues, &mut arrays, &mut segments);
+        round += 1;
+    }
+    let pause = std::time::Duration::from_micros(1_000_000 / rate.max(1));
+    while !stop.load(Ordering::Relaxed) {
+        for (kind, list) in [("msg", &mut queues), ("sem", &mut arrays)] {
+            if let Some(id) = list.pop_front() {
+                let _ = tk::remove(kind, id);
+            }
+        }
+        if round % 8 == 0 {
+            if let Some(id) = segments.pop_front() {
+                let _ = tk::remove("shm", id);
+            }
+        }
+        make(round, &mut queues, &mut arrays, &mut segments);
+        round += 1;
+        std::thread::sleep(pause);
     }
 }
 
@@ -125,7 +169,14 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
                 stop.store(true, Ordering::Relaxed);
                 let _ = handle.join();
             }
-            if w.get(1) == Some(&"on") {
+            if w.get(1) == Some(&"pool") {
+                let n: usize = num(w, 2)?;
+                let rate: u64 = w.get(3).map_or(Ok(100), |_| num(w, 3))?;
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                let handle = std::thread::spawn(move || pool(n, rate, &flag));
+                state.churn = Some((stop, handle));
+            } else if w.get(1) == Some(&"on") {
                 let stop = Arc::new(AtomicBool::new(false));
                 let flag = stop.clone();
                 let handle = std::thread::spawn(move || {
