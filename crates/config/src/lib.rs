@@ -352,6 +352,16 @@ impl Config {
         })
     }
 
+    /// A sample this old means the sampler is stuck: three intervals, and at least 5 s.
+    pub fn stale_after(&self) -> Duration {
+        (3 * self.update_every()).max(Duration::from_secs(5))
+    }
+
+    /// The configured rules (or the built-in ones); a missing rules path is a config error.
+    pub fn rules(&self) -> Result<Vec<ipcwatch_alerts::Rule>, ConfigError> {
+        ipcwatch_pipeline::rules::load(self.rules_path().as_deref()).map_err(|e| ConfigError(e.to_string()))
+    }
+
     /// The web configuration file, resolved; `None` for plain HTTP without auth.
     pub fn web_config_path(&self) -> Option<PathBuf> {
         self.web.config_file.as_ref().map(|p| self.resolve(p))

@@ -77,6 +77,31 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The connection cap, lowered to fit the open-file limit (with room for the daemon's own
+    /// descriptors) so that accept never fails for want of one.
+    pub fn fitted_to_open_files(self) -> Limits {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let soft = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<usize>().ok()));
+        match soft {
+            Some(fds) if fds < self.max_connections + 64 => {
+                let cap = fds.saturating_sub(64).max(1);
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    open_files = fds,
+                    cap,
+                    "max_connections lowered to fit the open-file limit (LimitNOFILE)"
+                );
+                Limits { max_connections: cap }
+            }
+            _ => self,
+        }
+    }
+}
+
 /// Accept errors (out of descriptors, mostly) back off from here, doubling up to a second.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 

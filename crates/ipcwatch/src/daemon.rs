@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
@@ -27,11 +27,6 @@ pub fn build_info() -> BuildInfo {
     }
 }
 
-/// The configured rules (or the built-in ones); a missing rules path is a config error.
-pub fn rules(c: &Config) -> Result<Vec<Rule>, ConfigError> {
-    ipcwatch_pipeline::rules::load(c.rules_path().as_deref()).map_err(|e| ConfigError(e.to_string()))
-}
-
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP; `overrides` re-applies
 /// the command-line flags on top of it each time.
 pub fn run(
@@ -40,7 +35,7 @@ pub fn run(
     overrides: impl Fn(&mut Config) + Send + 'static,
     log: LogHandle,
 ) -> anyhow::Result<()> {
-    let rules = rules(&config)?;
+    let rules = config.rules()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,12 +65,17 @@ async fn serve(
         None => None,
     };
     let state = State::new(build_info());
-    state.set_stale_after(stale_after(&config));
+    state.set_stale_after(config.stale_after());
     state.set_telemetry_path(&config.web.telemetry_path);
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let pipeline = Pipeline::new(sampler(&config), config.pipeline(), rules, Host::this_machine());
+    let pipeline = Pipeline::new(
+        Box::new(Sampler::new(config.sampler())),
+        config.pipeline(),
+        rules,
+        Host::this_machine(),
+    );
     let loop_state = state.clone();
     let sampler_thread = std::thread::Builder::new()
         .name("ipcwatch-sampler".into())
@@ -86,7 +86,7 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let limits = Limits { max_connections: connection_cap(config.web.max_connections) };
+    let limits = Limits { max_connections: config.web.max_connections }.fitted_to_open_files();
     let mut server =
         tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), limits, web, async move {
             tokio::select! {
@@ -117,7 +117,7 @@ async fn serve(
                 match reload(&config_path, &overrides, &current) {
                     Ok((new, rules)) => {
                         log.set(new.log.level);
-                        state.set_stale_after(stale_after(&new));
+                        state.set_stale_after(new.stale_after());
                         current = new.clone();
                         let _ = control_tx.send(Box::new((new, rules)));
                         tracing::info!("SIGHUP: configuration reloaded");
@@ -132,34 +132,6 @@ async fn serve(
     let _ = sampler_thread.join();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The connection cap, lowered to fit the open-file limit (with room for the daemon's own
-/// descriptors) so that accept never fails for want of one.
-fn connection_cap(configured: usize) -> usize {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<usize>().ok()));
-    match soft {
-        Some(fds) if fds < configured + 64 => {
-            let cap = fds.saturating_sub(64).max(1);
-            tracing::warn!(
-                max_connections = configured,
-                open_files = fds,
-                cap,
-                "max_connections lowered to fit the open-file limit (LimitNOFILE)"
-            );
-            cap
-        }
-        _ => configured,
-    }
-}
-
-/// A sample this old means the sampler is stuck: three intervals, and at least 5 s.
-fn stale_after(c: &Config) -> Duration {
-    (3 * c.update_every()).max(Duration::from_secs(5))
 }
 
 fn monotonic() -> NotifyState<'static> {
@@ -179,20 +151,8 @@ fn reload(
     if new.web.listen_addresses != current.web.listen_addresses {
         tracing::warn!("listen addresses changed in the configuration; they take effect at the next restart");
     }
-    let rules = rules(&new)?;
+    let rules = new.rules()?;
     Ok((new, rules))
-}
-
-/// Time until the next multiple of `every` on the wall clock (Netdata aligns to seconds).
-fn until_next_boundary(every: Duration) -> Duration {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let every_ns = every.as_nanos().max(1);
-    let into = now.as_nanos() % every_ns;
-    Duration::from_nanos((every_ns - into) as u64)
-}
-
-fn sampler(c: &Config) -> Box<Sampler> {
-    Box::new(Sampler::new(c.sampler()))
 }
 
 fn sampling_loop(
@@ -217,7 +177,7 @@ fn sampling_loop(
     let watchdog = sd_notify::watchdog_enabled().map(|w| w / 2);
     let mut last_ping = Instant::now();
     loop {
-        let due = Instant::now() + until_next_boundary(pipeline.config().update_every);
+        let due = Instant::now() + ipcwatch_pipeline::until_next_tick(pipeline.config().update_every);
         loop {
             let now = Instant::now();
             if let Some(interval) = watchdog {
@@ -237,7 +197,7 @@ fn sampling_loop(
                         Ok(d) => delivery.configure(d),
                         Err(e) => tracing::error!("{e}; keeping the current alert delivery"),
                     }
-                    pipeline.reconfigure(sampler(&config), config.pipeline(), rules);
+                    pipeline.reconfigure(Box::new(Sampler::new(config.sampler())), config.pipeline(), rules);
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

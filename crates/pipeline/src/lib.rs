@@ -23,6 +23,15 @@ use ipcwatch_sampler::{Sampler, Snapshot};
 use collectors::CollectorLog;
 use owners::OwnerNames;
 
+/// Time until the next tick: the next multiple of `every` on the wall clock, as Netdata
+/// aligns its collection to whole seconds.
+pub fn until_next_tick(every: Duration) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let every_ns = every.as_nanos().max(1);
+    let into = now.as_nanos() % every_ns;
+    Duration::from_nanos((every_ns - into) as u64)
+}
+
 /// Where a pipeline's snapshots come from: the kernel in the daemon, fed values in tests.
 pub trait SnapshotSource: Send {
     fn snapshot(&mut self) -> Snapshot;

@@ -80,7 +80,10 @@ fn pool(n: usize, rate: u64, stop: &AtomicBool) {
     use std::collections::VecDeque;
     let (mut queues, mut arrays, mut segments) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
     let mut round: usize = 0;
-    let make = |round: usize, queues: &mut VecDeque<i32>, arrays: &mut VecDeque<i32>, segments: &mut VecDeque<i32>| {
+    let make = |round: usize,
+                queues: &mut VecDeque<i32>,
+                arrays: &mut VecDeque<i32>,
+                segments: &mut VecDeque<i32>| {
         if let Ok(q) = tk::msg_create(0) {
             let _ = tk::msg_send(q, 1 + (round * 7919) % 4000);
             queues.push_back(q);
