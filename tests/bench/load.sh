@@ -23,8 +23,8 @@ echo "sysctl shmmni 32768" >&3
 port=$((20000 + $$ % 20000))
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-start() { # $1: max_queue_dimensions; waits for $2 replies first
-    printf '[charts]\nmax_queue_dimensions = %s\n' "$1" >"$dir/cfg.toml"
+start() { # $1: max_queue_dimensions; waits for $2 replies first; $3: seconds of history
+    printf '[charts]\nmax_queue_dimensions = %s\nhistory = %s\n' "$1" "${3:-3600}" >"$dir/cfg.toml"
     echo "spawn $dir/log $bin/ipcwatch --config $dir/cfg.toml --web.listen-address 127.0.0.1:$port --log.level warn" >&3
     while [ "$(wc -l <"$dir/out")" -lt "$2" ]; do sleep 0.2; done
     pid=$(tail -n 1 "$dir/out" | cut -d' ' -f2)
@@ -48,7 +48,9 @@ scrape)
 churn)
     mins=${2:-30}
     echo "churn pool 10000 100" >&3
-    start 100 4
+    # A minute of history, full after the first minute: from then on RSS must stay flat.
+    # (With the default hour, RSS grows for an hour as history fills, up to its bound.)
+    start 100 4 60
     # Let the pool fill (10,000 of each) before the first reading.
     until [ "$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^sysvipc_message_queues / {print $2}')" = 10000 ]; do sleep 1; done
     echo "minute  RSS(kB)  queues  failed_samples  slow_samples"

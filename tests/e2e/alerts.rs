@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::http::{free_port, get, request, wait_ready};
 use crate::ns::{Namespace, IPCWATCH};
 
-fn repo(p: &str) -> PathBuf {
+pub(crate) fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
 }
 
@@ -30,7 +30,7 @@ fn alarm(port: u16, key: &str) -> serde_json::Value {
 }
 
 /// Polls until `check` holds or `secs` pass; returns whether it held.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if check() {
@@ -71,15 +71,15 @@ fn the_ported_rule_goes_warning_and_clears_on_a_real_kernel() {
     let a = alarm(port, ARRAYS);
     assert_eq!(a["value"], 90.0);
     assert!(a["last_updated"].as_i64().unwrap() - first <= 11, "{a}");
-    let metrics = get(port, "/metrics").body;
+    let body = get(port, "/metrics").body;
+    let metrics = crate::http::samples(&body);
     let status = |s: &str| {
         format!("ipcwatch_alert_status{{alert=\"semaphore_arrays_used\",chart=\"system.ipc_semaphore_arrays\",status=\"{s}\"}}")
     };
-    assert!(metrics.contains(&format!("{} 1", status("WARNING"))), "{metrics}");
-    assert!(metrics.contains(&format!("{} 0", status("CLEAR"))));
-    assert!(metrics.contains(
-        "ipcwatch_alert_value{alert=\"semaphore_arrays_used\",chart=\"system.ipc_semaphore_arrays\"} 90"
-    ));
+    assert_eq!(metrics.get(&status("WARNING")), Some(&1.0), "{body}");
+    assert_eq!(metrics.get(&status("CLEAR")), Some(&0.0));
+    let value = "ipcwatch_alert_value{alert=\"semaphore_arrays_used\",chart=\"system.ipc_semaphore_arrays\"}";
+    assert_eq!(metrics.get(value), Some(&90.0), "{body}");
     let raised: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms").body).unwrap();
     assert!(
         raised["alarms"].get(ARRAYS).is_some() && raised["alarms"].as_object().unwrap().len() == 1,
@@ -126,14 +126,14 @@ fn the_ported_rule_goes_warning_and_clears_on_a_real_kernel() {
     );
 }
 
-struct Alertmanager {
+pub(crate) struct Alertmanager {
     child: Child,
-    port: u16,
+    pub port: u16,
     dir: PathBuf,
 }
 
 impl Alertmanager {
-    fn start(dir: &Path) -> Alertmanager {
+    pub fn start(dir: &Path) -> Alertmanager {
         let port = free_port();
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("alertmanager.yml");
@@ -159,7 +159,7 @@ impl Alertmanager {
         am
     }
 
-    fn alerts(&self) -> serde_json::Value {
+    pub fn alerts(&self) -> serde_json::Value {
         serde_json::from_str(&get(self.port, "/api/v2/alerts").body).unwrap()
     }
 }

@@ -56,8 +56,25 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `name{labels}` -> value, for every sample line of a text exposition.
+/// `name{labels}` -> value, for every sample line of a text exposition, with the
+/// `ipc_namespace` label left out: for a daemon that sees one namespace (its own, as in a
+/// throw-away namespace), the keys read as they would without it. (`ns_samples` keeps it.)
 pub fn samples(body: &str) -> BTreeMap<String, f64> {
+    let strip = |k: &str| -> String {
+        let Some((name, rest)) = k.split_once('{') else { return k.to_string() };
+        let labels: Vec<&str> =
+            rest.trim_end_matches('}').split(',').filter(|l| !l.starts_with("ipc_namespace=")).collect();
+        if labels.is_empty() || labels == [""] {
+            name.to_string()
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        }
+    };
+    ns_samples(body).into_iter().map(|(k, v)| (strip(&k), v)).collect()
+}
+
+/// `name{labels}` -> value, every label kept.
+pub fn ns_samples(body: &str) -> BTreeMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.rsplit_once(' '))

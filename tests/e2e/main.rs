@@ -4,6 +4,7 @@
 mod alerts;
 mod daemon;
 mod http;
+mod namespaces;
 mod ns;
 mod snapshot;
 mod tls;

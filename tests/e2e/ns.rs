@@ -91,6 +91,32 @@ impl Namespace {
         (pid.parse().unwrap(), out)
     }
 
+    /// Starts a child IPC namespace (inside this one's user namespace) whose driver runs
+    /// `commands` and then holds it; returns the holder's pid, its namespace inode and the
+    /// commands' answers.
+    pub fn hold(&mut self, commands: &[&str]) -> (u32, u64, Vec<String>) {
+        let script =
+            std::iter::once("check-namespace").chain(commands.iter().copied()).collect::<Vec<_>>().join(";");
+        let testkit = testkit();
+        let (pid, out) =
+            self.spawn("unshare", &["--ipc", testkit.to_str().unwrap(), "--hold", &script.replace(' ', ",")]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let text = loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if text.contains("holding\n") {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "the holder did not start: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let answers: Vec<String> = text.lines().take_while(|l| *l != "holding").map(str::to_string).collect();
+        for (c, a) in std::iter::once(&"check-namespace").chain(commands).zip(&answers) {
+            assert!(a.starts_with("ok"), "`{c}` failed in the holder: {a}");
+        }
+        let inode = answers[0].trim_start_matches("ok ipc:[").trim_end_matches(']').parse().unwrap();
+        (pid, inode, answers)
+    }
+
     pub fn snapshot_json(&mut self) -> serde_json::Value {
         let (code, text) = self.run(IPCWATCH, &["snapshot", "--json"]);
         assert_eq!(code, "0", "{text}");

@@ -124,7 +124,8 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_is_down() {
     let (status, text) = curl(&ca, port, "/ipc-metrics", Some("prom:scrape-pass"));
     assert_eq!(status, 200, "{text}");
     assert!(text.to_lowercase().contains("x-frame-options: deny"), "{text}");
-    assert!(text.contains("\nsysvipc_semaphore_arrays 3\n"), "{text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert_eq!(crate::http::samples(body).get("sysvipc_semaphore_arrays"), Some(&3.0), "{text}");
     assert_eq!(curl(&ca, port, "/metrics", Some("prom:scrape-pass")).0, 404, "the telemetry path moved");
 
     // A real Prometheus: one job with the right password, one with a wrong one.

@@ -278,7 +278,10 @@ fn track(alerts: &mut HashMap<(String, String), AmAlert>, n: &Notification, inst
             Some(a) if a.ended_at.is_none() => a.starts_at,
             _ => n.when,
         };
-        let labels = json!({ "alertname": n.name, "chart": n.chart, "instance": instance, "severity": severity(n.status) });
+        let mut labels = json!({ "alertname": n.name, "chart": n.chart, "instance": instance, "severity": severity(n.status) });
+        for (k, v) in &n.labels {
+            labels[*k] = json!(v);
+        }
         alerts.insert(key, AmAlert { labels, annotations, starts_at, ended_at: None });
         true
     } else if let Some(a) = alerts.get_mut(&key) {
@@ -333,8 +336,8 @@ async fn post(
 }
 
 /// The environment the exec program receives.
-pub fn exec_environment(n: &Notification) -> Vec<(&'static str, String)> {
-    vec![
+pub fn exec_environment(n: &Notification) -> Vec<(String, String)> {
+    let fixed = [
         ("IPCWATCH_ALERT_NAME", n.name.clone()),
         ("IPCWATCH_ALERT_CHART", n.chart.clone()),
         ("IPCWATCH_ALERT_FAMILY", n.family.clone()),
@@ -361,7 +364,10 @@ pub fn exec_environment(n: &Notification) -> Vec<(&'static str, String)> {
         ("IPCWATCH_ALERT_EVENT_ID", n.unique_id.to_string()),
         ("IPCWATCH_ALERT_REPEAT", if n.repeat { "1" } else { "0" }.to_string()),
         ("IPCWATCH_HOST", n.host.clone()),
-    ]
+    ];
+    let fixed = fixed.into_iter().map(|(k, v)| (k.to_string(), v));
+    // IPCWATCH_IPC_NAMESPACE, IPCWATCH_CONTAINER_ID, IPCWATCH_POD, ...
+    fixed.chain(n.labels.iter().map(|(k, v)| (format!("IPCWATCH_{}", k.to_uppercase()), v.clone()))).collect()
 }
 
 /// Most of a notifier's stderr kept for the log; the rest is read and dropped, so a chatty
@@ -404,7 +410,7 @@ fn run_exec(config: &DeliveryConfig, n: &Notification) {
 }
 
 /// Runs a notifier with the alert in its environment; its stderr is captured for the log.
-async fn exec(program: &Path, env: Vec<(&'static str, String)>, timeout: Duration) -> ExecEnd {
+async fn exec(program: &Path, env: Vec<(String, String)>, timeout: Duration) -> ExecEnd {
     use tokio::io::AsyncReadExt;
     let mut cmd = tokio::process::Command::new(program);
     cmd.envs(env)
@@ -464,6 +470,7 @@ mod tests {
             type_: "System".into(),
             component: "IPC".into(),
             repeat: false,
+            labels: vec![("ipc_namespace", "4026532281".into())],
         }
     }
 

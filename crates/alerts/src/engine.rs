@@ -115,6 +115,9 @@ pub struct Notification {
     pub component: String,
     /// A re-send of an unchanged raised status (`repeat:`).
     pub repeat: bool,
+    /// What the alert is about beyond its chart: the IPC namespace and what owns it
+    /// (`ipc_namespace`, `container_id`, `pod`, …), for Alertmanager labels and exec.
+    pub labels: Vec<(&'static str, String)>,
 }
 
 /// A status change, for the log.
@@ -184,6 +187,8 @@ pub struct Board {
     pub latest_unique_id: u64,
     /// Every alert, REMOVED ones included (views leave those out).
     pub alerts: Vec<Alert>,
+    /// The namespace and owner labels of these alerts (empty for a single namespace).
+    pub labels: Vec<(&'static str, String)>,
 }
 
 struct Scope<'a> {
@@ -265,6 +270,7 @@ impl Engine {
             hostname: self.host.hostname.clone(),
             latest_unique_id: self.next_unique_id - 1,
             alerts: self.alerts.clone(),
+            labels: Vec::new(),
         }
     }
 
@@ -393,12 +399,51 @@ impl Engine {
     pub fn alarms_json(&self, all: bool, now: f64) -> String {
         self.board().alarms_json(all, now)
     }
+
+    /// What is watched is gone (its IPC namespace ended): every alert becomes REMOVED, and a
+    /// raised one's resolution goes out at once, since no later evaluation will release it.
+    pub fn end(&mut self, now: f64) -> Outcome {
+        let mut out = Outcome::default();
+        let host = &self.host.hostname;
+        for a in &mut self.alerts {
+            if a.status == Status::Removed {
+                continue;
+            }
+            let was_notified_raised = a.last_notified.is_some_and(Status::is_raised);
+            let old = a.status;
+            a.old_value = a.value;
+            a.status = Status::Removed;
+            a.value = f64::NAN;
+            a.last_status_change = now;
+            a.pending = None;
+            let id = self.next_unique_id;
+            self.next_unique_id += 1;
+            out.transitions.push(Transition {
+                name: a.rule.name.clone(),
+                chart: a.chart.clone(),
+                old_status: old,
+                status: Status::Removed,
+                value: f64::NAN,
+                error: None,
+                delay: 0.0,
+            });
+            if was_notified_raised && a.rule.to.as_deref() != Some("silent") {
+                a.last_notified = Some(Status::Removed);
+                out.notifications.push(notification(a, old, now, host, id, false));
+            }
+        }
+        self.generation += 1;
+        out
+    }
 }
 
 impl Board {
     /// `/api/v1/alarms` in Netdata's shape; `all` includes alerts that are not raised.
     pub fn alarms_json(&self, all: bool, now: f64) -> String {
-        let mut alarms = Map::new();
+        alarms_json(&[self], all, now)
+    }
+
+    fn entries(&self, all: bool, alarms: &mut Map<String, Value>) {
         for a in self.alerts.iter().filter(|a| all || a.status.is_raised()) {
             let r = &a.rule;
             let expr = |e: &Option<Expression>| e.as_ref().map(|e| e.text.clone());
@@ -450,16 +495,29 @@ impl Board {
                     "value": if a.value.is_finite() { json!(a.value) } else { Value::Null },
                 }),
             );
+            if let Some(Value::Object(entry)) = alarms.get_mut(&format!("{}.{}", a.chart, r.name)) {
+                for (k, v) in &self.labels {
+                    entry.insert(k.to_string(), json!(v));
+                }
+            }
         }
-        let doc = json!({
-            "hostname": self.hostname,
-            "latest_alarm_log_unique_id": self.latest_unique_id,
-            "status": true,
-            "now": now as i64,
-            "alarms": alarms,
-        });
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
     }
+}
+
+/// `/api/v1/alarms` for several boards (one per IPC namespace) in one Netdata-shaped document.
+pub fn alarms_json(boards: &[&Board], all: bool, now: f64) -> String {
+    let mut alarms = Map::new();
+    for b in boards {
+        b.entries(all, &mut alarms);
+    }
+    let doc = json!({
+        "hostname": boards.first().map_or("", |b| b.hostname.as_str()),
+        "latest_alarm_log_unique_id": boards.iter().map(|b| b.latest_unique_id).sum::<u64>(),
+        "status": true,
+        "now": now as i64,
+        "alarms": alarms,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }
 
 /// Runs lookup, calc, crit and warn for one alert.
@@ -547,6 +605,7 @@ fn notification(
         type_: r.type_.clone().unwrap_or_else(|| "Unknown".into()),
         component: r.component.clone().unwrap_or_else(|| "Unknown".into()),
         repeat,
+        labels: Vec::new(),
     }
 }
 

@@ -13,5 +13,5 @@ pub mod expr;
 pub mod rules;
 
 pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig};
-pub use engine::{Alert, Board, Engine, Host, Notification, Outcome, Status, Transition};
+pub use engine::{alarms_json, Alert, Board, Engine, Host, Notification, Outcome, Status, Transition};
 pub use rules::{load, Rule, RuleError};

@@ -24,6 +24,7 @@ pub struct Config {
     pub charts: Charts,
     pub log: Log,
     pub alerts: Alerts,
+    pub namespaces: Namespaces,
     /// The file this came from (relative paths in it resolve against its folder).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -58,6 +59,38 @@ pub struct Charts {
     pub max_queue_dimensions: usize,
     /// Seconds of history kept per dimension for alert lookups.
     pub history: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Namespaces {
+    /// "all": every IPC namespace on the host (needs CAP_SYS_ADMIN, and CAP_SYS_PTRACE for
+    /// other users' processes); "own": the daemon's only.
+    pub mode: NamespaceMode,
+    /// Seconds between searches for new and vanished namespaces.
+    pub rescan: u64,
+    /// Most namespaces watched; beyond it the ones with the most objects are kept.
+    pub max: usize,
+    /// The kubelet's pod log folders, which name pods by UID.
+    pub pod_logs: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceMode {
+    All,
+    Own,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces {
+            mode: NamespaceMode::All,
+            rescan: 10,
+            max: 1000,
+            pod_logs: PathBuf::from("/var/log/pods"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -250,6 +283,12 @@ impl Config {
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) || taken.contains(&path.as_str()) {
             return Err(("telemetry_path", format!("`{path}` must be a path such as /metrics, not one of / /-/healthy /-/ready /api/v1/alarms")));
         }
+        if !(1..=3600).contains(&self.namespaces.rescan) {
+            return Err(("rescan", format!("{} is not between 1 and 3600 seconds", self.namespaces.rescan)));
+        }
+        if !(1..=100_000).contains(&self.namespaces.max) {
+            return Err(("max", "must be between 1 and 100000 namespaces".into()));
+        }
         if !(1..=65_536).contains(&self.web.max_connections) {
             return Err(("max_connections", "must be between 1 and 65536".into()));
         }
@@ -303,6 +342,20 @@ impl Config {
         ipcwatch_charts::RegistryConfig {
             history_rows: self.history_rows(),
             max_queue_dimensions: self.charts.max_queue_dimensions,
+        }
+    }
+
+    pub fn fleet(&self) -> ipcwatch_pipeline::FleetConfig {
+        let n = &self.namespaces;
+        ipcwatch_pipeline::FleetConfig {
+            mode: match n.mode {
+                NamespaceMode::All => ipcwatch_pipeline::Mode::All,
+                NamespaceMode::Own => ipcwatch_pipeline::Mode::Own,
+            },
+            rescan: Duration::from_secs(n.rescan),
+            max: n.max,
+            procfs: self.sampling.procfs.clone(),
+            pod_logs: self.resolve(&n.pod_logs),
         }
     }
 

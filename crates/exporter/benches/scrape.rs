@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use ipcwatch_charts::QueueChoice;
 use ipcwatch_exporter::{BuildInfo, State};
-use ipcwatch_pipeline::Published;
+use ipcwatch_pipeline::{FleetPublished, Published};
 use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
 
 const RUNS: usize = 51;
 
-fn sample(queues: usize) -> Arc<Published> {
+fn sample(queues: usize) -> Arc<FleetPublished> {
     let items: Vec<MessageQueue> = (0..queues)
         .map(|i| MessageQueue {
             key: Key(i as i32 * 7919),
@@ -40,14 +40,15 @@ fn sample(queues: usize) -> Arc<Published> {
         ..Default::default()
     };
     let owner: Arc<str> = "postgres".into();
-    Arc::new(Published {
+    let one = Arc::new(Published {
         queues: QueueChoice::choose(&snapshot, queues, |_| owner.clone()),
         snapshot,
         alerts: Default::default(),
         failed_samples: 0,
         slow_samples: 0,
         finished: std::time::Instant::now(),
-    })
+    });
+    Arc::new(FleetPublished::single(one, Default::default()))
 }
 
 fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {

@@ -313,7 +313,13 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64());
-                    respond(StatusCode::OK, "application/json", p.alerts.alarms_json(all, now))
+                    let boards: Vec<&ipcwatch_alerts::Board> =
+                        p.namespaces.iter().map(|n| &*n.published.alerts).collect();
+                    respond(
+                        StatusCode::OK,
+                        "application/json",
+                        ipcwatch_alerts::alarms_json(&boards, all, now),
+                    )
                 }
                 None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
             }

@@ -28,8 +28,16 @@ pub(crate) fn page(state: &State) -> String {
     match state.latest() {
         None => html.push_str("<p>No sample taken yet.</p>"),
         Some(sample) => {
+            let own = &sample.namespaces[0];
+            let _ = write!(
+                html,
+                "<p>{} IPC namespace(s) watched; below, the daemon's own ({}).</p>",
+                sample.namespaces.len(),
+                own.label
+            );
+            let (snapshot, alerts) = (&own.published.snapshot, &own.published.alerts);
             html.push_str("<table><tr><th>Resource</th><th>Used</th><th>Limit</th><th>Use</th></tr>");
-            for u in figures::usage(&sample.snapshot) {
+            for u in figures::usage(snapshot) {
                 let show = |v: Option<u64>| match v {
                     Some(v) if is_unlimited(v) => "unlimited".to_string(),
                     Some(v) => v.to_string(),
@@ -46,7 +54,13 @@ pub(crate) fn page(state: &State) -> String {
                 );
             }
             html.push_str("</table>");
-            let raised: Vec<_> = sample.alerts.alerts.iter().filter(|a| a.status.is_raised()).collect();
+            let raised: Vec<_> = sample
+                .namespaces
+                .iter()
+                .flat_map(|n| n.published.alerts.alerts.iter())
+                .filter(|a| a.status.is_raised())
+                .collect();
+            let _ = alerts;
             if !raised.is_empty() {
                 html.push_str("<h2>Raised alerts</h2><ul>");
                 for a in raised {

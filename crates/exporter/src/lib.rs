@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipcwatch_pipeline::Published;
+use ipcwatch_pipeline::FleetPublished;
 
 pub use http::{bind, handle, serve, BindError, Limits};
 pub use metrics::CONTENT_TYPE;
@@ -33,7 +33,7 @@ pub struct BuildInfo {
 
 /// One published sample and the bodies rendered from it, each made on first request.
 struct Served {
-    published: Arc<Published>,
+    published: Arc<FleetPublished>,
     metrics: OnceLock<Bytes>,
     metrics_gzip: OnceLock<Bytes>,
 }
@@ -71,7 +71,7 @@ impl State {
     }
 
     /// Makes `published` the sample every following request sees.
-    pub fn publish(&self, published: Arc<Published>) {
+    pub fn publish(&self, published: Arc<FleetPublished>) {
         let served = Arc::new(Served { published, metrics: OnceLock::new(), metrics_gzip: OnceLock::new() });
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(served);
     }
@@ -89,7 +89,7 @@ impl State {
 
     /// The latest sample, if one has been taken and it is not stale. A sample that is too
     /// old is not served as fresh: its IPC figures leave /metrics and readiness turns 503.
-    pub fn latest(&self) -> Option<Arc<Published>> {
+    pub fn latest(&self) -> Option<Arc<FleetPublished>> {
         self.served().map(|s| s.published.clone())
     }
 

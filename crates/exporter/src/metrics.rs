@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
-use ipcwatch_pipeline::Published;
+use ipcwatch_pipeline::FleetPublished;
 use prometheus::core::Collector;
 
 use crate::State;
@@ -118,24 +118,63 @@ fn escape(out: &mut String, s: &str, quote: bool) {
     }
 }
 
-/// The whole body: the sample's figures when there is a fresh one, ipcwatch's own series,
-/// and the process's.
-pub(crate) fn render(published: Option<&Published>, state: &State) -> String {
-    let queues = published.map_or(0, |p| p.queues.queues().len());
-    let mut t = Text { out: String::with_capacity(8 * 1024 + queues * 3 * 120) };
-    if let Some(p) = published {
-        let snap = &p.snapshot;
-        for f in FIGURES {
-            if let Some(v) = (f.read)(snap) {
-                t.family(f.metric, f.help, "gauge");
-                t.sample(f.metric, &[], Value::Int(v));
+const NAMESPACE_INFO: SelfMetric = SelfMetric {
+    name: "sysvipc_namespace_info",
+    help: "What owns each IPC namespace; always 1. Join on ipc_namespace.",
+    kind: "gauge",
+};
+const NAMESPACES: SelfMetric =
+    SelfMetric { name: "ipcwatch_namespaces", help: "IPC namespaces found on the host.", kind: "gauge" };
+const NAMESPACES_WATCHED: SelfMetric =
+    SelfMetric { name: "ipcwatch_namespaces_watched", help: "IPC namespaces sampled.", kind: "gauge" };
+const NAMESPACES_SKIPPED: SelfMetric = SelfMetric {
+    name: "ipcwatch_namespaces_skipped",
+    help: "IPC namespaces left out beyond [namespaces] max (the fewest objects first).",
+    kind: "gauge",
+};
+const NAMESPACES_ALL: SelfMetric = SelfMetric {
+    name: "ipcwatch_namespaces_all",
+    help: "1 if other IPC namespaces can be entered (mode all with CAP_SYS_ADMIN), 0 if only the daemon's own is watched.",
+    kind: "gauge",
+};
+const VISITS_FAILED: SelfMetric = SelfMetric {
+    name: "ipcwatch_namespace_visits_failed_total",
+    help: "Visits to IPC namespaces that failed.",
+    kind: "counter",
+};
+const DISCOVERY: SelfMetric = SelfMetric {
+    name: "ipcwatch_namespace_discovery_seconds",
+    help: "How long the last search for IPC namespaces took.",
+    kind: "gauge",
+};
+
+/// The whole body: every namespace's figures when there is a fresh sample, ipcwatch's own
+/// series, and the process's. Every IPC series carries `ipc_namespace`.
+pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> String {
+    let queues =
+        published.map_or(0, |p| p.namespaces.iter().map(|n| n.published.queues.queues().len()).sum());
+    let spaces = published.map_or(0, |p| p.namespaces.len());
+    let mut t = Text { out: String::with_capacity(4 * 1024 + spaces * 6 * 1024 + queues * 3 * 140) };
+    let empty = Vec::new();
+    let namespaces = published.map_or(&empty, |p| &p.namespaces);
+    const NS: &str = "ipc_namespace";
+    for f in FIGURES {
+        let mut first = true;
+        for n in namespaces {
+            if let Some(v) = (f.read)(&n.published.snapshot) {
+                if std::mem::take(&mut first) {
+                    t.family(f.metric, f.help, "gauge");
+                }
+                t.sample(f.metric, &[(NS, &n.label)], Value::Int(v));
             }
         }
-        let mut id = String::with_capacity(12);
-        let mut key = String::with_capacity(10);
-        for f in QUEUE_FIGURES {
-            let mut first = true;
-            for q in p.queues.queues() {
+    }
+    let mut id = String::with_capacity(12);
+    let mut key = String::with_capacity(10);
+    for f in QUEUE_FIGURES {
+        let mut first = true;
+        for n in namespaces {
+            for q in n.published.queues.queues() {
                 let Some(v) = (f.read)(q) else { continue };
                 if std::mem::take(&mut first) {
                     t.family(f.metric, f.help, "gauge");
@@ -145,8 +184,30 @@ pub(crate) fn render(published: Option<&Published>, state: &State) -> String {
                 let _ = write!(id, "{}", q.id);
                 let _ = write!(key, "{}", q.key);
                 let [k, i, o] = QUEUE_LABELS;
-                t.sample(f.metric, &[(k, &key), (i, &id), (o, &q.owner)], Value::Int(v));
+                t.sample(f.metric, &[(NS, &n.label), (k, &key), (i, &id), (o, &q.owner)], Value::Int(v));
             }
+        }
+    }
+    if !namespaces.is_empty() {
+        t.family(NAMESPACE_INFO.name, NAMESPACE_INFO.help, NAMESPACE_INFO.kind);
+        for n in namespaces {
+            let i = &n.identity;
+            let s = |v: &Option<String>| v.clone().unwrap_or_default();
+            let (pid, host) = (i.pid.to_string(), if i.host { "true" } else { "false" });
+            let (cid, uid, pod, pns, unit) =
+                (s(&i.container_id), s(&i.pod_uid), s(&i.pod), s(&i.pod_namespace), s(&i.unit));
+            let labels = [
+                (NS, &*n.label),
+                ("host", host),
+                ("container_id", &cid),
+                ("pod_uid", &uid),
+                ("pod", &pod),
+                ("pod_namespace", &pns),
+                ("unit", &unit),
+                ("comm", &i.comm),
+                ("pid", &pid),
+            ];
+            t.sample(NAMESPACE_INFO.name, &labels, Value::Int(1));
         }
     }
     t.family(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.kind);
@@ -156,37 +217,77 @@ pub(crate) fn render(published: Option<&Published>, state: &State) -> String {
         Value::Int(1),
     );
     if let Some(p) = published {
-        let collectors = &p.snapshot.collectors;
-        if !collectors.is_empty() {
-            t.family(COLLECTOR_SUCCESS.name, COLLECTOR_SUCCESS.help, COLLECTOR_SUCCESS.kind);
-            for c in collectors {
-                t.sample(COLLECTOR_SUCCESS.name, &[("collector", c.name)], Value::Int(c.ok as u64));
-            }
-            t.family(COLLECTOR_DURATION.name, COLLECTOR_DURATION.help, COLLECTOR_DURATION.kind);
-            for c in collectors {
-                t.sample(COLLECTOR_DURATION.name, &[("collector", c.name)], Value::Float(c.duration_seconds));
+        for (m, v) in [
+            (&NAMESPACES, p.seen as u64),
+            (&NAMESPACES_WATCHED, p.namespaces.len() as u64),
+            (&NAMESPACES_SKIPPED, p.skipped as u64),
+            (&NAMESPACES_ALL, p.all_namespaces as u64),
+            (&VISITS_FAILED, p.visits_failed),
+        ] {
+            t.family(m.name, m.help, m.kind);
+            t.sample(m.name, &[], Value::Int(v));
+        }
+        t.family(DISCOVERY.name, DISCOVERY.help, DISCOVERY.kind);
+        t.sample(DISCOVERY.name, &[], Value::Float(p.discovery_seconds));
+    }
+    let collectors =
+        || namespaces.iter().flat_map(|n| n.published.snapshot.collectors.iter().map(move |c| (n, c)));
+    if collectors().next().is_some() {
+        t.family(COLLECTOR_SUCCESS.name, COLLECTOR_SUCCESS.help, COLLECTOR_SUCCESS.kind);
+        for (n, c) in collectors() {
+            t.sample(
+                COLLECTOR_SUCCESS.name,
+                &[("collector", c.name), (NS, &n.label)],
+                Value::Int(c.ok as u64),
+            );
+        }
+        t.family(COLLECTOR_DURATION.name, COLLECTOR_DURATION.help, COLLECTOR_DURATION.kind);
+        for (n, c) in collectors() {
+            t.sample(
+                COLLECTOR_DURATION.name,
+                &[("collector", c.name), (NS, &n.label)],
+                Value::Float(c.duration_seconds),
+            );
+        }
+    }
+    if !namespaces.is_empty() {
+        t.family(SAMPLES_FAILED.name, SAMPLES_FAILED.help, SAMPLES_FAILED.kind);
+        for n in namespaces {
+            t.sample(SAMPLES_FAILED.name, &[(NS, &n.label)], Value::Int(n.published.failed_samples));
+        }
+        t.family(SAMPLES_SLOW.name, SAMPLES_SLOW.help, SAMPLES_SLOW.kind);
+        for n in namespaces {
+            t.sample(SAMPLES_SLOW.name, &[(NS, &n.label)], Value::Int(n.published.slow_samples));
+        }
+    }
+    let alerts = || {
+        namespaces.iter().flat_map(|n| {
+            n.published
+                .alerts
+                .alerts
+                .iter()
+                .filter(|a| a.status != ipcwatch_alerts::Status::Removed)
+                .map(move |a| (n, a))
+        })
+    };
+    if alerts().next().is_some() {
+        t.family(ALERT_STATUS.name, ALERT_STATUS.help, ALERT_STATUS.kind);
+        for (n, a) in alerts() {
+            let status = a.status.name();
+            for s in ALERT_STATUSES {
+                let labels = [
+                    ("alert", a.rule.name.as_str()),
+                    ("chart", a.chart.as_str()),
+                    (NS, &n.label),
+                    ("status", s),
+                ];
+                t.sample(ALERT_STATUS.name, &labels, Value::Int((status == s) as u64));
             }
         }
-        t.family(SAMPLES_FAILED.name, SAMPLES_FAILED.help, SAMPLES_FAILED.kind);
-        t.sample(SAMPLES_FAILED.name, &[], Value::Int(p.failed_samples));
-        t.family(SAMPLES_SLOW.name, SAMPLES_SLOW.help, SAMPLES_SLOW.kind);
-        t.sample(SAMPLES_SLOW.name, &[], Value::Int(p.slow_samples));
-        let alerts = || p.alerts.alerts.iter().filter(|a| a.status != ipcwatch_alerts::Status::Removed);
-        if alerts().next().is_some() {
-            t.family(ALERT_STATUS.name, ALERT_STATUS.help, ALERT_STATUS.kind);
-            for a in alerts() {
-                let status = a.status.name();
-                for s in ALERT_STATUSES {
-                    let labels =
-                        [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str()), ("status", s)];
-                    t.sample(ALERT_STATUS.name, &labels, Value::Int((status == s) as u64));
-                }
-            }
-            t.family(ALERT_VALUE.name, ALERT_VALUE.help, ALERT_VALUE.kind);
-            for a in alerts() {
-                let labels = [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str())];
-                t.sample(ALERT_VALUE.name, &labels, Value::Float(a.value));
-            }
+        t.family(ALERT_VALUE.name, ALERT_VALUE.help, ALERT_VALUE.kind);
+        for (n, a) in alerts() {
+            let labels = [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str()), (NS, &n.label)];
+            t.sample(ALERT_VALUE.name, &labels, Value::Float(a.value));
         }
     }
     state.process.render(&mut t.out);

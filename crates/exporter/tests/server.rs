@@ -6,25 +6,28 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipcwatch_exporter::{bind, serve, BuildInfo, State};
-use ipcwatch_pipeline::Published;
+use ipcwatch_pipeline::{FleetPublished, Published};
 use ipcwatch_sampler::Snapshot;
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn published(snapshot: Snapshot, finished: Instant) -> Arc<Published> {
-    Arc::new(Published {
+fn published(snapshot: Snapshot, finished: Instant) -> Arc<FleetPublished> {
+    let one = Arc::new(Published {
         snapshot,
         queues: Default::default(),
         alerts: Default::default(),
         failed_samples: 0,
         slow_samples: 0,
         finished,
-    })
+    });
+    let mut fleet = FleetPublished::single(one, Default::default());
+    fleet.finished = finished;
+    Arc::new(fleet)
 }
 
-fn fresh() -> Arc<Published> {
+fn fresh() -> Arc<FleetPublished> {
     published(Snapshot { timestamp: now(), ..Default::default() }, Instant::now())
 }
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,12 +114,13 @@ fn a_failed_collector_drops_its_series_and_reports_zero() {
     state.publish(published(snapshot, Instant::now()));
     let body = String::from_utf8(state.metrics_body(false).to_vec()).unwrap();
     assert!(
-        !body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays ")),
+        !body.lines().any(|l| l.starts_with("sysvipc_semaphore_arrays{")),
         "no stale or made-up value:\n{body}"
     );
-    assert!(body.contains("sysvipc_semaphore_arrays_limit 10"));
-    assert!(body.contains("ipcwatch_collector_success{collector=\"sem\"} 0"));
-    assert!(body.contains("ipcwatch_collector_success{collector=\"limits\"} 1"));
+    // The namespace of `published` is the default identity's, inode 0.
+    assert!(body.contains("sysvipc_semaphore_arrays_limit{ipc_namespace=\"0\"} 10"), "{body}");
+    assert!(body.contains("ipcwatch_collector_success{collector=\"sem\",ipc_namespace=\"0\"} 0"));
+    assert!(body.contains("ipcwatch_collector_success{collector=\"limits\",ipc_namespace=\"0\"} 1"));
     assert!(!body.contains("sysvipc_semaphores_limit"), "an unknown limit is left out, not 0");
 }
 

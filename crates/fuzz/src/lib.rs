@@ -103,7 +103,10 @@ fn state() -> &'static Arc<ipcwatch_exporter::State> {
         let host = ipcwatch_alerts::Host { hostname: "fuzz".into(), os: "linux".into(), labels: vec![] };
         let snapshot = || ipcwatch_sampler::Snapshot { timestamp: 1.7e9, ..Default::default() };
         let mut p = ipcwatch_pipeline::Pipeline::new(Box::new(snapshot), Default::default(), rules, host);
-        state.publish(p.tick().published);
+        state.publish(std::sync::Arc::new(ipcwatch_pipeline::FleetPublished::single(
+            p.tick().published,
+            Default::default(),
+        )));
         state
     })
 }

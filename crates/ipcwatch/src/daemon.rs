@@ -9,8 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
 use ipcwatch_exporter::{BuildInfo, Limits, State, WebConfigFile};
-use ipcwatch_pipeline::Pipeline;
-use ipcwatch_sampler::Sampler;
+use ipcwatch_pipeline::Fleet;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -70,16 +69,16 @@ async fn serve(
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
     let (control_tx, control_rx) = mpsc::channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let pipeline = Pipeline::new(
-        Box::new(Sampler::new(config.sampler())),
-        config.pipeline(),
-        rules,
-        Host::this_machine(),
-    );
     let loop_state = state.clone();
+    let loop_config = config.clone();
     let sampler_thread = std::thread::Builder::new()
         .name("ipcwatch-sampler".into())
-        .spawn(move || sampling_loop(pipeline, loop_state, delivery, control_rx, first_tx))
+        .spawn(move || {
+            // Made on this thread: namespace visits (setns) move only the thread that makes them.
+            let c = loop_config;
+            let fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
+            sampling_loop(fleet, loop_state, delivery, control_rx, first_tx)
+        })
         .context("starting the sampling thread")?;
 
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -156,13 +155,13 @@ fn reload(
 }
 
 fn sampling_loop(
-    mut pipeline: Pipeline,
+    mut pipeline: Fleet,
     state: Arc<State>,
     delivery: Delivery,
     control: mpsc::Receiver<Reload>,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
-    let tick = |pipeline: &mut Pipeline| {
+    let tick = |pipeline: &mut Fleet| {
         let tick = pipeline.tick();
         state.publish(tick.published);
         for n in tick.notifications {
@@ -197,7 +196,7 @@ fn sampling_loop(
                         Ok(d) => delivery.configure(d),
                         Err(e) => tracing::error!("{e}; keeping the current alert delivery"),
                     }
-                    pipeline.reconfigure(Box::new(Sampler::new(config.sampler())), config.pipeline(), rules);
+                    pipeline.reconfigure(config.sampler(), config.pipeline(), rules, config.fleet());
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}

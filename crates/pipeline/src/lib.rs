@@ -99,6 +99,9 @@ pub struct Tick {
 
 pub struct Pipeline {
     source: Box<dyn SnapshotSource>,
+    /// For a namespace other than the daemon's own: the chart-id prefix and the labels its
+    /// alerts carry.
+    scope: Option<Scope>,
     config: PipelineConfig,
     registry: Registry,
     engine: Engine,
@@ -120,6 +123,7 @@ impl Pipeline {
         let engine = Engine::new(rules, host, config.update_every.as_secs_f64());
         Pipeline {
             source,
+            scope: None,
             registry: Registry::new(config.registry()),
             board: Arc::new(engine.board()),
             board_generation: engine.generation(),
@@ -148,10 +152,39 @@ impl Pipeline {
         &self.registry
     }
 
+    /// Names this pipeline's alerts for an IPC namespace: chart ids in notifications and
+    /// views become `prefix.name` (Netdata's own ids stay with the daemon's namespace), and
+    /// `labels` (ipc_namespace and the owner) go with every notification and view.
+    pub fn set_scope(&mut self, prefix: Option<String>, labels: Vec<(&'static str, String)>) {
+        self.scope = Some(Scope { prefix, labels });
+        self.board_generation = u64::MAX; // rebuild the view with the new names
+    }
+
+    /// The namespace is gone: every alert ends, raised ones are resolved now.
+    pub fn end(&mut self, now: f64) -> Vec<Notification> {
+        let mut out = self.engine.end(now).notifications;
+        for n in &mut out {
+            self.scoped(n);
+        }
+        out
+    }
+
+    fn scoped(&self, n: &mut Notification) {
+        if let Some(s) = &self.scope {
+            n.chart = s.chart(&n.chart);
+            n.labels.clone_from(&s.labels);
+        }
+    }
+
     /// One tick: sample, choose queues, chart, evaluate the rules that are due, publish.
     pub fn tick(&mut self) -> Tick {
         let started = Instant::now();
         let snapshot = self.source.snapshot();
+        self.tick_with(snapshot, started)
+    }
+
+    /// One tick on a snapshot taken elsewhere (inside another namespace) from `started`.
+    pub fn tick_with(&mut self, snapshot: Snapshot, started: Instant) -> Tick {
         if self.collectors.observe(&snapshot) {
             self.failed += 1;
         }
@@ -169,11 +202,20 @@ impl Pipeline {
                 tracing::info!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
             }
         }
-        for n in &outcome.notifications {
+        let mut notifications = outcome.notifications;
+        for n in &mut notifications {
+            self.scoped(n);
             tracing::info!(alert = %n.name, chart = %n.chart, status = n.status.name(), value = n.value, "alert notification sent");
         }
         if self.engine.generation() != self.board_generation {
-            self.board = Arc::new(self.engine.board());
+            let mut board = self.engine.board();
+            if let Some(s) = &self.scope {
+                for a in &mut board.alerts {
+                    a.chart = s.chart(&a.chart);
+                }
+                board.labels.clone_from(&s.labels);
+            }
+            self.board = Arc::new(board);
             self.board_generation = self.engine.generation();
         }
 
@@ -190,9 +232,30 @@ impl Pipeline {
             slow_samples: self.slow,
             finished: Instant::now(),
         });
-        Tick { published, notifications: outcome.notifications, took }
+        Tick { published, notifications, took }
     }
 }
+
+/// How a namespace's alerts are named.
+#[derive(Debug, Clone)]
+struct Scope {
+    /// `None` keeps Netdata's chart ids (the daemon's own namespace).
+    prefix: Option<String>,
+    labels: Vec<(&'static str, String)>,
+}
+
+impl Scope {
+    /// `system.ipc_semaphores` in namespace N is `ipc_ns_N.ipc_semaphores`.
+    fn chart(&self, id: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}.{}", id.split_once('.').map_or(id, |(_, name)| name)),
+            None => id.to_string(),
+        }
+    }
+}
+
+mod fleet;
+pub use fleet::{Fleet, FleetConfig, FleetPublished, FleetTick, Member, Mode, NamespacePublished};
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+pub mod namespaces;
 pub mod procfs;
 pub mod snapshot;
 #[allow(unsafe_code)]

@@ -188,6 +188,14 @@ pub fn page_size() -> u64 {
     }
 }
 
+/// Moves the calling thread into the IPC namespace `ns` (an open `/proc/PID/ns/ipc`). Only
+/// this thread moves; the caller returns it to its own namespace the same way.
+pub fn enter_ipc_namespace(ns: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes a descriptor and a flag; `ns` is an open file for the whole call.
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) }).map(drop)
+}
+
 /// The user name of `uid` through NSS (`getpwuid_r`), or `None` when none resolves.
 pub fn user_name(uid: u32) -> Option<String> {
     let mut pwd = MaybeUninit::<libc::passwd>::zeroed();

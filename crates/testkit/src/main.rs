@@ -27,6 +27,9 @@
 //!   signal PID SIG                  send a signal (number) to a spawned child
 //!   wait PID                        wait for a spawned child -> exit code or signal
 //! KEY accepts decimal or 0x hex (up to 0xffffffff).
+//!
+//! `ipcwatch-testkit --hold "CMD;CMD"` (commas for spaces) runs the commands, prints their answers and then holds
+//! its namespace until killed (started as `unshare --ipc ipcwatch-testkit --hold ...`).
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +52,27 @@ struct State {
 
 fn main() {
     let mut state = State { children: HashMap::new(), churn: None };
+    // `--hold "CMD; CMD; ..."`: run the commands, print their answers, then hold the
+    // namespace (and its objects) until killed: a namespace for the daemon to find.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--hold") {
+        for line in args.get(2).map_or("", String::as_str).split(';') {
+            // Commas stand for spaces, so a script is one word on a command line.
+            let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+            if words.is_empty() {
+                continue;
+            }
+            match run(&mut state, &words) {
+                Ok(v) => println!("ok {v}"),
+                Err(e) => println!("err {e}"),
+            }
+        }
+        println!("holding");
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::park();
+        }
+    }
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {

@@ -240,3 +240,20 @@ fn reload_keeps_state_of_surviving_alerts() {
     w.engine.set_rules(Vec::new());
     assert!(w.engine.alerts().is_empty());
 }
+
+#[test]
+fn ending_resolves_raised_alerts_at_once() {
+    let mut w =
+        World::new(only("semaphore_arrays_used").into_iter().chain(only("message_queues_used")).collect());
+    w.at(T0, 9);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
+    let out = w.engine.end(T0 + 1.0);
+    assert_eq!(w.status("semaphore_arrays_used"), Status::Removed);
+    let n: Vec<_> = out.notifications.iter().map(|n| (n.name.as_str(), n.status, n.old_status)).collect();
+    assert_eq!(
+        n,
+        [("semaphore_arrays_used", Status::Removed, Status::Warning)],
+        "only the raised one is resolved"
+    );
+    assert!(w.engine.end(T0 + 2.0).notifications.is_empty(), "once");
+}

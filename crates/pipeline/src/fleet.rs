@@ -1,0 +1,406 @@
+//! Every IPC namespace on the host, each with a pipeline of its own: the daemon's namespace
+//! keeps Netdata's chart ids, the others' charts are `ipc_ns_<inode>.<name>`, and every
+//! series and notification carries the namespace and what owns it.
+//!
+//! Namespaces are found every `rescan` seconds from the processes under procfs; each tick
+//! visits each one from this thread (setns in, sample, setns home). A namespace whose last
+//! process is gone leaves at the next visit: its series vanish and its raised alerts are
+//! resolved at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipcwatch_alerts::{Host, Notification, Rule};
+use ipcwatch_sampler::namespaces::{self, Identity, VisitError, Visitor, INIT_IPC_NAMESPACE};
+use ipcwatch_sampler::{CollectorReport, Origin, Sampler, SamplerConfig, Snapshot};
+
+use crate::{Pipeline, PipelineConfig, Published};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every namespace the daemon can see and enter.
+    All,
+    /// The daemon's own only.
+    Own,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    pub mode: Mode,
+    /// How often to look for new and vanished namespaces.
+    pub rescan: Duration,
+    /// Most namespaces watched; beyond it the ones with the most objects are kept.
+    pub max: usize,
+    pub procfs: PathBuf,
+    /// The kubelet's pod log folders (pod names by UID), read when present.
+    pub pod_logs: PathBuf,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            mode: Mode::All,
+            rescan: Duration::from_secs(10),
+            max: 1000,
+            procfs: PathBuf::from("/proc"),
+            pod_logs: PathBuf::from("/var/log/pods"),
+        }
+    }
+}
+
+/// One watched namespace.
+pub struct Member {
+    pub identity: Arc<Identity>,
+    /// `ipc_namespace` label value: the inode in decimal.
+    pub label: Arc<str>,
+    pids: Vec<u32>,
+    pipeline: Pipeline,
+    /// Objects at the last sample, to choose which namespaces to keep beyond `max`.
+    objects: u64,
+}
+
+/// One namespace's share of a tick.
+#[derive(Debug, Clone)]
+pub struct NamespacePublished {
+    pub identity: Arc<Identity>,
+    pub label: Arc<str>,
+    pub published: Arc<Published>,
+}
+
+/// Everything a tick publishes, every namespace's.
+#[derive(Debug, Clone)]
+pub struct FleetPublished {
+    /// The daemon's own namespace first, then by inode.
+    pub namespaces: Vec<NamespacePublished>,
+    /// Namespaces found, and those left out beyond `max`.
+    pub seen: usize,
+    pub skipped: usize,
+    /// Visits that failed since start (no access, or the namespace changed under us).
+    pub visits_failed: u64,
+    /// How long the last discovery took.
+    pub discovery_seconds: f64,
+    /// Whether other namespaces can be entered at all (mode all, with the capabilities).
+    pub all_namespaces: bool,
+    pub finished: Instant,
+}
+
+impl FleetPublished {
+    /// One namespace's tick as a whole publication (tests, benchmarks, single-namespace use).
+    pub fn single(published: Arc<Published>, identity: Identity) -> FleetPublished {
+        FleetPublished {
+            namespaces: vec![NamespacePublished {
+                label: identity.inode.to_string().into(),
+                identity: Arc::new(identity),
+                published,
+            }],
+            seen: 1,
+            skipped: 0,
+            visits_failed: 0,
+            discovery_seconds: 0.0,
+            all_namespaces: false,
+            finished: Instant::now(),
+        }
+    }
+}
+
+pub struct FleetTick {
+    pub published: Arc<FleetPublished>,
+    pub notifications: Vec<Notification>,
+    pub took: Duration,
+}
+
+pub struct Fleet {
+    config: FleetConfig,
+    pipeline_config: PipelineConfig,
+    rules: Vec<Rule>,
+    host: Host,
+    sampler: Sampler,
+    /// `None`: only the daemon's own namespace is watched.
+    visitor: Option<Visitor>,
+    home: u64,
+    members: BTreeMap<u64, Member>,
+    next_scan: Option<Instant>,
+    seen: usize,
+    skipped: usize,
+    visits_failed: u64,
+    discovery_seconds: f64,
+}
+
+/// A source for member pipelines: the fleet samples them itself (inside their namespace).
+struct Visited;
+
+impl crate::SnapshotSource for Visited {
+    fn snapshot(&mut self) -> Snapshot {
+        Snapshot::default()
+    }
+}
+
+/// Capabilities in this thread's effective set (from /proc/thread-self/status).
+fn effective_caps() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+const CAP_SYS_PTRACE: u64 = 1 << 19;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+impl Fleet {
+    pub fn new(
+        sampler: SamplerConfig,
+        pipeline_config: PipelineConfig,
+        rules: Vec<Rule>,
+        host: Host,
+        config: FleetConfig,
+    ) -> Fleet {
+        let visitor = Visitor::new(&config.procfs);
+        let home = visitor.as_ref().map_or(INIT_IPC_NAMESPACE, |v| v.home_inode);
+        let mut fleet = Fleet {
+            visitor: None,
+            home,
+            sampler: Sampler::new(sampler),
+            members: BTreeMap::new(),
+            next_scan: None,
+            seen: 1,
+            skipped: 0,
+            visits_failed: 0,
+            discovery_seconds: 0.0,
+            config,
+            pipeline_config,
+            rules,
+            host,
+        };
+        fleet.visitor = fleet.visitor_for_mode(visitor.ok());
+        let own = Identity {
+            inode: home,
+            host: home == INIT_IPC_NAMESPACE,
+            pid: std::process::id(),
+            ..Default::default()
+        };
+        fleet.add(own, vec![std::process::id()]);
+        fleet
+    }
+
+    /// The visitor, if the mode asks for every namespace and this thread may enter them.
+    fn visitor_for_mode(&self, visitor: Option<Visitor>) -> Option<Visitor> {
+        if self.config.mode == Mode::Own {
+            return None;
+        }
+        let caps = effective_caps();
+        let missing: Vec<&str> = [(CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_SYS_PTRACE, "CAP_SYS_PTRACE")]
+            .into_iter()
+            .filter(|(bit, _)| caps & bit == 0)
+            .map(|(_, name)| name)
+            .collect();
+        if caps & CAP_SYS_ADMIN == 0 {
+            tracing::warn!(missing = %missing.join(" "), "namespaces mode \"all\" needs CAP_SYS_ADMIN to enter other IPC namespaces; watching the daemon's own only");
+            return None;
+        }
+        if !missing.is_empty() {
+            tracing::warn!(missing = %missing.join(" "), "without CAP_SYS_PTRACE, namespaces of other users' processes are not found");
+        }
+        visitor
+    }
+
+    /// A reload: new settings and rules for every namespace's pipeline.
+    pub fn reconfigure(
+        &mut self,
+        sampler: SamplerConfig,
+        pipeline_config: PipelineConfig,
+        rules: Vec<Rule>,
+        config: FleetConfig,
+    ) {
+        self.sampler = Sampler::new(sampler);
+        if config != self.config {
+            self.config = config;
+            self.visitor = self.visitor_for_mode(Visitor::new(&self.config.procfs).ok());
+            self.next_scan = None;
+        }
+        for m in self.members.values_mut() {
+            m.pipeline.reconfigure(Box::new(Visited), pipeline_config, rules.clone());
+        }
+        self.pipeline_config = pipeline_config;
+        self.rules = rules;
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.pipeline_config
+    }
+
+    fn labels(identity: &Identity) -> Vec<(&'static str, String)> {
+        let mut labels = vec![("ipc_namespace", identity.inode.to_string())];
+        let optional = [
+            ("container_id", &identity.container_id),
+            ("pod_uid", &identity.pod_uid),
+            ("pod", &identity.pod),
+            ("pod_namespace", &identity.pod_namespace),
+            ("unit", &identity.unit),
+        ];
+        labels.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+        labels
+    }
+
+    fn add(&mut self, identity: Identity, pids: Vec<u32>) {
+        let mut pipeline =
+            Pipeline::new(Box::new(Visited), self.pipeline_config, self.rules.clone(), self.host.clone());
+        let prefix = (identity.inode != self.home).then(|| format!("ipc_ns_{}", identity.inode));
+        pipeline.set_scope(prefix, Self::labels(&identity));
+        let inode = identity.inode;
+        let member = Member {
+            label: inode.to_string().into(),
+            identity: Arc::new(identity),
+            pids,
+            pipeline,
+            objects: 0,
+        };
+        self.members.insert(inode, member);
+    }
+
+    /// Finds namespaces that came and went; ends the pipelines of the gone.
+    fn rescan(&mut self, now: f64, out: &mut Vec<Notification>) {
+        let started = Instant::now();
+        let scan = match namespaces::scan(&self.config.procfs, &self.config.pod_logs) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, procfs = %self.config.procfs.display(), "cannot scan for IPC namespaces");
+                return;
+            }
+        };
+        self.discovery_seconds = started.elapsed().as_secs_f64();
+        let found: BTreeMap<u64, namespaces::Found> =
+            scan.namespaces.into_iter().map(|f| (f.identity.inode, f)).collect();
+        let gone: Vec<u64> =
+            self.members.keys().copied().filter(|i| *i != self.home && !found.contains_key(i)).collect();
+        for inode in gone {
+            self.remove(inode, now, out);
+        }
+        self.seen = found.len().max(1);
+        // Beyond `max`, keep the namespaces with the most objects (the daemon's own always).
+        let mut candidates: Vec<(u64, u64)> = found
+            .keys()
+            .filter(|i| **i != self.home)
+            .map(|i| (self.members.get(i).map_or(0, |m| m.objects), *i))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let keep = self.config.max.saturating_sub(1);
+        self.skipped = candidates.len().saturating_sub(keep);
+        for (_, inode) in candidates.iter().skip(keep) {
+            self.remove(*inode, now, out);
+        }
+        for (inode, f) in found {
+            let kept = inode == self.home || candidates.iter().take(keep).any(|(_, i)| *i == inode);
+            match self.members.get_mut(&inode) {
+                Some(m) => {
+                    m.pids = f.pids;
+                    if *m.identity != f.identity {
+                        m.identity = Arc::new(f.identity);
+                        m.pipeline.set_scope(
+                            (inode != self.home).then(|| format!("ipc_ns_{inode}")),
+                            Self::labels(&m.identity),
+                        );
+                    }
+                }
+                None if kept => self.add(f.identity, f.pids),
+                None => {}
+            }
+        }
+    }
+
+    fn remove(&mut self, inode: u64, now: f64, out: &mut Vec<Notification>) {
+        if let Some(mut m) = self.members.remove(&inode) {
+            tracing::info!(ipc_namespace = inode, comm = %m.identity.comm, "IPC namespace gone");
+            out.extend(m.pipeline.end(now));
+        }
+    }
+
+    /// One tick over every watched namespace.
+    pub fn tick(&mut self) -> FleetTick {
+        let started = Instant::now();
+        let mut notifications = Vec::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if self.visitor.is_some() && self.next_scan.is_none_or(|t| started >= t) {
+            self.rescan(now, &mut notifications);
+            self.next_scan = Some(started + self.config.rescan);
+        }
+        let mut namespaces = Vec::with_capacity(self.members.len());
+        let mut gone = Vec::new();
+        let inodes: Vec<u64> = self.members.keys().copied().collect();
+        for inode in inodes {
+            let t0 = Instant::now();
+            let snapshot = if inode == self.home {
+                self.sampler.snapshot()
+            } else {
+                let (visitor, sampler, m) = (self.visitor.as_ref(), &mut self.sampler, &self.members[&inode]);
+                match visitor.map(|v| v.visit(inode, &m.pids, || sampler.snapshot())) {
+                    Some(Ok(s)) => s,
+                    Some(Err(VisitError::Gone)) | None => {
+                        gone.push(inode);
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        self.visits_failed += 1;
+                        if matches!(e, VisitError::Return(_)) {
+                            tracing::error!(error = %e, "the sampler thread could not return home");
+                        }
+                        failed_snapshot(&e)
+                    }
+                }
+            };
+            let m = self.members.get_mut(&inode).expect("listed above");
+            m.objects = object_count(&snapshot);
+            let tick = m.pipeline.tick_with(snapshot, t0);
+            notifications.extend(tick.notifications);
+            namespaces.push(NamespacePublished {
+                identity: m.identity.clone(),
+                label: m.label.clone(),
+                published: tick.published,
+            });
+        }
+        for inode in gone {
+            self.remove(inode, now, &mut notifications);
+        }
+        // The daemon's own namespace first.
+        namespaces.sort_by_key(|n| (n.identity.inode != self.home, n.identity.inode));
+        let published = Arc::new(FleetPublished {
+            namespaces,
+            seen: self.seen,
+            skipped: self.skipped,
+            visits_failed: self.visits_failed,
+            discovery_seconds: self.discovery_seconds,
+            all_namespaces: self.visitor.is_some(),
+            finished: Instant::now(),
+        });
+        FleetTick { published, notifications, took: started.elapsed() }
+    }
+}
+
+fn object_count(s: &Snapshot) -> u64 {
+    s.semaphores.as_ref().map_or(0, |x| x.arrays)
+        + s.message_queues.as_ref().map_or(0, |x| x.queues)
+        + s.shared_memory.as_ref().map_or(0, |x| x.segments)
+}
+
+/// A sample of a namespace that could not be entered: every collector failed, and says why.
+fn failed_snapshot(e: &VisitError) -> Snapshot {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let report = |name| CollectorReport {
+        name,
+        ok: false,
+        source: Origin::None,
+        duration_seconds: 0.0,
+        error: Some(e.to_string()),
+    };
+    Snapshot {
+        timestamp: now,
+        collectors: vec![report("sem"), report("msg"), report("shm"), report("limits")],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,269 @@
+//! Every IPC namespace on the host: which exist (from the processes under procfs), what owns
+//! each (container, pod, systemd unit, from `/proc/PID/cgroup`), and a visit to one that
+//! samples it from inside.
+//!
+//! A visit opens `/proc/PID/ns/ipc` through a live process, checks that it is still the
+//! namespace that was discovered, moves this thread into it (`setns`), runs the sample, moves
+//! back, and closes the descriptor. Nothing is held between visits: an open namespace
+//! descriptor would keep a dead container's namespace, and every object in it, alive.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The host's initial IPC namespace, the same inode on every Linux system.
+pub const INIT_IPC_NAMESPACE: u64 = 4026531839;
+
+/// What owns a namespace, as far as its processes tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The namespace's inode number (what `ipc_namespace` labels carry, in decimal).
+    pub inode: u64,
+    /// The host's initial namespace.
+    pub host: bool,
+    /// Docker, containerd (cri-containerd), CRI-O or Podman container id.
+    pub container_id: Option<String>,
+    /// Kubernetes pod UID, and its name and namespace when the kubelet's log folders say.
+    pub pod_uid: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    /// The systemd unit of the oldest process (a service, or a container's scope).
+    pub unit: Option<String>,
+    /// The oldest process in the namespace: its pid and command name.
+    pub pid: u32,
+    pub comm: String,
+}
+
+/// A discovered namespace: its identity and every pid seen in it, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub identity: Identity,
+    pub pids: Vec<u32>,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub namespaces: Vec<Found>,
+    /// Processes whose namespace could not be read (no ptrace access: other users' processes
+    /// without CAP_SYS_PTRACE).
+    pub unreadable: usize,
+    pub processes: usize,
+}
+
+/// `ipc:[4026531839]` as 4026531839.
+fn parse_ns_link(link: &Path) -> Option<u64> {
+    let s = link.to_str()?;
+    s.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn start_time(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
+/// `/var/log/pods` (its folders name pods by UID), read if it exists.
+pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
+    let mut scan = Scan::default();
+    // inode -> (start time, pid) of each process, to find the oldest.
+    let mut members: HashMap<u64, Vec<(u64, u32)>> = HashMap::new();
+    let mut stat = String::new();
+    for entry in std::fs::read_dir(procfs)? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        scan.processes += 1;
+        let dir = entry.path();
+        let Some(inode) = std::fs::read_link(dir.join("ns/ipc")).ok().as_deref().and_then(parse_ns_link)
+        else {
+            scan.unreadable += 1;
+            continue;
+        };
+        stat.clear();
+        let started = crate::read_text(&dir.join("stat"), &mut stat).ok().and_then(|_| start_time(&stat));
+        members.entry(inode).or_default().push((started.unwrap_or(u64::MAX), pid));
+    }
+    let pods = pod_names(pod_logs);
+    let mut text = String::new();
+    for (inode, mut procs) in members {
+        procs.sort_unstable();
+        let pid = procs[0].1;
+        let dir = procfs.join(pid.to_string());
+        text.clear();
+        let comm = crate::read_text(&dir.join("comm"), &mut text)
+            .map(|_| text.trim().to_string())
+            .unwrap_or_default();
+        text.clear();
+        let cgroup = crate::read_text(&dir.join("cgroup"), &mut text)
+            .map(|_| identify_cgroup(&text))
+            .unwrap_or_default();
+        let (pod, pod_namespace) = match cgroup.pod_uid.as_ref().and_then(|u| pods.get(u)) {
+            Some((ns, name)) => (Some(name.clone()), Some(ns.clone())),
+            None => (None, None),
+        };
+        let identity = Identity {
+            inode,
+            host: inode == INIT_IPC_NAMESPACE,
+            container_id: cgroup.container_id,
+            pod_uid: cgroup.pod_uid,
+            pod,
+            pod_namespace,
+            unit: cgroup.unit,
+            pid,
+            comm,
+        };
+        scan.namespaces.push(Found { identity, pids: procs.into_iter().map(|(_, p)| p).collect() });
+    }
+    scan.namespaces.sort_by_key(|f| f.identity.inode);
+    Ok(scan)
+}
+
+/// What a process's cgroup path says about its owner.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CgroupIdentity {
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    pub unit: Option<String>,
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads `/proc/PID/cgroup` (v1 or v2 lines `N:controllers:/path`): the container id of
+/// Docker (`docker-ID.scope`, `/docker/ID`), containerd (`cri-containerd-ID.scope`), CRI-O
+/// (`crio-ID.scope`) and Podman (`libpod-ID.scope`); a Kubernetes pod UID (`pod<uid>`, with
+/// dashes or the underscores systemd slices use); and the systemd unit.
+pub fn identify_cgroup(text: &str) -> CgroupIdentity {
+    let mut id = CgroupIdentity::default();
+    // The unified hierarchy (0::) is preferred for the unit, then v1's name=systemd; ids are
+    // taken from whichever line has them.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_by_key(|l| {
+        if l.starts_with("0::") {
+            0
+        } else if l.contains(":name=systemd:") {
+            1
+        } else {
+            2
+        }
+    });
+    for line in lines {
+        let Some(path) = line.splitn(3, ':').nth(2) else { continue };
+        let mut unit = None;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let stem = part.strip_suffix(".scope").unwrap_or(part);
+            if id.container_id.is_none() && !stem.starts_with("libpod-conmon-") {
+                let cid = ["docker-", "cri-containerd-", "crio-", "libpod-"]
+                    .iter()
+                    .find_map(|p| stem.strip_prefix(p))
+                    .unwrap_or(stem);
+                if is_container_id(cid) {
+                    id.container_id = Some(cid.to_string());
+                }
+            }
+            if id.pod_uid.is_none() {
+                // `pod<uid>` (cgroupfs), or `kubepods-burstable-pod<uid_with_underscores>.slice`.
+                let slice = part.strip_suffix(".slice").unwrap_or(part);
+                let candidates = [Some(slice), slice.rsplit_once('-').map(|(_, last)| last)];
+                for c in candidates.into_iter().flatten() {
+                    if let Some(uid) = c.strip_prefix("pod").map(|u| u.replace('_', "-")) {
+                        if uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                            id.pod_uid = Some(uid);
+                            break;
+                        }
+                    }
+                }
+            }
+            if (part.ends_with(".service") || part.ends_with(".scope")) && !part.starts_with("session-") {
+                unit = Some(part.to_string());
+            }
+        }
+        if id.unit.is_none() {
+            id.unit = unit;
+        }
+    }
+    id
+}
+
+/// Pod UID -> (namespace, name), from the kubelet's `/var/log/pods/<ns>_<pod>_<uid>` folders.
+pub fn pod_names(pod_logs: &Path) -> HashMap<String, (String, String)> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(pod_logs) else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let mut parts = name.rsplitn(2, '_');
+        let (Some(uid), Some(rest)) = (parts.next(), parts.next()) else { continue };
+        if let Some((ns, pod)) = rest.split_once('_') {
+            out.insert(uid.to_string(), (ns.to_string(), pod.to_string()));
+        }
+    }
+    out
+}
+
+/// Why a visit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError {
+    #[error("no process of the namespace is left")]
+    Gone,
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot enter the namespace: {0} (CAP_SYS_ADMIN is needed)")]
+    Enter(io::Error),
+    #[error("cannot return to the daemon's own namespace: {0}")]
+    Return(io::Error),
+}
+
+/// Visits namespaces from the calling thread, which it always brings back home. Home is the
+/// process's main thread's namespace, reopened for each return, so no namespace descriptor
+/// is ever held between visits (the calling thread must not be the main thread).
+pub struct Visitor {
+    procfs: PathBuf,
+    pub home_inode: u64,
+}
+
+/// The namespace of the process's main thread: the daemon's own.
+const HOME: &str = "/proc/self/ns/ipc";
+
+impl Visitor {
+    pub fn new(procfs: &Path) -> io::Result<Visitor> {
+        let home_inode = std::fs::metadata(HOME)?.ino();
+        Ok(Visitor { procfs: procfs.to_path_buf(), home_inode })
+    }
+
+    /// Runs `f` inside namespace `inode`, entered through the first of `pids` that still
+    /// lives in it. The namespace descriptor is closed before this returns.
+    pub fn visit<T>(&self, inode: u64, pids: &[u32], f: impl FnOnce() -> T) -> Result<T, VisitError> {
+        if inode == self.home_inode {
+            return Ok(f());
+        }
+        let mut last = None;
+        for pid in pids {
+            let path = self.procfs.join(pid.to_string()).join("ns/ipc");
+            match File::open(&path) {
+                // The pid may have been reused by a process of another namespace.
+                Ok(ns) if ns.metadata().map(|m| m.ino()).ok() == Some(inode) => {
+                    crate::sys::enter_ipc_namespace(&ns).map_err(VisitError::Enter)?;
+                    drop(ns);
+                    let out = f();
+                    let home = File::open(HOME).map_err(VisitError::Return)?;
+                    crate::sys::enter_ipc_namespace(&home).map_err(VisitError::Return)?;
+                    return Ok(out);
+                }
+                Ok(_) => continue,
+                Err(source) => last = Some(VisitError::Open { path, source }),
+            }
+        }
+        Err(last.unwrap_or(VisitError::Gone))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! cgroup lines as real hosts write them, one per runtime.
+
+use super::*;
+
+const ID: &str = "4f1d2c3b4a5968778695a4b3c2d1e0f1f2e3d4c5b6a798897a6b5c4d3e2f1a0b";
+
+fn id(text: &str) -> CgroupIdentity {
+    identify_cgroup(text)
+}
+
+#[test]
+fn docker_with_systemd_and_cgroupfs_drivers() {
+    let v2 = id(&format!("0::/system.slice/docker-{ID}.scope\n"));
+    assert_eq!(v2.container_id.as_deref(), Some(ID));
+    assert_eq!(v2.unit, Some(format!("docker-{ID}.scope")));
+    let v1 = id(&format!(
+        "12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/system.slice/containerd.service\n"
+    ));
+    assert_eq!(v1.container_id.as_deref(), Some(ID), "{v1:?}");
+}
+
+#[test]
+fn kubernetes_containerd_and_crio_with_pod_uids() {
+    let k = id(&format!(
+        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b5f6c0e_1d2a_4c3b_9e8f_7a6b5c4d3e2f.slice/cri-containerd-{ID}.scope\n"
+    ));
+    assert_eq!(k.container_id.as_deref(), Some(ID));
+    assert_eq!(k.pod_uid.as_deref(), Some("0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"));
+    let cgroupfs = id(&format!("0::/kubepods/besteffort/pod0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f/{ID}\n"));
+    assert_eq!(cgroupfs.pod_uid.as_deref(), Some("0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"));
+    assert_eq!(cgroupfs.container_id.as_deref(), Some(ID));
+    let crio = id(&format!(
+        "0::/kubepods.slice/kubepods-pod0b5f6c0e_1d2a_4c3b_9e8f_7a6b5c4d3e2f.slice/crio-{ID}.scope\n"
+    ));
+    assert_eq!(crio.container_id.as_deref(), Some(ID));
+    assert_eq!(crio.pod_uid.as_deref(), Some("0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"));
+}
+
+#[test]
+fn podman_rootful_and_rootless_but_not_conmon() {
+    let rootful = id(&format!("0::/machine.slice/libpod-{ID}.scope/container\n"));
+    assert_eq!(rootful.container_id.as_deref(), Some(ID));
+    let rootless =
+        id(&format!("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope\n"));
+    assert_eq!(rootless.container_id.as_deref(), Some(ID));
+    let conmon = id(&format!("0::/machine.slice/libpod-conmon-{ID}.scope\n"));
+    assert_eq!(conmon.container_id, None);
+}
+
+#[test]
+fn systemd_units_and_nspawn() {
+    let pg = id("0::/system.slice/postgresql@15-main.service\n");
+    assert_eq!((pg.container_id, pg.unit.as_deref()), (None, Some("postgresql@15-main.service")));
+    let nspawn = id("0::/machine.slice/systemd-nspawn@db.service/payload/system.slice/sshd.service\n");
+    assert_eq!(nspawn.unit.as_deref(), Some("sshd.service"));
+    let login = id("0::/user.slice/user-1000.slice/session-3.scope\n");
+    assert_eq!(login.unit, None, "a login session is not a unit worth naming");
+    assert_eq!(id(""), CgroupIdentity::default());
+    assert_eq!(id("garbage without colons\n"), CgroupIdentity::default());
+}
+
+#[test]
+fn pod_names_come_from_the_kubelets_log_folders() {
+    let dir = std::env::temp_dir().join(format!("ipcwatch-pods-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("db_postgres-0_0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f")).unwrap();
+    std::fs::create_dir_all(
+        dir.join("kube-system_coredns-5d78c9869d-abcde_11111111-2222-3333-4444-555555555555"),
+    )
+    .unwrap();
+    let pods = pod_names(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(pods["0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"], ("db".to_string(), "postgres-0".to_string()));
+    assert_eq!(pods["11111111-2222-3333-4444-555555555555"].1, "coredns-5d78c9869d-abcde");
+}
+
+#[test]
+fn start_time_survives_odd_command_names() {
+    let stat = "1234 (we (ird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+    assert_eq!(start_time(stat), Some(987654));
+    assert_eq!(start_time("garbage"), None);
+}
+
+#[test]
+fn this_process_is_found_in_its_namespace() {
+    let scan = scan(Path::new("/proc"), Path::new("/nonexistent")).unwrap();
+    let own = std::fs::metadata("/proc/self/ns/ipc").unwrap().ino();
+    let me = std::process::id();
+    let found = scan.namespaces.iter().find(|f| f.identity.inode == own).expect("our namespace");
+    assert!(found.pids.contains(&me));
+    assert!(scan.processes >= scan.namespaces.len());
+}

@@ -1,0 +1,133 @@
+//! Every IPC namespace on the host: the daemon, in one namespace, watches three more held by
+//! `unshare --ipc` processes, each against its own limits, and lets go of one when it ends.
+
+use std::time::Duration;
+
+use crate::alerts::{eventually, repo, Alertmanager};
+use crate::http::{get, ns_samples, wait_ready};
+use crate::ns::{Namespace, IPCWATCH};
+
+fn metric(m: &std::collections::BTreeMap<String, f64>, name: &str, ns: u64) -> Option<f64> {
+    m.get(&format!("{name}{{ipc_namespace=\"{ns}\"}}")).copied()
+}
+
+#[test]
+fn each_namespace_is_watched_against_its_own_limits_and_a_gone_one_leaves() {
+    let mut ns = Namespace::new("fleet");
+    ns.cmd("sem 0 1");
+    let own: u64 =
+        ns.cmd("check-namespace").trim_start_matches("ipc:[").trim_end_matches(']').parse().unwrap();
+    // Three more namespaces with their own limits and objects. The first is near its SEMMNI.
+    let near: Vec<&str> =
+        std::iter::once("sysctl sem 250 100 32 10").chain(std::iter::repeat_n("sem 0 2", 9)).collect();
+    let (near_pid, near_ns, _) = ns.hold(&near);
+    let (_, queues_ns, _) = ns.hold(&["sysctl msgmni 5", "msg 0", "msg 0", "msg 0"]);
+    let (_, shm_ns, _) = ns.hold(&["sysctl shmmni 7", "shm 0 10000", "shm 0 20000"]);
+
+    let am = Alertmanager::start(&ns.path("am"));
+    let rules = ns.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let fast = std::fs::read_to_string(repo("alerts/ipc.conf")).unwrap().replace("every: 10s", "every: 1s");
+    std::fs::write(rules.join("ipc.conf"), fast).unwrap();
+    let config = ns.path("fleet.toml");
+    std::fs::write(
+        &config,
+        format!("[namespaces]\nrescan = 1\n[alerts]\nrules = \"rules\"\nalertmanagers = [\"http://127.0.0.1:{}\"]\n", am.port),
+    )
+    .unwrap();
+    let port = crate::http::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (daemon, log) =
+        ns.spawn(IPCWATCH, &["--config", config.to_str().unwrap(), "--web.listen-address", &addr]);
+    wait_ready(port, &log);
+
+    let all_seen = || {
+        let m = ns_samples(&get(port, "/metrics").body);
+        [own, near_ns, queues_ns, shm_ns].iter().all(|n| metric(&m, "sysvipc_semaphore_arrays", *n).is_some())
+    };
+    assert!(eventually(10, all_seen), "not every namespace is watched:\n{}", get(port, "/metrics").body);
+    let body = get(port, "/metrics").body;
+    let m = ns_samples(&body);
+    assert_eq!(metric(&m, "sysvipc_semaphore_arrays", own), Some(1.0), "{body}");
+    assert_eq!(metric(&m, "sysvipc_semaphore_arrays_limit", own), Some(32000.0));
+    assert_eq!(metric(&m, "sysvipc_semaphore_arrays", near_ns), Some(9.0));
+    assert_eq!(metric(&m, "sysvipc_semaphores", near_ns), Some(18.0));
+    assert_eq!(metric(&m, "sysvipc_semaphore_arrays_limit", near_ns), Some(10.0));
+    assert_eq!(metric(&m, "sysvipc_message_queues", queues_ns), Some(3.0));
+    assert_eq!(metric(&m, "sysvipc_message_queues_limit", queues_ns), Some(5.0));
+    assert_eq!(metric(&m, "sysvipc_shared_memory_segments", shm_ns), Some(2.0));
+    assert_eq!(metric(&m, "sysvipc_shared_memory_bytes", shm_ns), Some(30000.0));
+    assert_eq!(metric(&m, "sysvipc_shared_memory_segments_limit", shm_ns), Some(7.0));
+    assert_eq!(m.get("ipcwatch_namespaces_all"), Some(&1.0));
+    let info = |n: u64| {
+        body.lines().find(|l| l.starts_with(&format!("sysvipc_namespace_info{{ipc_namespace=\"{n}\",")))
+    };
+    let near_info = info(near_ns).unwrap_or_else(|| panic!("no info for {near_ns}:\n{body}"));
+    assert!(
+        near_info.contains("comm=\"ipcwatch-testki\"") && near_info.contains("host=\"false\""),
+        "{near_info}"
+    );
+
+    // The namespace near its SEMMNI raises the ported rule under its own chart and label;
+    // the daemon's own namespace stays CLEAR.
+    let status = |chart: &str, n: u64, s: &str| {
+        format!("ipcwatch_alert_status{{alert=\"semaphore_arrays_used\",chart=\"{chart}\",ipc_namespace=\"{n}\",status=\"{s}\"}}")
+    };
+    let near_chart = format!("ipc_ns_{near_ns}.ipc_semaphore_arrays");
+    assert!(
+        eventually(10, || ns_samples(&get(port, "/metrics").body).get(&status(
+            &near_chart,
+            near_ns,
+            "WARNING"
+        )) == Some(&1.0)),
+        "{}",
+        get(port, "/metrics").body
+    );
+    let m = ns_samples(&get(port, "/metrics").body);
+    assert_eq!(m.get(&status("system.ipc_semaphore_arrays", own, "CLEAR")), Some(&1.0));
+    let at_am = || {
+        am.alerts().as_array().unwrap().iter().any(|a| {
+            a["labels"]["alertname"] == "semaphore_arrays_used"
+                && a["labels"]["ipc_namespace"].as_str() == Some(near_ns.to_string().as_str())
+        })
+    };
+    assert!(eventually(15, at_am), "Alertmanager has no alert with the namespace: {}", am.alerts());
+
+    // Its last process ends: its series leave within two ticks, its alert is resolved.
+    ns.cmd(&format!("signal {near_pid} 9"));
+    ns.cmd(&format!("wait {near_pid}"));
+    let gone = || !get(port, "/metrics").body.contains(&format!("ipc_namespace=\"{near_ns}\""));
+    assert!(eventually(3, gone), "series of the ended namespace remain:\n{}", get(port, "/metrics").body);
+    assert!(eventually(15, || !at_am()), "not resolved at Alertmanager: {}", am.alerts());
+    // And the daemon holds no descriptor of any namespace.
+    std::thread::sleep(Duration::from_millis(200));
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("ipc:["))
+        .collect();
+    assert!(fds.is_empty(), "namespace descriptors held: {fds:?}");
+}
+
+#[test]
+fn without_capabilities_mode_all_watches_its_own_namespace_and_says_why() {
+    let mut ns = Namespace::new("nocaps");
+    ns.cmd("sem 0 2");
+    let (_, other, _) = ns.hold(&["sem 0 5"]);
+    let port = crate::http::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // No capabilities at all: root without its bounding set.
+    let (_, log) =
+        ns.spawn("setpriv", &["--bounding-set=-all", "--", IPCWATCH, "--web.listen-address", &addr]);
+    wait_ready(port, &log);
+    let body = get(port, "/metrics").body;
+    let m = ns_samples(&body);
+    assert_eq!(m.get("ipcwatch_namespaces_all"), Some(&0.0), "{body}");
+    assert!(!body.contains(&format!("ipc_namespace=\"{other}\"")), "{body}");
+    assert_eq!(m.get("ipcwatch_namespaces_watched"), Some(&1.0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("needs CAP_SYS_ADMIN")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("WARN") && line.contains("watching the daemon's own only"), "{line}");
+    assert_eq!(text.matches("needs CAP_SYS_ADMIN").count(), 1, "said once: {text}");
+}
