@@ -131,3 +131,51 @@ fn without_capabilities_mode_all_watches_its_own_namespace_and_says_why() {
     assert!(line.contains("WARN") && line.contains("watching the daemon's own only"), "{line}");
     assert_eq!(text.matches("needs CAP_SYS_ADMIN").count(), 1, "said once: {text}");
 }
+
+#[test]
+fn only_the_sampler_thread_holds_capabilities() {
+    let mut ns = Namespace::new("caps");
+    let port = crate::http::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // Root of a fresh user namespace: every capability, as under AmbientCapabilities.
+    let (pid, log) = ns.spawn(IPCWATCH, &["--web.listen-address", &addr]);
+    wait_ready(port, &log);
+    let mut seen = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_string();
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim().to_string();
+        let eff = u64::from_str_radix(&eff, 16).unwrap();
+        seen.push((name, eff));
+    }
+    let admin_ptrace = (1u64 << 21) | (1 << 19);
+    assert!(seen.len() >= 4, "{seen:?}");
+    for (name, eff) in &seen {
+        // comm is cut at 15 characters: "ipcwatch-sampler" reads "ipcwatch-sample".
+        let want = if name == "ipcwatch-sample" { admin_ptrace } else { 0 };
+        assert_eq!(*eff, want, "thread {name}: CapEff {eff:#x}; all: {seen:x?}");
+    }
+}
+
+#[test]
+fn snapshot_all_namespaces_lists_each_with_its_owner() {
+    let mut ns = Namespace::new("snapall");
+    ns.cmd("sem 0 2");
+    let (_, other, _) = ns.hold(&["sysctl msgmni 3", "msg 0", "msg 0"]);
+    let (code, text) = ns.run(IPCWATCH, &["snapshot", "--all-namespaces", "--json"]);
+    assert_eq!(code, "0", "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{text}");
+    assert_eq!(list[0]["snapshot"]["semaphores"]["arrays"], 1, "the caller's namespace first");
+    let held = &list[1];
+    assert_eq!(held["namespace"]["inode"], other);
+    assert_eq!(held["namespace"]["comm"], "ipcwatch-testki");
+    assert_eq!(held["snapshot"]["message_queues"]["queues"], 2);
+    assert_eq!(held["snapshot"]["limits"]["msgmni"], 3);
+    let (code, table) = ns.run(IPCWATCH, &["snapshot", "--all-namespaces"]);
+    assert_eq!(code, "0", "{table}");
+    assert!(table.contains(&format!("== IPC namespace {other} oldest process")), "{table}");
+    assert_eq!(table.matches("RESOURCE").count(), 2, "{table}");
+}

@@ -302,6 +302,37 @@ pub fn report(s: &Snapshot) -> String {
     out
 }
 
+/// The report for every namespace: a header naming the namespace and its owner, then its
+/// report (or why it could not be read).
+pub fn report_all(all: &[ipcwatch_sampler::namespaces::NamespaceSnapshot]) -> String {
+    let mut out = String::new();
+    for n in all {
+        let i = &n.namespace;
+        let _ = write!(out, "== IPC namespace {}{}", i.inode, if i.host { " (host)" } else { "" });
+        let owner = [
+            ("container", &i.container_id),
+            ("pod_uid", &i.pod_uid),
+            ("pod", &i.pod),
+            ("pod_namespace", &i.pod_namespace),
+            ("unit", &i.unit),
+        ];
+        for (k, v) in owner {
+            if let Some(v) = v {
+                let _ = write!(out, " {k}={v}");
+            }
+        }
+        let _ = writeln!(out, " oldest process {} ({})", i.pid, i.comm);
+        match (&n.snapshot, &n.error) {
+            (Some(s), _) => out.push_str(&report(s)),
+            (None, e) => {
+                let _ = writeln!(out, "not read: {}", e.as_deref().unwrap_or("unknown"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The metrics table of docs/metrics.md, generated from [`FIGURES`] and [`QUEUE_FIGURES`].
 pub fn markdown_table() -> String {
     let mut out =

@@ -186,6 +186,51 @@ impl Default for Alerts {
         }
     }
 }
+/// Command-line flags that override the file (`None` or empty: keep the file's value).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub listen_addresses: Vec<String>,
+    pub procfs: Option<PathBuf>,
+    pub log_level: Option<LogLevel>,
+    pub web_config: Option<PathBuf>,
+    pub telemetry_path: Option<String>,
+}
+
+impl Config {
+    /// The file at `path` (or the defaults), with `flags` on top, validated: what the daemon
+    /// runs with, at start and at every reload.
+    pub fn with_flags(path: Option<&Path>, flags: &Flags) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        flags.apply(&mut config);
+        config.validate().map_err(|(key, problem)| ConfigError(format!("{key}: {problem}")))?;
+        Ok(config)
+    }
+}
+
+impl Flags {
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(w) = &self.web_config {
+            // A flag's path is relative to where ipcwatch was started, not to the config file.
+            c.web.config_file = Some(std::path::absolute(w).unwrap_or_else(|_| w.clone()));
+        }
+        if let Some(t) = &self.telemetry_path {
+            c.web.telemetry_path = t.clone();
+        }
+        if !self.listen_addresses.is_empty() {
+            c.web.listen_addresses = self.listen_addresses.clone();
+        }
+        if let Some(p) = &self.procfs {
+            c.sampling.procfs = p.clone();
+        }
+        if let Some(l) = self.log_level {
+            c.log.level = l;
+        }
+    }
+}
+
 /// A configuration problem, already phrased for the operator (`file:line: key: problem`).
 #[derive(Debug)]
 pub struct ConfigError(pub String);

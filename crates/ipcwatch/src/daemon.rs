@@ -10,45 +10,74 @@ use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
 use ipcwatch_exporter::{BuildInfo, Limits, State, WebConfigFile};
 use ipcwatch_pipeline::Fleet;
+use ipcwatch_sampler::namespaces;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logging::LogHandle;
-use ipcwatch_config::{Config, ConfigError};
+use ipcwatch_config::{Config, ConfigError, Flags};
 
 /// What the sampling thread is told: a reloaded config with its rules.
 type Reload = Box<(Config, Vec<Rule>)>;
 
-pub fn build_info() -> BuildInfo {
-    BuildInfo {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        revision: option_env!("IPCWATCH_REVISION").unwrap_or("unknown").to_string(),
-    }
+fn build_info() -> BuildInfo {
+    let revision = option_env!("IPCWATCH_REVISION").unwrap_or("unknown").to_string();
+    BuildInfo { version: env!("CARGO_PKG_VERSION").to_string(), revision }
 }
 
-/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP; `overrides` re-applies
-/// the command-line flags on top of it each time.
-pub fn run(
-    config: Config,
-    config_path: Option<PathBuf>,
-    overrides: impl Fn(&mut Config) + Send + 'static,
-    log: LogHandle,
-) -> anyhow::Result<()> {
+/// The sampling thread, from the HTTP side: its controls and its end.
+struct Sampling {
+    control: mpsc::Sender<Reload>,
+    first: tokio::sync::oneshot::Receiver<()>,
+    delivery: mpsc::SyncSender<Delivery>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP, with `flags` on top.
+pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogHandle) -> anyhow::Result<()> {
     let rules = config.rules()?;
+    let state = State::new(build_info());
+    state.set_stale_after(config.stale_after());
+    state.set_telemetry_path(&config.web.telemetry_path);
+    let (control, control_rx) = mpsc::channel();
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    let (delivery, delivery_rx) = mpsc::sync_channel(1);
+    let (loop_state, c) = (state.clone(), config.clone());
+    // Started before anything else: threads inherit their creator's capabilities, and only
+    // this one may keep those that enter other namespaces.
+    let thread = std::thread::Builder::new()
+        .name("ipcwatch-sampler".into())
+        .spawn(move || {
+            if let Err(e) = namespaces::keep_thread_capabilities(namespaces::VISIT_CAPABILITIES) {
+                tracing::warn!(error = %e, "cannot drop the sampler thread's other capabilities");
+            }
+            // Made on this thread: namespace visits (setns) move only the thread that makes them.
+            let fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
+            if let Ok(delivery) = delivery_rx.recv() {
+                sampling_loop(fleet, loop_state, delivery, control_rx, first_tx);
+            }
+        })
+        .context("starting the sampling thread")?;
+    // The rest of the daemon, and the HTTP workers it starts below, runs without capabilities.
+    if let Err(e) = namespaces::keep_thread_capabilities(0) {
+        tracing::warn!(error = %e, "cannot drop the capabilities of the HTTP side");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("ipcwatch-http")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, rules, config_path, overrides, log))
+    let sampling = Sampling { control, first, delivery, thread };
+    runtime.block_on(serve(config, state, sampling, config_path, flags, log))
 }
 
 async fn serve(
     config: Config,
-    rules: Vec<Rule>,
+    state: Arc<State>,
+    sampling: Sampling,
     config_path: Option<PathBuf>,
-    overrides: impl Fn(&mut Config),
+    flags: Flags,
     log: LogHandle,
 ) -> anyhow::Result<()> {
     let listeners = ipcwatch_exporter::bind(&config.web.listen_addresses).await?;
@@ -57,29 +86,11 @@ async fn serve(
             tracing::info!(address = %addr, "listening");
         }
     }
-    let web = match config.web_config_path() {
-        Some(p) => {
-            Some(Arc::new(WebConfigFile::open(&p).map_err(|e| ConfigError(format!("web config: {e}")))?))
-        }
-        None => None,
-    };
-    let state = State::new(build_info());
-    state.set_stale_after(config.stale_after());
-    state.set_telemetry_path(&config.web.telemetry_path);
+    let web = config.web_config_path().map(|p| WebConfigFile::open(&p).map(Arc::new)).transpose();
+    let web = web.map_err(|e| ConfigError(format!("web config: {e}")))?;
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
-    let (control_tx, control_rx) = mpsc::channel();
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let loop_state = state.clone();
-    let loop_config = config.clone();
-    let sampler_thread = std::thread::Builder::new()
-        .name("ipcwatch-sampler".into())
-        .spawn(move || {
-            // Made on this thread: namespace visits (setns) move only the thread that makes them.
-            let c = loop_config;
-            let fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
-            sampling_loop(fleet, loop_state, delivery, control_rx, first_tx)
-        })
-        .context("starting the sampling thread")?;
+    let _ = sampling.delivery.send(delivery);
+    let Sampling { control: control_tx, first: first_rx, thread: sampler_thread, .. } = sampling;
 
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -113,8 +124,12 @@ async fn serve(
             }
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[NotifyState::Reloading, monotonic()]);
-                match reload(&config_path, &overrides, &current) {
-                    Ok((new, rules)) => {
+                let new = Config::with_flags(config_path.as_deref(), &flags).and_then(|c| Ok((c.rules()?, c)));
+                match new {
+                    Ok((rules, new)) => {
+                        if new.web.listen_addresses != current.web.listen_addresses {
+                            tracing::warn!("listen addresses changed; they take effect at the next restart");
+                        }
                         log.set(new.log.level);
                         state.set_stale_after(new.stale_after());
                         current = new.clone();
@@ -135,23 +150,6 @@ async fn serve(
 
 fn monotonic() -> NotifyState<'static> {
     NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0))
-}
-
-fn reload(
-    path: &Option<PathBuf>,
-    overrides: &impl Fn(&mut Config),
-    current: &Config,
-) -> anyhow::Result<(Config, Vec<Rule>)> {
-    let mut new = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    overrides(&mut new);
-    if new.web.listen_addresses != current.web.listen_addresses {
-        tracing::warn!("listen addresses changed in the configuration; they take effect at the next restart");
-    }
-    let rules = new.rules()?;
-    Ok((new, rules))
 }
 
 fn sampling_loop(

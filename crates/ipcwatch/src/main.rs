@@ -11,9 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ipcwatch_sampler::{Sampler, SamplerConfig, Source};
+use ipcwatch_charts::figures;
+use ipcwatch_sampler::{namespaces, Sampler, SamplerConfig, Snapshot, Source};
 
-use ipcwatch_config::{Config, ConfigError, LogLevel};
+use ipcwatch_config::{Config, ConfigError, Flags, LogLevel};
 
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
@@ -61,6 +62,10 @@ enum Command {
         /// Where to read from: `auto` (syscalls, /proc text as fallback) or `procfs` (text only).
         #[arg(long, value_name = "SOURCE", default_value = "auto")]
         source: Source,
+        /// Every IPC namespace on the host, each with its owner (needs CAP_SYS_ADMIN, and
+        /// CAP_SYS_PTRACE for other users' processes); JSON: a list.
+        #[arg(long)]
+        all_namespaces: bool,
     },
     /// Validate a configuration file (the --config one, or FILE) and exit: 0 if valid, 2 if not.
     CheckConfig {
@@ -120,54 +125,44 @@ fn out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Applies the command-line flags on top of a loaded config.
-fn overrides(cli: &Cli) -> impl Fn(&mut Config) + Send + 'static {
-    let (listen, procfs, level) = (cli.listen.clone(), cli.procfs.clone(), cli.log_level);
-    let (web_config, telemetry) = (cli.web_config.clone(), cli.telemetry_path.clone());
-    move |c: &mut Config| {
-        if let Some(w) = &web_config {
-            // A flag's path is relative to where ipcwatch was started, not to the config file.
-            c.web.config_file = Some(std::path::absolute(w).unwrap_or_else(|_| w.clone()));
-        }
-        if let Some(t) = &telemetry {
-            c.web.telemetry_path = t.clone();
-        }
-        if !listen.is_empty() {
-            c.web.listen_addresses = listen.clone();
-        }
-        if let Some(p) = &procfs {
-            c.sampling.procfs = p.clone();
-        }
-        if let Some(l) = level {
-            c.log.level = l;
-        }
+/// The command-line flags that override the config file.
+fn flags(cli: &Cli) -> Flags {
+    Flags {
+        listen_addresses: cli.listen.clone(),
+        procfs: cli.procfs.clone(),
+        log_level: cli.log_level,
+        web_config: cli.web_config.clone(),
+        telemetry_path: cli.telemetry_path.clone(),
     }
-}
-
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = match &cli.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    overrides(cli)(&mut config);
-    config.validate().map_err(|(key, problem)| ConfigError(format!("{key}: {problem}")))?;
-    Ok(config)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Some(Command::Snapshot { json, source }) => {
+        Some(Command::Snapshot { json, source, all_namespaces }) => {
             let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
             let config =
                 SamplerConfig { procfs, source: *source, segment_memory: true, semaphore_detail: true };
-            let snap = Sampler::new(config).snapshot();
-            let text = if *json {
-                serde_json::to_string_pretty(&snap).context("encoding the snapshot")? + "\n"
+            let (text, ok) = if *all_namespaces {
+                let pods = std::path::Path::new("/var/log/pods");
+                let all = namespaces::snapshot_all(config, pods).context("looking for IPC namespaces")?;
+                let ok = all.iter().all(|n| n.snapshot.as_ref().is_some_and(Snapshot::ok));
+                (
+                    if *json {
+                        serde_json::to_string_pretty(&all)? + "\n"
+                    } else {
+                        figures::report_all(&all)
+                    },
+                    ok,
+                )
             } else {
-                ipcwatch_charts::figures::report(&snap)
+                let snap = Sampler::new(config).snapshot();
+                (
+                    if *json { serde_json::to_string_pretty(&snap)? + "\n" } else { figures::report(&snap) },
+                    snap.ok(),
+                )
             };
             out(&text)?;
-            Ok(if snap.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Some(Command::CheckConfig { file }) => {
             let path = file.clone().or_else(|| cli.config.clone());
@@ -190,10 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         None => {
-            let config = load(&cli)?;
+            let config = Config::with_flags(cli.config.as_deref(), &flags(&cli))?;
             let log = logging::init(config.log.level);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), config = ?cli.config, "starting ipcwatch");
-            daemon::run(config, cli.config.clone(), overrides(&cli), log)?;
+            daemon::run(config, cli.config.clone(), flags(&cli), log)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -208,6 +208,17 @@ pub fn pod_names(pod_logs: &Path) -> HashMap<String, (String, String)> {
     out
 }
 
+/// What entering other namespaces takes: CAP_SYS_ADMIN for setns, CAP_SYS_PTRACE to see the
+/// namespaces of other users' processes.
+pub const VISIT_CAPABILITIES: u64 = (1 << 21) | (1 << 19);
+
+/// Keeps only `keep` of the calling thread's capabilities (and no ambient ones); the other
+/// threads are unaffected. The sampler thread keeps [`VISIT_CAPABILITIES`]; the rest of the
+/// daemon keeps none.
+pub fn keep_thread_capabilities(keep: u64) -> io::Result<()> {
+    crate::sys::keep_thread_capabilities(keep)
+}
+
 /// Why a visit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VisitError {
@@ -263,6 +274,33 @@ impl Visitor {
         }
         Err(last.unwrap_or(VisitError::Gone))
     }
+}
+
+/// One namespace's sample, for `ipcwatch snapshot --all-namespaces`.
+#[derive(Debug, Serialize)]
+pub struct NamespaceSnapshot {
+    pub namespace: Identity,
+    /// `null` when the namespace could not be entered; `error` says why.
+    pub snapshot: Option<crate::Snapshot>,
+    pub error: Option<String>,
+}
+
+/// Samples every IPC namespace found under `procfs`, the caller's first. Without the
+/// capabilities to enter the others, they are listed with the reason instead of a sample.
+pub fn snapshot_all(config: crate::SamplerConfig, pod_logs: &Path) -> io::Result<Vec<NamespaceSnapshot>> {
+    let visitor = Visitor::new(&config.procfs)?;
+    let found = scan(&config.procfs, pod_logs)?;
+    let mut sampler = crate::Sampler::new(config);
+    let mut out: Vec<NamespaceSnapshot> = found
+        .namespaces
+        .into_iter()
+        .map(|f| match visitor.visit(f.identity.inode, &f.pids, || sampler.snapshot()) {
+            Ok(s) => NamespaceSnapshot { namespace: f.identity, snapshot: Some(s), error: None },
+            Err(e) => NamespaceSnapshot { namespace: f.identity, snapshot: None, error: Some(e.to_string()) },
+        })
+        .collect();
+    out.sort_by_key(|n| (n.namespace.inode != visitor.home_inode, n.namespace.inode));
+    Ok(out)
 }
 
 #[cfg(test)]

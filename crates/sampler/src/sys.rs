@@ -196,6 +196,42 @@ pub fn enter_ipc_namespace(ns: &std::fs::File) -> io::Result<()> {
     check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) }).map(drop)
 }
 
+/// Keeps only the capabilities in `keep` (bit numbers as in `<linux/capability.h>`) in the
+/// calling thread's effective, permitted and inheritable sets, and clears its ambient set.
+/// Other threads keep theirs: capabilities are per thread.
+pub fn keep_thread_capabilities(keep: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget fills the header and two Data structs (version 3), which we own.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+    check(ret as libc::c_int)?;
+    for (i, d) in data.iter_mut().enumerate() {
+        let mask = (keep >> (32 * i)) as u32;
+        d.effective &= mask;
+        d.permitted &= mask;
+        d.inheritable = 0;
+    }
+    // SAFETY: capset reads the header and the two Data structs we pass; pid 0 is this thread.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    check(ret as libc::c_int)?;
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    check(ret).map(drop)
+}
+
 /// The user name of `uid` through NSS (`getpwuid_r`), or `None` when none resolves.
 pub fn user_name(uid: u32) -> Option<String> {
     let mut pwd = MaybeUninit::<libc::passwd>::zeroed();
