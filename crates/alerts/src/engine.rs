@@ -245,7 +245,12 @@ fn format_value(v: f64, units: &str) -> String {
 
 impl Engine {
     /// `update_every` is the charts' collection interval: the default `every`.
-    pub fn new(rules: Vec<Rule>, host: Host, update_every: f64) -> Engine {
+    /// Rules may be shared (`Arc<Rule>`) by many engines, one per IPC namespace.
+    pub fn new<R: Into<Arc<Rule>>>(
+        rules: impl IntoIterator<Item = R>,
+        host: Host,
+        update_every: f64,
+    ) -> Engine {
         let mut e = Engine {
             host,
             rules: Vec::new(),
@@ -275,8 +280,8 @@ impl Engine {
     }
 
     /// Replaces the rules (a reload). Alerts whose rule name and chart survive keep their state.
-    pub fn set_rules(&mut self, rules: Vec<Rule>) {
-        self.rules = rules.into_iter().filter(|r| self.host.admits(r)).map(Arc::new).collect();
+    pub fn set_rules<R: Into<Arc<Rule>>>(&mut self, rules: impl IntoIterator<Item = R>) {
+        self.rules = rules.into_iter().map(Into::into).filter(|r| self.host.admits(r)).collect();
         let rules = &self.rules;
         self.alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
         for a in &mut self.alerts {

@@ -114,7 +114,8 @@ pub struct FleetTick {
 pub struct Fleet {
     config: FleetConfig,
     pipeline_config: PipelineConfig,
-    rules: Vec<Rule>,
+    /// Shared by every namespace's engine.
+    rules: Vec<Arc<Rule>>,
     host: Host,
     sampler: Sampler,
     /// `None`: only the daemon's own namespace is watched.
@@ -172,7 +173,7 @@ impl Fleet {
             discovery_seconds: 0.0,
             config,
             pipeline_config,
-            rules,
+            rules: rules.into_iter().map(Arc::new).collect(),
             host,
         };
         fleet.visitor = fleet.visitor_for_mode(visitor.ok());
@@ -221,11 +222,12 @@ impl Fleet {
             self.visitor = self.visitor_for_mode(Visitor::new(&self.config.procfs).ok());
             self.next_scan = None;
         }
-        for m in self.members.values_mut() {
-            m.pipeline.reconfigure(Box::new(Visited), pipeline_config, rules.clone());
-        }
+        self.rules = rules.into_iter().map(Arc::new).collect();
         self.pipeline_config = pipeline_config;
-        self.rules = rules;
+        for (inode, m) in &mut self.members {
+            let config = member_config(&self.pipeline_config, &self.rules, *inode == self.home);
+            m.pipeline.reconfigure(Box::new(Visited), config, self.rules.iter().cloned());
+        }
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -246,8 +248,9 @@ impl Fleet {
     }
 
     fn add(&mut self, identity: Identity, pids: Vec<u32>) {
+        let config = member_config(&self.pipeline_config, &self.rules, identity.inode == self.home);
         let mut pipeline =
-            Pipeline::new(Box::new(Visited), self.pipeline_config, self.rules.clone(), self.host.clone());
+            Pipeline::new(Box::new(Visited), config, self.rules.iter().cloned(), self.host.clone());
         let prefix = (identity.inode != self.home).then(|| format!("ipc_ns_{}", identity.inode));
         pipeline.set_scope(prefix, Self::labels(&identity));
         let inode = identity.inode;
@@ -329,28 +332,33 @@ impl Fleet {
             self.rescan(now, &mut notifications);
             self.next_scan = Some(started + self.config.rescan);
         }
+        // Sample every namespace in one round of visits (straight from one to the next, home
+        // once), then run the pipelines back home.
+        let t0 = Instant::now();
+        let inodes: Vec<u64> = self.members.keys().copied().collect();
+        let targets: Vec<(u64, &[u32])> = self.members.iter().map(|(i, m)| (*i, m.pids.as_slice())).collect();
+        let sampler = &mut self.sampler;
+        let samples = match &self.visitor {
+            Some(v) => v.visit_all(&targets, || sampler.snapshot()),
+            // Only the daemon's own namespace is a member without a visitor.
+            None => Ok(targets.iter().map(|_| Ok(sampler.snapshot())).collect()),
+        };
+        let samples = samples.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the sampler thread could not return to its own namespace");
+            targets.iter().map(|_| Err(VisitError::Gone)).collect()
+        });
         let mut namespaces = Vec::with_capacity(self.members.len());
         let mut gone = Vec::new();
-        let inodes: Vec<u64> = self.members.keys().copied().collect();
-        for inode in inodes {
-            let t0 = Instant::now();
-            let snapshot = if inode == self.home {
-                self.sampler.snapshot()
-            } else {
-                let (visitor, sampler, m) = (self.visitor.as_ref(), &mut self.sampler, &self.members[&inode]);
-                match visitor.map(|v| v.visit(inode, &m.pids, || sampler.snapshot())) {
-                    Some(Ok(s)) => s,
-                    Some(Err(VisitError::Gone)) | None => {
-                        gone.push(inode);
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        self.visits_failed += 1;
-                        if matches!(e, VisitError::Return(_)) {
-                            tracing::error!(error = %e, "the sampler thread could not return home");
-                        }
-                        failed_snapshot(&e)
-                    }
+        for (inode, sample) in inodes.into_iter().zip(samples) {
+            let snapshot = match sample {
+                Ok(s) => s,
+                Err(VisitError::Gone) => {
+                    gone.push(inode);
+                    continue;
+                }
+                Err(e) => {
+                    self.visits_failed += 1;
+                    failed_snapshot(&e)
                 }
             };
             let m = self.members.get_mut(&inode).expect("listed above");
@@ -379,6 +387,19 @@ impl Fleet {
         });
         FleetTick { published, notifications, took: started.elapsed() }
     }
+}
+
+/// The pipeline settings of one namespace. The daemon's own keeps the configured history;
+/// the others keep only as much as the rules' `lookup` windows need (the shipped rules need
+/// none), so a thousand containers do not cost a thousand hours of history.
+fn member_config(base: &PipelineConfig, rules: &[Arc<Rule>], own: bool) -> PipelineConfig {
+    if own {
+        return *base;
+    }
+    let every = base.update_every.as_secs_f64().max(1.0);
+    let window = rules.iter().filter_map(|r| r.lookup.as_ref()).map(|l| -l.after).fold(0.0, f64::max);
+    let rows = (window / every).ceil() as usize + 2;
+    PipelineConfig { history_rows: rows.min(base.history_rows), ..*base }
 }
 
 fn object_count(s: &Snapshot) -> u64 {

@@ -117,7 +117,7 @@ impl Pipeline {
     pub fn new(
         source: Box<dyn SnapshotSource>,
         config: PipelineConfig,
-        rules: Vec<Rule>,
+        rules: impl IntoIterator<Item = impl Into<Arc<Rule>>>,
         host: Host,
     ) -> Pipeline {
         let engine = Engine::new(rules, host, config.update_every.as_secs_f64());
@@ -137,7 +137,12 @@ impl Pipeline {
     }
 
     /// A reload: new caps and history depth, new rules (alerts that survive keep their state).
-    pub fn reconfigure(&mut self, source: Box<dyn SnapshotSource>, config: PipelineConfig, rules: Vec<Rule>) {
+    pub fn reconfigure(
+        &mut self,
+        source: Box<dyn SnapshotSource>,
+        config: PipelineConfig,
+        rules: impl IntoIterator<Item = impl Into<Arc<Rule>>>,
+    ) {
         self.source = source;
         self.registry.set_config(config.registry());
         self.engine.set_rules(rules);

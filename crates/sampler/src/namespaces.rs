@@ -61,20 +61,13 @@ fn parse_ns_link(link: &Path) -> Option<u64> {
     s.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
-fn start_time(stat: &str) -> Option<u64> {
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
 /// `/var/log/pods` (its folders name pods by UID), read if it exists.
 pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
     let mut scan = Scan::default();
-    // inode -> (start time, pid) of each process, to find the oldest.
-    let mut members: HashMap<u64, Vec<(u64, u32)>> = HashMap::new();
-    let mut stat = String::new();
+    // inode -> pids; the lowest pid stands for the oldest process (reading every process's
+    // start time would double the cost of a scan).
+    let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
     for entry in std::fs::read_dir(procfs)? {
         let Ok(entry) = entry else { continue };
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -85,15 +78,13 @@ pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
             scan.unreadable += 1;
             continue;
         };
-        stat.clear();
-        let started = crate::read_text(&dir.join("stat"), &mut stat).ok().and_then(|_| start_time(&stat));
-        members.entry(inode).or_default().push((started.unwrap_or(u64::MAX), pid));
+        members.entry(inode).or_default().push(pid);
     }
     let pods = pod_names(pod_logs);
     let mut text = String::new();
     for (inode, mut procs) in members {
         procs.sort_unstable();
-        let pid = procs[0].1;
+        let pid = procs[0];
         let dir = procfs.join(pid.to_string());
         text.clear();
         let comm = crate::read_text(&dir.join("comm"), &mut text)
@@ -118,7 +109,7 @@ pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
             pid,
             comm,
         };
-        scan.namespaces.push(Found { identity, pids: procs.into_iter().map(|(_, p)| p).collect() });
+        scan.namespaces.push(Found { identity, pids: procs });
     }
     scan.namespaces.sort_by_key(|f| f.identity.inode);
     Ok(scan)
@@ -232,16 +223,19 @@ pub enum VisitError {
     Return(io::Error),
 }
 
-/// Visits namespaces from the calling thread, which it always brings back home. Home is the
-/// process's main thread's namespace, reopened for each return, so no namespace descriptor
-/// is ever held between visits (the calling thread must not be the main thread).
+/// Visits namespaces from the calling thread, which it always brings back home: the
+/// thread's own namespace is opened just before each visit and closed just after, so no
+/// namespace descriptor is held between visits.
 pub struct Visitor {
     procfs: PathBuf,
     pub home_inode: u64,
 }
 
-/// The namespace of the process's main thread: the daemon's own.
-const HOME: &str = "/proc/self/ns/ipc";
+/// The calling thread's namespace.
+const HOME: &str = "/proc/thread-self/ns/ipc";
+
+/// The visiting thread's own namespace, open for one round of visits.
+pub struct Home(File);
 
 impl Visitor {
     pub fn new(procfs: &Path) -> io::Result<Visitor> {
@@ -249,30 +243,84 @@ impl Visitor {
         Ok(Visitor { procfs: procfs.to_path_buf(), home_inode })
     }
 
+    /// The calling thread's namespace, to return to after visits: open it for a round of
+    /// visits (one tick), and drop it after, so nothing is held between rounds.
+    pub fn home(&self) -> Result<Home, VisitError> {
+        File::open(HOME).map(Home).map_err(VisitError::Return)
+    }
+
     /// Runs `f` inside namespace `inode`, entered through the first of `pids` that still
     /// lives in it. The namespace descriptor is closed before this returns.
     pub fn visit<T>(&self, inode: u64, pids: &[u32], f: impl FnOnce() -> T) -> Result<T, VisitError> {
-        if inode == self.home_inode {
-            return Ok(f());
+        self.visit_from(&self.home()?, inode, pids, f)
+    }
+
+    /// Runs `f` inside each of `targets` (inode and live pids) in turn, going from one
+    /// namespace straight to the next and home once at the end: half the `setns` calls of
+    /// single visits. Returns each target's result in order; `Err` only if this thread could
+    /// not get home.
+    pub fn visit_all<T>(
+        &self,
+        targets: &[(u64, &[u32])],
+        mut f: impl FnMut() -> T,
+    ) -> Result<Vec<Result<T, VisitError>>, VisitError> {
+        let home = self.home()?;
+        let mut away = false;
+        let mut out = Vec::with_capacity(targets.len());
+        for (inode, pids) in targets {
+            if *inode == self.home_inode {
+                if std::mem::take(&mut away) {
+                    crate::sys::enter_ipc_namespace(&home.0).map_err(VisitError::Return)?;
+                }
+                out.push(Ok(f()));
+                continue;
+            }
+            match self.enter(*inode, pids) {
+                Ok(()) => {
+                    away = true;
+                    out.push(Ok(f()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
         }
+        if away {
+            crate::sys::enter_ipc_namespace(&home.0).map_err(VisitError::Return)?;
+        }
+        Ok(out)
+    }
+
+    /// Moves this thread into namespace `inode` through the first of `pids` still in it.
+    fn enter(&self, inode: u64, pids: &[u32]) -> Result<(), VisitError> {
         let mut last = None;
         for pid in pids {
             let path = self.procfs.join(pid.to_string()).join("ns/ipc");
             match File::open(&path) {
                 // The pid may have been reused by a process of another namespace.
                 Ok(ns) if ns.metadata().map(|m| m.ino()).ok() == Some(inode) => {
-                    crate::sys::enter_ipc_namespace(&ns).map_err(VisitError::Enter)?;
-                    drop(ns);
-                    let out = f();
-                    let home = File::open(HOME).map_err(VisitError::Return)?;
-                    crate::sys::enter_ipc_namespace(&home).map_err(VisitError::Return)?;
-                    return Ok(out);
+                    return crate::sys::enter_ipc_namespace(&ns).map_err(VisitError::Enter);
                 }
                 Ok(_) => continue,
                 Err(source) => last = Some(VisitError::Open { path, source }),
             }
         }
         Err(last.unwrap_or(VisitError::Gone))
+    }
+
+    /// [`Visitor::visit`] with the thread's namespace already open.
+    pub fn visit_from<T>(
+        &self,
+        home: &Home,
+        inode: u64,
+        pids: &[u32],
+        f: impl FnOnce() -> T,
+    ) -> Result<T, VisitError> {
+        if inode == self.home_inode {
+            return Ok(f());
+        }
+        self.enter(inode, pids)?;
+        let out = f();
+        crate::sys::enter_ipc_namespace(&home.0).map_err(VisitError::Return)?;
+        Ok(out)
     }
 }
 

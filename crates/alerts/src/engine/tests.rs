@@ -237,7 +237,7 @@ fn reload_keeps_state_of_surviving_alerts() {
     assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
     w.engine.set_rules(shipped());
     assert_eq!(w.status("semaphore_arrays_used"), Status::Warning);
-    w.engine.set_rules(Vec::new());
+    w.engine.set_rules(Vec::<Rule>::new());
     assert!(w.engine.alerts().is_empty());
 }
 
