@@ -309,17 +309,8 @@ pub fn report_all(all: &[ipcwatch_sampler::namespaces::NamespaceSnapshot]) -> St
     for n in all {
         let i = &n.namespace;
         let _ = write!(out, "== IPC namespace {}{}", i.inode, if i.host { " (host)" } else { "" });
-        let owner = [
-            ("container", &i.container_id),
-            ("pod_uid", &i.pod_uid),
-            ("pod", &i.pod),
-            ("pod_namespace", &i.pod_namespace),
-            ("unit", &i.unit),
-        ];
-        for (k, v) in owner {
-            if let Some(v) = v {
-                let _ = write!(out, " {k}={v}");
-            }
+        for (k, v) in i.owner() {
+            let _ = write!(out, " {k}={v}");
         }
         let _ = writeln!(out, " oldest process {} ({})", i.pid, i.comm);
         match (&n.snapshot, &n.error) {

@@ -8,16 +8,15 @@
 //! Goals (issue 8): 100 namespaces <= 1 ms a tick; 1,000 <= 10 ms; discovery over 2,000
 //! processes <= 20 ms; RSS at 1,000 namespaces <= 32 MB.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipcwatch_alerts::Host;
 use ipcwatch_pipeline::{rules, Fleet, FleetConfig, PipelineConfig};
 use ipcwatch_sampler::namespaces;
 use ipcwatch_sampler::{testkit as tk, SamplerConfig};
-
-const INIT_IPC_NS: &str = "ipc:[4026531839]";
-const RUNS: usize = 21;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -75,20 +74,7 @@ fn main() {
             std::thread::park();
         }
     }
-    if args.iter().any(|a| a == "--list") {
-        return; // `cargo test --benches` lists benchmarks; this one has no harness.
-    }
-    let ns = std::fs::read_link("/proc/thread-self/ns/ipc").unwrap();
-    if ns.to_string_lossy() == INIT_IPC_NS {
-        // Never create objects in the host's namespace: go again inside a new one.
-        let status = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--ipc"])
-            .arg(std::env::current_exe().unwrap())
-            .args(args.iter().skip(1))
-            .status()
-            .expect("unshare (util-linux) is needed to run this benchmark");
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    common::in_throwaway_namespace();
     let mut holders = Children(Vec::new());
     let mut idle = Children(Vec::new());
     println!(
@@ -106,7 +92,8 @@ fn main() {
         }
         let pods = std::path::Path::new("/nonexistent");
         let mut scan = namespaces::scan(std::path::Path::new("/proc"), pods).unwrap();
-        let discovery = median(|| scan = namespaces::scan(std::path::Path::new("/proc"), pods).unwrap());
+        let discovery =
+            common::median(|| scan = namespaces::scan(std::path::Path::new("/proc"), pods).unwrap());
         let processes = scan.processes - scan.unreadable;
         let rss_before = rss_kib();
         let (rules, _) = rules::builtin();
@@ -125,7 +112,7 @@ fn main() {
             "every holder's namespace and our own; scan found {}",
             scan.namespaces.len()
         );
-        let tick = median(|| {
+        let tick = common::median(|| {
             fleet.tick();
         });
         let rss = rss_kib().saturating_sub(rss_before);
@@ -137,10 +124,10 @@ fn main() {
         });
         let targets: Vec<(u64, &[u32])> =
             scan.namespaces.iter().map(|f| (f.identity.inode, f.pids.as_slice())).collect();
-        let visit_only = median(|| {
+        let visit_only = common::median(|| {
             visitor.visit_all(&targets, || ()).unwrap();
         });
-        let visit_sample = median(|| {
+        let visit_sample = common::median(|| {
             visitor.visit_all(&targets, || sampler.snapshot()).unwrap();
         });
         println!(
@@ -161,17 +148,4 @@ fn main() {
             (visit_sample.as_secs_f64() - visit_only.as_secs_f64()) * 1e3
         );
     }
-}
-
-fn median(mut f: impl FnMut()) -> Duration {
-    f(); // warm up
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
 }

@@ -9,9 +9,10 @@
 //! arrays + 32,000 queues + 4,096 segments with the default cap of 100 charted queues.
 //! Goals (issue 7): idle about 20 µs; the 5,000/1,000/500 load under 1 ms.
 
+mod common;
+
 use std::io::Read;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipcwatch_alerts::Host;
 use ipcwatch_pipeline::{rules, Pipeline, PipelineConfig};
@@ -22,24 +23,8 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-const INIT_IPC_NS: &str = "ipc:[4026531839]";
-const RUNS: usize = 31;
-
 fn main() {
-    let ns = std::fs::read_link("/proc/thread-self/ns/ipc").unwrap();
-    if ns.to_string_lossy() == INIT_IPC_NS {
-        // Never create objects in the host's namespace: go again inside a new one.
-        let status = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--ipc"])
-            .arg(std::env::current_exe().unwrap())
-            .args(std::env::args().skip(1))
-            .status()
-            .expect("unshare (util-linux) is needed to run this benchmark");
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` lists benchmarks; this one has no harness.
-    }
+    common::in_throwaway_namespace();
     println!(
         "{:<28} {:>12} {:>12} {:>8} {:>12}",
         "load (arrays/queues/segs)", "tick", "raw read", "ratio", "allocs/tick"
@@ -62,7 +47,7 @@ fn main() {
             made.2 += 1;
         }
         let mut buf = Vec::with_capacity(8 << 20);
-        let raw = median(|| {
+        let raw = common::median(|| {
             for f in ["/proc/sysvipc/sem", "/proc/sysvipc/msg", "/proc/sysvipc/shm"] {
                 buf.clear();
                 std::fs::File::open(f).unwrap().read_to_end(&mut buf).unwrap();
@@ -78,7 +63,7 @@ fn main() {
             pipeline.tick();
         }
         let mut allocs = Vec::new();
-        let tick = median(|| {
+        let tick = common::median(|| {
             let region = Region::new(GLOBAL);
             let t = pipeline.tick();
             allocs.push(region.change().allocations);
@@ -95,19 +80,6 @@ fn main() {
             allocs[allocs.len() / 2]
         );
     }
-}
-
-fn median(mut f: impl FnMut()) -> Duration {
-    f(); // warm up
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
 }
 
 fn us(d: Duration) -> f64 {

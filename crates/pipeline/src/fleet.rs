@@ -236,14 +236,7 @@ impl Fleet {
 
     fn labels(identity: &Identity) -> Vec<(&'static str, String)> {
         let mut labels = vec![("ipc_namespace", identity.inode.to_string())];
-        let optional = [
-            ("container_id", &identity.container_id),
-            ("pod_uid", &identity.pod_uid),
-            ("pod", &identity.pod),
-            ("pod_namespace", &identity.pod_namespace),
-            ("unit", &identity.unit),
-        ];
-        labels.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+        labels.extend(identity.owner().map(|(k, v)| (k, v.to_string())));
         labels
     }
 

@@ -412,22 +412,17 @@ fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
 
 /// Says which sums stopped at u64::MAX: the figure is a floor, not the truth.
 fn note_saturated_sums(snap: &mut Snapshot) {
-    let mut sums: Vec<(&str, u64)> = Vec::new();
-    if let Some(s) = &snap.semaphores {
-        sums.push(("semaphores", s.semaphores));
-    }
-    if let Some(m) = &snap.message_queues {
-        sums.extend([("message_queues.messages", m.messages), ("message_queues.bytes", m.bytes)]);
-    }
-    if let Some(m) = &snap.shared_memory {
-        sums.extend([
-            ("shared_memory.bytes", m.bytes),
-            ("shared_memory.orphaned_bytes", m.orphaned_bytes),
-            ("shared_memory.resident_bytes", m.resident_bytes),
-            ("shared_memory.swapped_bytes", m.swapped_bytes),
-        ]);
-    }
-    for (name, _) in sums.into_iter().filter(|(_, v)| *v == u64::MAX) {
+    let (sem, msg, shm) = (&snap.semaphores, &snap.message_queues, &snap.shared_memory);
+    let sums = [
+        ("semaphores", sem.as_ref().map(|s| s.semaphores)),
+        ("message_queues.messages", msg.as_ref().map(|m| m.messages)),
+        ("message_queues.bytes", msg.as_ref().map(|m| m.bytes)),
+        ("shared_memory.bytes", shm.as_ref().map(|m| m.bytes)),
+        ("shared_memory.orphaned_bytes", shm.as_ref().map(|m| m.orphaned_bytes)),
+        ("shared_memory.resident_bytes", shm.as_ref().map(|m| m.resident_bytes)),
+        ("shared_memory.swapped_bytes", shm.as_ref().map(|m| m.swapped_bytes)),
+    ];
+    for (name, _) in sums.into_iter().filter(|(_, v)| *v == Some(u64::MAX)) {
         snap.warnings.push(format!("{name}: the sum reaches 2^64 and is shown saturated at {}", u64::MAX));
     }
 }

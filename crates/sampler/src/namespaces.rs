@@ -38,6 +38,21 @@ pub struct Identity {
     pub comm: String,
 }
 
+impl Identity {
+    /// What owns the namespace, as label name and value, where known.
+    pub fn owner(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("container_id", &self.container_id),
+            ("pod_uid", &self.pod_uid),
+            ("pod", &self.pod),
+            ("pod_namespace", &self.pod_namespace),
+            ("unit", &self.unit),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
+}
+
 /// A discovered namespace: its identity and every pid seen in it, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
