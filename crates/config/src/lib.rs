@@ -73,6 +73,8 @@ pub struct Namespaces {
     pub max: usize,
     /// The kubelet's pod log folders, which name pods by UID.
     pub pod_logs: PathBuf,
+    /// Most per-queue series over all namespaces together (the biggest queues first).
+    pub max_queue_series: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +91,7 @@ impl Default for Namespaces {
             rescan: 10,
             max: 1000,
             pod_logs: PathBuf::from("/var/log/pods"),
+            max_queue_series: 1000,
         }
     }
 }
@@ -331,6 +334,9 @@ impl Config {
         if !(1..=3600).contains(&self.namespaces.rescan) {
             return Err(("rescan", format!("{} is not between 1 and 3600 seconds", self.namespaces.rescan)));
         }
+        if self.namespaces.max_queue_series > 1_000_000 {
+            return Err(("max_queue_series", "must be at most 1000000".into()));
+        }
         if !(1..=100_000).contains(&self.namespaces.max) {
             return Err(("max", "must be between 1 and 100000 namespaces".into()));
         }
@@ -399,6 +405,7 @@ impl Config {
             },
             rescan: Duration::from_secs(n.rescan),
             max: n.max,
+            max_queue_series: n.max_queue_series,
             procfs: self.sampling.procfs.clone(),
             pod_logs: self.resolve(&n.pod_logs),
         }

@@ -33,6 +33,9 @@ pub struct FleetConfig {
     pub rescan: Duration,
     /// Most namespaces watched; beyond it the ones with the most objects are kept.
     pub max: usize,
+    /// Most per-queue series over all namespaces together (the biggest queues first); each
+    /// namespace is also held to the pipeline's own per-namespace cap.
+    pub max_queue_series: usize,
     pub procfs: PathBuf,
     /// The kubelet's pod log folders (pod names by UID), read when present.
     pub pod_logs: PathBuf,
@@ -44,6 +47,7 @@ impl Default for FleetConfig {
             mode: Mode::All,
             rescan: Duration::from_secs(10),
             max: 1000,
+            max_queue_series: 1000,
             procfs: PathBuf::from("/proc"),
             pod_logs: PathBuf::from("/var/log/pods"),
         }
@@ -123,6 +127,8 @@ pub struct Fleet {
     home: u64,
     members: BTreeMap<u64, Member>,
     next_scan: Option<Instant>,
+    /// Reused every tick to share the queue-series cap out.
+    queue_buffer: Vec<(u64, u64, usize)>,
     seen: usize,
     skipped: usize,
     visits_failed: u64,
@@ -167,6 +173,7 @@ impl Fleet {
             sampler: Sampler::new(sampler),
             members: BTreeMap::new(),
             next_scan: None,
+            queue_buffer: Vec::new(),
             seen: 1,
             skipped: 0,
             visits_failed: 0,
@@ -340,9 +347,10 @@ impl Fleet {
             tracing::error!(error = %e, "the sampler thread could not return to its own namespace");
             targets.iter().map(|_| Err(VisitError::Gone)).collect()
         });
+        let caps = queue_shares(&samples, self.config.max_queue_series, &mut self.queue_buffer);
         let mut namespaces = Vec::with_capacity(self.members.len());
         let mut gone = Vec::new();
-        for (inode, sample) in inodes.into_iter().zip(samples) {
+        for ((inode, sample), cap) in inodes.into_iter().zip(samples).zip(caps) {
             let snapshot = match sample {
                 Ok(s) => s,
                 Err(VisitError::Gone) => {
@@ -356,7 +364,7 @@ impl Fleet {
             };
             let m = self.members.get_mut(&inode).expect("listed above");
             m.objects = object_count(&snapshot);
-            let tick = m.pipeline.tick_with(snapshot, t0);
+            let tick = m.pipeline.tick_capped(snapshot, t0, cap);
             notifications.extend(tick.notifications);
             namespaces.push(NamespacePublished {
                 identity: m.identity.clone(),
@@ -380,6 +388,32 @@ impl Fleet {
         });
         FleetTick { published, notifications, took: started.elapsed() }
     }
+}
+
+/// Each namespace's share of `total` per-queue series: the biggest queues of all namespaces
+/// (bytes, then messages) win, wherever they are.
+fn queue_shares(
+    samples: &[Result<Snapshot, VisitError>],
+    total: usize,
+    all: &mut Vec<(u64, u64, usize)>,
+) -> Vec<usize> {
+    all.clear();
+    for (i, s) in samples.iter().enumerate() {
+        if let Ok(Some(msg)) = s.as_ref().map(|s| s.message_queues.as_ref()) {
+            all.extend(msg.items.iter().map(|q| (q.bytes, q.messages, i)));
+        }
+    }
+    if all.len() > total {
+        if total > 0 {
+            all.select_nth_unstable_by(total - 1, |a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        }
+        all.truncate(total);
+    }
+    let mut shares = vec![0; samples.len()];
+    for (_, _, i) in all.iter() {
+        shares[*i] += 1;
+    }
+    shares
 }
 
 /// The pipeline settings of one namespace. The daemon's own keeps the configured history;
@@ -416,5 +450,45 @@ fn failed_snapshot(e: &VisitError) -> Snapshot {
         timestamp: now,
         collectors: vec![report("sem"), report("msg"), report("shm"), report("limits")],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipcwatch_sampler::{Key, MessageQueue, MessageQueues};
+
+    fn with_queues(bytes: &[u64]) -> Result<Snapshot, VisitError> {
+        let items = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| MessageQueue {
+                key: Key(0),
+                id: i as i32,
+                owner: 0,
+                mode: 0o600,
+                messages: 1,
+                bytes: *b,
+                capacity_bytes: None,
+                last_send_pid: 0,
+                last_recv_pid: 0,
+                last_send_time: 0,
+                last_recv_time: 0,
+            })
+            .collect();
+        Ok(Snapshot {
+            message_queues: Some(MessageQueues { items, ..Default::default() }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_total_queue_cap_goes_to_the_biggest_queues_wherever_they_are() {
+        let samples =
+            vec![with_queues(&[1, 2, 3]), Err(VisitError::Gone), with_queues(&[100, 200]), with_queues(&[])];
+        let mut buffer = Vec::new();
+        assert_eq!(queue_shares(&samples, 3, &mut buffer), [1, 0, 2, 0]);
+        assert_eq!(queue_shares(&samples, 100, &mut buffer), [3, 0, 2, 0], "under the cap: all");
+        assert_eq!(queue_shares(&samples, 0, &mut buffer), [0, 0, 0, 0]);
     }
 }

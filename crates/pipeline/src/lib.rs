@@ -190,11 +190,19 @@ impl Pipeline {
 
     /// One tick on a snapshot taken elsewhere (inside another namespace) from `started`.
     pub fn tick_with(&mut self, snapshot: Snapshot, started: Instant) -> Tick {
+        let cap = self.config.max_queue_dimensions;
+        self.tick_capped(snapshot, started, cap)
+    }
+
+    /// [`Pipeline::tick_with`], with at most `queue_cap` queues given series this time (a
+    /// share of a cap over every namespace).
+    pub fn tick_capped(&mut self, snapshot: Snapshot, started: Instant, queue_cap: usize) -> Tick {
         if self.collectors.observe(&snapshot) {
             self.failed += 1;
         }
         let owners = &mut self.owners;
-        let queues = QueueChoice::choose(&snapshot, self.config.max_queue_dimensions, |uid| owners.name(uid));
+        let cap = queue_cap.min(self.config.max_queue_dimensions);
+        let queues = QueueChoice::choose(&snapshot, cap, |uid| owners.name(uid));
         self.registry.update(&snapshot, &queues);
 
         let outcome = self.engine.evaluate(&self.registry, snapshot.timestamp);
