@@ -279,16 +279,22 @@ impl Visitor {
         targets: &[(u64, &[u32])],
         mut f: impl FnMut() -> T,
     ) -> Result<Vec<Result<T, VisitError>>, VisitError> {
-        let home = self.home()?;
+        // Opened only when a target is elsewhere: watching our own namespace alone opens
+        // nothing.
+        let mut home: Option<Home> = None;
         let mut away = false;
         let mut out = Vec::with_capacity(targets.len());
         for (inode, pids) in targets {
             if *inode == self.home_inode {
                 if std::mem::take(&mut away) {
-                    crate::sys::enter_ipc_namespace(&home.0).map_err(VisitError::Return)?;
+                    let h = home.as_ref().expect("opened before leaving");
+                    crate::sys::enter_ipc_namespace(&h.0).map_err(VisitError::Return)?;
                 }
                 out.push(Ok(f()));
                 continue;
+            }
+            if home.is_none() {
+                home = Some(self.home()?);
             }
             match self.enter(*inode, pids) {
                 Ok(()) => {
@@ -298,8 +304,8 @@ impl Visitor {
                 Err(e) => out.push(Err(e)),
             }
         }
-        if away {
-            crate::sys::enter_ipc_namespace(&home.0).map_err(VisitError::Return)?;
+        if let (true, Some(h)) = (away, &home) {
+            crate::sys::enter_ipc_namespace(&h.0).map_err(VisitError::Return)?;
         }
         Ok(out)
     }
