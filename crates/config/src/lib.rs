@@ -406,6 +406,11 @@ impl Config {
             rescan: Duration::from_secs(n.rescan),
             max: n.max,
             max_queue_series: n.max_queue_series,
+            // One pidfd per namespace, from what the open-file limit leaves after the
+            // connections and the daemon's own descriptors.
+            max_anchors: ipcwatch_sampler::open_file_limit()
+                .map_or(0, |fds| fds.saturating_sub(128 + self.web.max_connections))
+                .min(n.max),
             procfs: self.sampling.procfs.clone(),
             pod_logs: self.resolve(&n.pod_logs),
         }

@@ -81,12 +81,7 @@ impl Limits {
     /// The connection cap, lowered to fit the open-file limit (with room for the daemon's own
     /// descriptors) so that accept never fails for want of one.
     pub fn fitted_to_open_files(self) -> Limits {
-        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-        let soft = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<usize>().ok()));
-        match soft {
+        match ipcwatch_sampler::open_file_limit() {
             Some(fds) if fds < self.max_connections + 64 => {
                 let cap = fds.saturating_sub(64).max(1);
                 tracing::warn!(

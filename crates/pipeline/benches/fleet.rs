@@ -122,8 +122,15 @@ fn main() {
             semaphore_detail: false,
             ..SamplerConfig::default()
         });
-        let targets: Vec<(u64, &[u32])> =
-            scan.namespaces.iter().map(|f| (f.identity.inode, f.pids.as_slice())).collect();
+        // As the fleet visits: through a pidfd anchor on each namespace's oldest process.
+        let anchors: Vec<Option<namespaces::Anchor>> =
+            scan.namespaces.iter().map(|f| visitor.anchor(f.identity.inode, f.pids[0])).collect();
+        let targets: Vec<(u64, &[u32], Option<&namespaces::Anchor>)> = scan
+            .namespaces
+            .iter()
+            .zip(&anchors)
+            .map(|(f, a)| (f.identity.inode, f.pids.as_slice(), a.as_ref()))
+            .collect();
         let visit_only = common::median(|| {
             visitor.visit_all(&targets, || ()).unwrap();
         });

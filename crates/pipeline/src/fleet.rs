@@ -36,6 +36,9 @@ pub struct FleetConfig {
     /// Most per-queue series over all namespaces together (the biggest queues first); each
     /// namespace is also held to the pipeline's own per-namespace cap.
     pub max_queue_series: usize,
+    /// Most pidfds held to enter namespaces quickly (one per namespace); beyond it, or with
+    /// 0, namespaces are entered through their /proc files.
+    pub max_anchors: usize,
     pub procfs: PathBuf,
     /// The kubelet's pod log folders (pod names by UID), read when present.
     pub pod_logs: PathBuf,
@@ -48,6 +51,7 @@ impl Default for FleetConfig {
             rescan: Duration::from_secs(10),
             max: 1000,
             max_queue_series: 1000,
+            max_anchors: 1000,
             procfs: PathBuf::from("/proc"),
             pod_logs: PathBuf::from("/var/log/pods"),
         }
@@ -60,6 +64,8 @@ pub struct Member {
     /// `ipc_namespace` label value: the inode in decimal.
     pub label: Arc<str>,
     pids: Vec<u32>,
+    /// A pidfd on the namespace's oldest process, so a visit needs no path lookup.
+    anchor: Option<namespaces::Anchor>,
     pipeline: Pipeline,
     /// Objects at the last sample, to choose which namespaces to keep beyond `max`.
     objects: u64,
@@ -254,10 +260,12 @@ impl Fleet {
         let prefix = (identity.inode != self.home).then(|| format!("ipc_ns_{}", identity.inode));
         pipeline.set_scope(prefix, Self::labels(&identity));
         let inode = identity.inode;
+        let anchor = self.anchor(inode, &pids);
         let member = Member {
             label: inode.to_string().into(),
             identity: Arc::new(identity),
             pids,
+            anchor,
             pipeline,
             objects: 0,
         };
@@ -299,6 +307,13 @@ impl Fleet {
             let kept = inode == self.home || candidates.iter().take(keep).any(|(_, i)| *i == inode);
             match self.members.get_mut(&inode) {
                 Some(m) => {
+                    if m.pids.first() != f.pids.first() || m.anchor.is_none() {
+                        m.anchor = None;
+                        let anchor = self.anchor(inode, &f.pids);
+                        let m = self.members.get_mut(&inode).expect("just seen");
+                        m.anchor = anchor;
+                    }
+                    let m = self.members.get_mut(&inode).expect("just seen");
                     m.pids = f.pids;
                     if *m.identity != f.identity {
                         m.identity = Arc::new(f.identity);
@@ -312,6 +327,15 @@ impl Fleet {
                 None => {}
             }
         }
+    }
+
+    /// An anchor for a namespace other than ours, while the descriptor budget allows.
+    fn anchor(&self, inode: u64, pids: &[u32]) -> Option<namespaces::Anchor> {
+        let anchors = self.members.values().filter(|m| m.anchor.is_some()).count();
+        if inode == self.home || anchors >= self.config.max_anchors {
+            return None;
+        }
+        self.visitor.as_ref().and_then(|v| pids.first().and_then(|pid| v.anchor(inode, *pid)))
     }
 
     fn remove(&mut self, inode: u64, now: f64, out: &mut Vec<Notification>) {
@@ -336,7 +360,8 @@ impl Fleet {
         // once), then run the pipelines back home.
         let t0 = Instant::now();
         let inodes: Vec<u64> = self.members.keys().copied().collect();
-        let targets: Vec<(u64, &[u32])> = self.members.iter().map(|(i, m)| (*i, m.pids.as_slice())).collect();
+        let targets: Vec<(u64, &[u32], Option<&namespaces::Anchor>)> =
+            self.members.iter().map(|(i, m)| (*i, m.pids.as_slice(), m.anchor.as_ref())).collect();
         let sampler = &mut self.sampler;
         let samples = match &self.visitor {
             Some(v) => v.visit_all(&targets, || sampler.snapshot()),

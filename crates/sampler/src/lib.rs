@@ -410,6 +410,13 @@ fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
     values.fold(0u64, u64::saturating_add)
 }
 
+/// This process's soft limit on open files (`Max open files` in /proc/self/limits).
+pub fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Says which sums stopped at u64::MAX: the figure is a floor, not the truth.
 fn note_saturated_sums(snap: &mut Snapshot) {
     let (sem, msg, shm) = (&snap.semaphores, &snap.message_queues, &snap.shared_memory);

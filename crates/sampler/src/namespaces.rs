@@ -252,6 +252,12 @@ const HOME: &str = "/proc/thread-self/ns/ipc";
 /// The visiting thread's own namespace, open for one round of visits.
 pub struct Home(File);
 
+/// A pidfd on a process of a watched namespace. It keeps the process's identity, not its
+/// namespace: when the process exits the namespace can go, and entering through the anchor
+/// fails (the visitor then tries the namespace's other pids).
+#[derive(Debug)]
+pub struct Anchor(std::os::fd::OwnedFd);
+
 impl Visitor {
     pub fn new(procfs: &Path) -> io::Result<Visitor> {
         let home_inode = std::fs::metadata(HOME)?.ino();
@@ -270,13 +276,22 @@ impl Visitor {
         self.visit_from(&self.home()?, inode, pids, f)
     }
 
-    /// Runs `f` inside each of `targets` (inode and live pids) in turn, going from one
-    /// namespace straight to the next and home once at the end: half the `setns` calls of
-    /// single visits. Returns each target's result in order; `Err` only if this thread could
-    /// not get home.
+    /// An anchor on a process of namespace `inode`, if `pid` is in it: entering through it
+    /// takes one `setns` and no path lookup. Checked after the pidfd is open, so the pid
+    /// cannot have been reused in between.
+    pub fn anchor(&self, inode: u64, pid: u32) -> Option<Anchor> {
+        let pidfd = crate::sys::pidfd_open(pid).ok()?;
+        let link = std::fs::read_link(self.procfs.join(pid.to_string()).join("ns/ipc")).ok()?;
+        (parse_ns_link(&link) == Some(inode)).then_some(Anchor(pidfd))
+    }
+
+    /// Runs `f` inside each of `targets` (inode, live pids, and an anchor if there is one)
+    /// in turn, going from one namespace straight to the next and home once at the end:
+    /// half the `setns` calls of single visits. Returns each target's result in order; `Err`
+    /// only if this thread could not get home.
     pub fn visit_all<T>(
         &self,
-        targets: &[(u64, &[u32])],
+        targets: &[(u64, &[u32], Option<&Anchor>)],
         mut f: impl FnMut() -> T,
     ) -> Result<Vec<Result<T, VisitError>>, VisitError> {
         // Opened only when a target is elsewhere: watching our own namespace alone opens
@@ -284,7 +299,7 @@ impl Visitor {
         let mut home: Option<Home> = None;
         let mut away = false;
         let mut out = Vec::with_capacity(targets.len());
-        for (inode, pids) in targets {
+        for (inode, pids, anchor) in targets {
             if *inode == self.home_inode {
                 if std::mem::take(&mut away) {
                     let h = home.as_ref().expect("opened before leaving");
@@ -296,7 +311,9 @@ impl Visitor {
             if home.is_none() {
                 home = Some(self.home()?);
             }
-            match self.enter(*inode, pids) {
+            // Through the anchor if its process lives; else through any live pid.
+            let anchored = anchor.is_some_and(|a| crate::sys::enter_ipc_namespace(&a.0).is_ok());
+            match if anchored { Ok(()) } else { self.enter(*inode, pids) } {
                 Ok(()) => {
                     away = true;
                     out.push(Ok(f()));

@@ -190,10 +190,23 @@ pub fn page_size() -> u64 {
 
 /// Moves the calling thread into the IPC namespace `ns` (an open `/proc/PID/ns/ipc`). Only
 /// this thread moves; the caller returns it to its own namespace the same way.
-pub fn enter_ipc_namespace(ns: &std::fs::File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns takes a descriptor and a flag; `ns` is an open file for the whole call.
+pub fn enter_ipc_namespace(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag; `ns` (a namespace file or a pidfd) is
+    // open for the whole call.
     check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) }).map(drop)
+}
+
+/// A pidfd for `pid`: it names that process for good (a reused pid cannot stand in for it)
+/// and, unlike a namespace file, does not keep the process's namespaces alive.
+pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 /// Keeps only the capabilities in `keep` (bit numbers as in `<linux/capability.h>`) in the
