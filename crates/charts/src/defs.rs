@@ -186,15 +186,41 @@ fn find<'a>(charts: &'a mut [Chart], id: &str) -> &'a mut Chart {
     charts.iter_mut().find(|c| c.id == id).expect("every chart id used here is in CHARTS")
 }
 
+/// Where a figure goes: (chart, dimension) positions for its value, the chart position of
+/// its variable.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    value: Option<(usize, usize)>,
+    variable: Option<usize>,
+}
+
+/// Every figure's slot, found once per registry rather than by name every second.
+pub fn slots(charts: &[Chart]) -> Vec<Slot> {
+    let chart =
+        |id: &str| charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS");
+    FIGURES
+        .iter()
+        .map(|f| Slot {
+            value: f.chart.map(|(c, d)| {
+                let ci = chart(c);
+                let di = charts[ci].dimensions.iter().position(|x| x.id == d).expect("a fixed dimension");
+                (ci, di)
+            }),
+            variable: f.variable.map(|(c, _)| chart(c)),
+        })
+        .collect()
+}
+
 /// Writes one row of values into the charts, from the figures table. A failed collector
 /// leaves its charts' row empty (NaN): the last good value is not carried forward as if fresh.
-pub fn fill(charts: &mut [Chart], snap: &Snapshot, queues: &QueueChoice) {
-    for f in FIGURES {
-        if let (Some((chart, dim)), Some(v)) = (f.chart, (f.read)(snap)) {
-            find(charts, chart).set(dim, v as f64);
+pub fn fill(charts: &mut [Chart], slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
+    for (f, slot) in FIGURES.iter().zip(slots) {
+        let value = (f.read)(snap);
+        if let (Some((ci, di)), Some(v)) = (slot.value, value) {
+            charts[ci].set_at(di, v as f64);
         }
-        if let Some((chart, var)) = f.variable {
-            find(charts, chart).variables.insert(var, (f.read)(snap).map_or(f64::NAN, |v| v as f64));
+        if let (Some(ci), Some((_, var))) = (slot.variable, f.variable) {
+            charts[ci].variables.insert(var, value.map_or(f64::NAN, |v| v as f64));
         }
     }
     if let Some(msg) = &snap.message_queues {

@@ -186,6 +186,14 @@ impl Chart {
         self.last_collected = self.times.back().copied();
     }
 
+    /// Sets the value of dimension `index` in the current row.
+    fn set_at(&mut self, index: usize, value: f64) {
+        if let Some(v) = self.dimensions[index].values.back_mut() {
+            *v = value as f32;
+        }
+        self.last_collected = self.times.back().copied();
+    }
+
     /// Drops dimensions whose ids `keep` rejects (a queue that is gone: no stale values).
     fn retain_dimensions(&mut self, keep: impl Fn(&str) -> bool) {
         self.dimensions.retain(|d| keep(&d.id));
@@ -223,6 +231,8 @@ impl RegistryConfig {
 pub struct Registry {
     config: RegistryConfig,
     charts: Vec<Chart>,
+    /// Where each figure of the table goes, by position, found once.
+    slots: Vec<defs::Slot>,
     /// Msqids of the queues that have dimensions now, ascending.
     queue_ids: Vec<i32>,
 }
@@ -231,7 +241,8 @@ impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
         let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
         charts.sort_by_key(|c| c.priority);
-        Registry { config, charts, queue_ids: Vec::new() }
+        let slots = defs::slots(&charts);
+        Registry { config, charts, slots, queue_ids: Vec::new() }
     }
 
     /// Changes the caps (on reload); history shrinks at the next update.
@@ -272,7 +283,7 @@ impl Registry {
                 }
             }
         }
-        defs::fill(&mut self.charts, snap, queues);
+        defs::fill(&mut self.charts, &self.slots, snap, queues);
     }
 
     /// The most per-queue dimensions (the cap the pipeline chooses queues with).
