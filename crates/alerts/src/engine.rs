@@ -160,7 +160,9 @@ pub struct Alert {
     delay_down_current: f64,
     delay_up_to: f64,
     delay_last: f64,
-    pending: Option<(f64, Notification)>,
+    /// The notification waiting out its delay, and when it is due. Boxed: a notification is
+    /// large and rarely pending, and every alert of every namespace carries the slot.
+    pending: Option<Box<(f64, Notification)>>,
     last_notified: Option<Status>,
     last_notified_at: f64,
     last_repeat: f64,
@@ -649,7 +651,7 @@ fn change_status(
     a.last_status_change = now;
     let id = *ids;
     *ids += 1;
-    a.pending = Some((now + delay, notification(a, old, now, host, id, false)));
+    a.pending = Some(Box::new((now + delay, notification(a, old, now, host, id, false))));
     out.transitions.push(Transition {
         name: a.rule.name.clone(),
         chart: a.chart.clone(),
@@ -664,11 +666,11 @@ fn change_status(
 /// Sends the pending notification once its delay has passed, if it still says something new;
 /// re-sends raised ones per `repeat:`. Returns whether the alert changed.
 fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) -> bool {
-    if let Some((due, _)) = &a.pending {
+    if let Some((due, _)) = a.pending.as_deref() {
         if now + 1e-6 < *due {
             return false;
         }
-        let (_, n) = a.pending.take().expect("checked above");
+        let (_, n) = *a.pending.take().expect("checked above");
         let last = a.last_notified.unwrap_or(Status::Clear);
         let news = match n.status {
             // Netdata sends nothing for its internal statuses. We send REMOVED only to end a

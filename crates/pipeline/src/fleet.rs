@@ -275,7 +275,8 @@ impl Fleet {
     /// Finds namespaces that came and went; ends the pipelines of the gone.
     fn rescan(&mut self, now: f64, out: &mut Vec<Notification>) {
         let started = Instant::now();
-        let scan = match namespaces::scan(&self.config.procfs, &self.config.pod_logs) {
+        let known: Vec<&Identity> = self.members.values().map(|m| &*m.identity).collect();
+        let scan = match namespaces::scan_known(&self.config.procfs, &self.config.pod_logs, &known) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, procfs = %self.config.procfs.display(), "cannot scan for IPC namespaces");

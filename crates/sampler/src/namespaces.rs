@@ -79,27 +79,46 @@ fn parse_ns_link(link: &Path) -> Option<u64> {
 /// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
 /// `/var/log/pods` (its folders name pods by UID), read if it exists.
 pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
+    scan_known(procfs, pod_logs, &[])
+}
+
+/// [`scan`], taking the identity of namespaces already known (same inode, same oldest
+/// process) from `known` instead of reading their cgroup again: a rescan reads the cgroup
+/// of new namespaces only.
+pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Result<Scan> {
+    let known: HashMap<u64, &Identity> = known.iter().map(|k| (k.inode, *k)).collect();
     let mut scan = Scan::default();
     // inode -> pids; the lowest pid stands for the oldest process (reading every process's
     // start time would double the cost of a scan).
     let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
+    // One path buffer for every process: a scan of thousands allocates once.
+    let mut path = procfs.to_path_buf();
     for entry in std::fs::read_dir(procfs)? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         scan.processes += 1;
-        let dir = entry.path();
-        let Some(inode) = std::fs::read_link(dir.join("ns/ipc")).ok().as_deref().and_then(parse_ns_link)
-        else {
+        path.push(&name);
+        path.push("ns/ipc");
+        let link = std::fs::read_link(&path);
+        path.pop();
+        path.pop();
+        path.pop();
+        let Some(inode) = link.ok().as_deref().and_then(parse_ns_link) else {
             scan.unreadable += 1;
             continue;
         };
         members.entry(inode).or_default().push(pid);
     }
-    let pods = pod_names(pod_logs);
+    let mut pods: Option<HashMap<String, (String, String)>> = None;
     let mut text = String::new();
     for (inode, mut procs) in members {
         procs.sort_unstable();
         let pid = procs[0];
+        if let Some(k) = known.get(&inode).filter(|k| k.pid == pid) {
+            scan.namespaces.push(Found { identity: (*k).clone(), pids: procs });
+            continue;
+        }
         let dir = procfs.join(pid.to_string());
         text.clear();
         let comm = crate::read_text(&dir.join("comm"), &mut text)
@@ -109,7 +128,10 @@ pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
         let cgroup = crate::read_text(&dir.join("cgroup"), &mut text)
             .map(|_| identify_cgroup(&text))
             .unwrap_or_default();
-        let (pod, pod_namespace) = match cgroup.pod_uid.as_ref().and_then(|u| pods.get(u)) {
+        // The kubelet's folders are read once a scan, and only if a pod is seen.
+        let pod =
+            cgroup.pod_uid.as_ref().and_then(|u| pods.get_or_insert_with(|| pod_names(pod_logs)).get(u));
+        let (pod, pod_namespace) = match pod {
             Some((ns, name)) => (Some(name.clone()), Some(ns.clone())),
             None => (None, None),
         };
