@@ -301,11 +301,12 @@ impl Fleet {
         candidates.sort_unstable_by(|a, b| b.cmp(a));
         let keep = self.config.max.saturating_sub(1);
         self.skipped = candidates.len().saturating_sub(keep);
+        let keepers: std::collections::HashSet<u64> = candidates.iter().take(keep).map(|(_, i)| *i).collect();
         for (_, inode) in candidates.iter().skip(keep) {
             self.remove(*inode, now, out);
         }
         for (inode, f) in found {
-            let kept = inode == self.home || candidates.iter().take(keep).any(|(_, i)| *i == inode);
+            let kept = inode == self.home || keepers.contains(&inode);
             match self.members.get_mut(&inode) {
                 Some(m) => {
                     if m.pids.first() != f.pids.first() || m.anchor.is_none() {
