@@ -181,3 +181,32 @@ fn snapshot_all_namespaces_lists_each_with_its_owner() {
     assert!(table.contains(&format!("== IPC namespace {other} oldest process")), "{table}");
     assert_eq!(table.matches("RESOURCE").count(), 3, "{table}");
 }
+
+#[test]
+fn a_reload_to_mode_own_lets_the_other_namespaces_go() {
+    let mut ns = Namespace::new("toown");
+    ns.cmd("sem 0 1");
+    let (_, other, _) = ns.hold(&["sem 0 3"]);
+    let config = ns.path("mode.toml");
+    std::fs::write(&config, "[namespaces]\nmode = \"all\"\nrescan = 1\n").unwrap();
+    let port = crate::http::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (pid, log) =
+        ns.spawn(IPCWATCH, &["--config", config.to_str().unwrap(), "--web.listen-address", &addr]);
+    wait_ready(port, &log);
+    let has = |n: u64| get(port, "/metrics").body.contains(&format!("ipc_namespace=\"{n}\""));
+    assert!(eventually(10, || has(other)), "{}", get(port, "/metrics").body);
+    std::fs::write(&config, "[namespaces]\nmode = \"own\"\n").unwrap();
+    ns.cmd(&format!("signal {pid} 1"));
+    assert!(
+        eventually(10, || !has(other)),
+        "the other namespace stays after mode own:\n{}",
+        get(port, "/metrics").body
+    );
+    let m = ns_samples(&get(port, "/metrics").body);
+    assert_eq!(m.get("ipcwatch_namespaces_watched"), Some(&1.0));
+    // The daemon's own namespace is still sampled as itself, not as the other.
+    let own: Vec<f64> =
+        m.iter().filter(|(k, _)| k.starts_with("sysvipc_semaphore_arrays{")).map(|(_, v)| *v).collect();
+    assert_eq!(own, [1.0]);
+}

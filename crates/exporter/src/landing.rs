@@ -25,7 +25,7 @@ pub(crate) fn page(state: &State) -> String {
         escape(&state.build.revision),
         escape(state.telemetry_path().trim_start_matches('/'))
     );
-    match state.latest() {
+    match state.latest().filter(|s| !s.namespaces.is_empty()) {
         None => html.push_str("<p>No sample taken yet.</p>"),
         Some(sample) => {
             let own = &sample.namespaces[0];

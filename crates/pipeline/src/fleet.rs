@@ -365,14 +365,19 @@ impl Fleet {
         let targets: Vec<(u64, &[u32], Option<&namespaces::Anchor>)> =
             self.members.iter().map(|(i, m)| (*i, m.pids.as_slice(), m.anchor.as_ref())).collect();
         let sampler = &mut self.sampler;
+        let home = self.home;
         let samples = match &self.visitor {
             Some(v) => v.visit_all(&targets, || sampler.snapshot()),
-            // Only the daemon's own namespace is a member without a visitor.
-            None => Ok(targets.iter().map(|_| Ok(sampler.snapshot())).collect()),
+            // Without a visitor (mode own, or the capabilities gone after a reload) only the
+            // daemon's own namespace can be sampled; the others end.
+            None => Ok(targets
+                .iter()
+                .map(|(i, ..)| if *i == home { Ok(sampler.snapshot()) } else { Err(VisitError::Gone) })
+                .collect()),
         };
         let samples = samples.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the sampler thread could not return to its own namespace");
-            targets.iter().map(|_| Err(VisitError::Gone)).collect()
+            targets.iter().map(|_| Err(VisitError::Return(std::io::Error::other(e.to_string())))).collect()
         });
         let caps = queue_shares(&samples, self.config.max_queue_series, &mut self.queue_buffer);
         let mut namespaces = Vec::with_capacity(self.members.len());
@@ -380,7 +385,8 @@ impl Fleet {
         for ((inode, sample), cap) in inodes.into_iter().zip(samples).zip(caps) {
             let snapshot = match sample {
                 Ok(s) => s,
-                Err(VisitError::Gone) => {
+                // The daemon's own namespace never goes.
+                Err(VisitError::Gone) if inode != home => {
                     gone.push(inode);
                     continue;
                 }
