@@ -289,16 +289,17 @@ fn the_unit_is_hardened_as_far_as_its_capabilities_allow() {
             text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
         line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
     };
-    // Every namespace: CAP_SYS_ADMIN and CAP_SYS_PTRACE cost 0.6 and no more.
+    // Every namespace: CAP_SYS_ADMIN and CAP_SYS_PTRACE cost 0.6, and CAP_IPC_OWNER (the
+    // census reading other users' semaphore pids) 0.1 more; nothing else.
     let all = exposure(std::path::Path::new(unit));
-    assert!(all <= 2.1, "{all}");
+    assert!(all <= 2.2, "{all}");
     // The daemon's own namespace only, with the drop-in the unit's comment gives.
     let dir = std::env::temp_dir().join(format!("ipcwatch-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let own = dir.join("ipcwatch.service");
     let text = text
-        .replace("CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE", "CapabilityBoundingSet=")
-        .replace("AmbientCapabilities=CAP_SYS_ADMIN CAP_SYS_PTRACE", "AmbientCapabilities=")
+        .replace("CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_IPC_OWNER", "CapabilityBoundingSet=")
+        .replace("AmbientCapabilities=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_IPC_OWNER", "AmbientCapabilities=")
         .replace("RestrictNamespaces=ipc", "RestrictNamespaces=yes");
     std::fs::write(&own, text).unwrap();
     let own_level = exposure(&own);

@@ -33,6 +33,7 @@ fn snapshot(t: f64) -> Snapshot {
             last_recv_pid: 0,
             last_send_time: 0,
             last_recv_time: 0,
+            changed_time: 0,
         })
         .collect();
     let l = Some(32000);

@@ -15,6 +15,7 @@ fn queue(id: i32, messages: u64, bytes: u64) -> MessageQueue {
         last_recv_pid: 0,
         last_send_time: 0,
         last_recv_time: 0,
+        changed_time: 0,
     }
 }
 

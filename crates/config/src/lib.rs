@@ -25,6 +25,7 @@ pub struct Config {
     pub log: Log,
     pub alerts: Alerts,
     pub namespaces: Namespaces,
+    pub holders: Holders,
     /// The file this came from (relative paths in it resolve against its folder).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -75,6 +76,27 @@ pub struct Namespaces {
     pub pod_logs: PathBuf,
     /// Most per-queue series over all namespaces together (the biggest queues first).
     pub max_queue_series: usize,
+}
+
+/// Who holds what: the slow census of owners, stale and orphaned objects.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Holders {
+    pub enabled: bool,
+    /// Seconds between censuses (each walks every object and checks its processes).
+    pub interval: u64,
+    /// Seconds unused, with every last user gone, before an array or queue is stale.
+    pub stale_after: u64,
+    /// Seconds with nothing attached before a segment is orphaned.
+    pub orphan_after: u64,
+    /// Owners reported by name per namespace; the rest are summed as `other`.
+    pub max_owners: usize,
+}
+
+impl Default for Holders {
+    fn default() -> Self {
+        Holders { enabled: true, interval: 60, stale_after: 3600, orphan_after: 3600, max_owners: 20 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -334,6 +356,17 @@ impl Config {
         if !(1..=3600).contains(&self.namespaces.rescan) {
             return Err(("rescan", format!("{} is not between 1 and 3600 seconds", self.namespaces.rescan)));
         }
+        let h = &self.holders;
+        if !(1..=86_400).contains(&h.interval) {
+            return Err(("interval", format!("{} is not between 1 and 86400 seconds", h.interval)));
+        }
+        if h.stale_after > 365 * 86_400 || h.orphan_after > 365 * 86_400 {
+            let key = if h.stale_after > 365 * 86_400 { "stale_after" } else { "orphan_after" };
+            return Err((key, "must be at most a year (31536000 seconds)".into()));
+        }
+        if !(1..=1000).contains(&h.max_owners) {
+            return Err(("max_owners", "must be between 1 and 1000".into()));
+        }
         if self.namespaces.max_queue_series > 1_000_000 {
             return Err(("max_queue_series", "must be at most 1000000".into()));
         }
@@ -413,6 +446,18 @@ impl Config {
                 .min(n.max),
             procfs: self.sampling.procfs.clone(),
             pod_logs: self.resolve(&n.pod_logs),
+        }
+    }
+
+    /// The census's settings.
+    pub fn holders(&self) -> ipcwatch_holders::HoldersConfig {
+        let h = &self.holders;
+        ipcwatch_holders::HoldersConfig {
+            thresholds: ipcwatch_holders::Thresholds {
+                stale_after: h.stale_after as i64,
+                orphan_after: h.orphan_after as i64,
+            },
+            max_owners: h.max_owners,
         }
     }
 

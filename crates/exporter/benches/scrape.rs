@@ -28,6 +28,7 @@ fn sample(queues: usize) -> Arc<FleetPublished> {
             last_recv_pid: 1,
             last_send_time: 0,
             last_recv_time: 0,
+            changed_time: 0,
         })
         .collect();
     let limit = Some(32000);

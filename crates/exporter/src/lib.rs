@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ipcwatch_holders::HoldersPublished;
 use ipcwatch_pipeline::FleetPublished;
 
 pub use http::{bind, handle, serve, BindError, Limits};
@@ -48,6 +49,8 @@ pub struct State {
     process: metrics::ProcessMetrics,
     /// Where /metrics is served (`--web.telemetry-path`).
     telemetry_path: OnceLock<String>,
+    /// The latest census of owners and stale objects (every `[holders] interval`).
+    holders: RwLock<Option<Arc<HoldersPublished>>>,
 }
 
 impl State {
@@ -58,6 +61,7 @@ impl State {
             build,
             process: metrics::ProcessMetrics::new(),
             telemetry_path: OnceLock::new(),
+            holders: RwLock::new(None),
         })
     }
 
@@ -74,6 +78,15 @@ impl State {
     pub fn publish(&self, published: Arc<FleetPublished>) {
         let served = Arc::new(Served { published, metrics: OnceLock::new(), metrics_gzip: OnceLock::new() });
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(served);
+    }
+
+    /// Makes `census` the one /metrics shows from the next sample on; `None` stops showing one.
+    pub fn publish_holders(&self, census: Option<Arc<HoldersPublished>>) {
+        *self.holders.write().unwrap_or_else(|p| p.into_inner()) = census;
+    }
+
+    pub fn holders(&self) -> Option<Arc<HoldersPublished>> {
+        self.holders.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// How old the latest sample may grow before it no longer counts (a few update intervals).

@@ -7,6 +7,7 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
+use ipcwatch_holders::{HoldersPublished, OWNER_FIGURES};
 use ipcwatch_pipeline::FleetPublished;
 use prometheus::core::Collector;
 
@@ -148,6 +149,74 @@ const DISCOVERY: SelfMetric = SelfMetric {
     kind: "gauge",
 };
 
+const REMOVED_IN_USE: SelfMetric = SelfMetric {
+    name: "sysvipc_owner_removed_in_use_total",
+    help: "Objects of the owner removed while a process that used them still ran (systemd-logind RemoveIPC=yes, a stray ipcrm); each is logged.",
+    kind: "counter",
+};
+const CENSUS_PIDS_UNKNOWN: SelfMetric = SelfMetric {
+    name: "ipcwatch_census_pids_unknown",
+    help: "Semaphore arrays whose last pids could not be read (no read permission or CAP_IPC_OWNER): never called stale.",
+    kind: "gauge",
+};
+const CENSUS_DURATION: SelfMetric = SelfMetric {
+    name: "ipcwatch_census_duration_seconds",
+    help: "How long the last census of owners and stale objects took (per namespace, and all together).",
+    kind: "gauge",
+};
+const CENSUS_TIMESTAMP: SelfMetric = SelfMetric {
+    name: "ipcwatch_census_timestamp_seconds",
+    help: "Unix time the last census of owners and stale objects ended.",
+    kind: "gauge",
+};
+
+/// The census's families: usage by owner, stale objects and removals, per namespace.
+fn render_holders(t: &mut Text, h: &HoldersPublished) {
+    const NS: &str = "ipc_namespace";
+    let mut uid = String::with_capacity(10);
+    for f in OWNER_FIGURES {
+        t.family(f.metric, f.help, "gauge");
+        for n in &h.namespaces {
+            for o in &n.pass.owners {
+                uid.clear();
+                if let Some(u) = o.uid {
+                    let _ = write!(uid, "{u}");
+                }
+                t.sample(
+                    f.metric,
+                    &[(NS, &n.label), ("owner", &o.name), ("uid", &uid)],
+                    Value::Int((f.read)(&o.usage)),
+                );
+            }
+        }
+    }
+    t.family(REMOVED_IN_USE.name, REMOVED_IN_USE.help, REMOVED_IN_USE.kind);
+    for n in &h.namespaces {
+        for r in &n.pass.removed_in_use {
+            uid.clear();
+            if let Some(u) = r.uid {
+                let _ = write!(uid, "{u}");
+            }
+            t.sample(
+                REMOVED_IN_USE.name,
+                &[(NS, &n.label), ("owner", &r.name), ("uid", &uid)],
+                Value::Int(r.total),
+            );
+        }
+    }
+    t.family(CENSUS_PIDS_UNKNOWN.name, CENSUS_PIDS_UNKNOWN.help, CENSUS_PIDS_UNKNOWN.kind);
+    for n in &h.namespaces {
+        t.sample(CENSUS_PIDS_UNKNOWN.name, &[(NS, &n.label)], Value::Int(n.pass.pids_unknown));
+    }
+    t.family(CENSUS_DURATION.name, CENSUS_DURATION.help, CENSUS_DURATION.kind);
+    t.sample(CENSUS_DURATION.name, &[], Value::Float(h.duration_seconds));
+    for n in &h.namespaces {
+        t.sample(CENSUS_DURATION.name, &[(NS, &n.label)], Value::Float(n.pass.duration_seconds));
+    }
+    t.family(CENSUS_TIMESTAMP.name, CENSUS_TIMESTAMP.help, CENSUS_TIMESTAMP.kind);
+    t.sample(CENSUS_TIMESTAMP.name, &[], Value::Int(h.timestamp.max(0) as u64));
+}
+
 /// The whole body: every namespace's figures when there is a fresh sample, ipcwatch's own
 /// series, and the process's. Every IPC series carries `ipc_namespace`.
 pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> String {
@@ -209,6 +278,9 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
             ];
             t.sample(NAMESPACE_INFO.name, &labels, Value::Int(1));
         }
+    }
+    if let Some(h) = state.holders() {
+        render_holders(&mut t, &h);
     }
     t.family(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.kind);
     t.sample(

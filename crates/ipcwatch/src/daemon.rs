@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
@@ -31,6 +31,55 @@ struct Sampling {
     first: tokio::sync::oneshot::Receiver<()>,
     delivery: mpsc::SyncSender<Delivery>,
     thread: std::thread::JoinHandle<()>,
+    census: Option<(mpsc::Sender<Config>, std::thread::JoinHandle<()>)>,
+}
+
+/// The census thread (owners, stale objects) on its own slow clock, never in the way of the
+/// per-second tick. Like the sampler thread, it keeps what entering namespaces takes.
+fn start_census(
+    config: &Config,
+    state: Arc<State>,
+) -> anyhow::Result<(mpsc::Sender<Config>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<Config>();
+    let c = config.clone();
+    let thread = std::thread::Builder::new()
+        .name("ipcwatch-census".into())
+        .spawn(move || {
+            if let Err(e) = namespaces::keep_thread_capabilities(ipcwatch_holders::CENSUS_CAPABILITIES) {
+                tracing::warn!(error = %e, "cannot drop the census thread's other capabilities");
+            }
+            let mut watch = ipcwatch_holders::Watch::new(c.sampler(), c.holders());
+            let mut interval = Duration::from_secs(c.holders.interval);
+            // The first census waits for the first sample, which lists the namespaces.
+            let mut wait = Duration::from_secs(2);
+            loop {
+                match rx.recv_timeout(wait) {
+                    Ok(new) => {
+                        watch.set_config(new.holders());
+                        interval = Duration::from_secs(new.holders.interval);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                let targets: Vec<(u64, Vec<u32>)> = match state.latest() {
+                    Some(p) => {
+                        p.namespaces.iter().map(|n| (n.identity.inode, vec![n.identity.pid])).collect()
+                    }
+                    None => vec![(watch.home_inode(), Vec::new())],
+                };
+                let round = watch.round(&targets);
+                tracing::debug!(
+                    seconds = round.duration_seconds,
+                    namespaces = round.namespaces.len(),
+                    "census done"
+                );
+                state.publish_holders(Some(Arc::new(round)));
+                wait = interval;
+            }
+        })
+        .context("starting the census thread")?;
+    Ok((tx, thread))
 }
 
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP, with `flags` on top.
@@ -58,6 +107,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
             }
         })
         .context("starting the sampling thread")?;
+    let census = match config.holders.enabled {
+        true => Some(start_census(&config, state.clone())?),
+        false => None,
+    };
     // The rest of the daemon, and the HTTP workers it starts below, runs without capabilities.
     if let Err(e) = namespaces::keep_thread_capabilities(0) {
         tracing::warn!(error = %e, "cannot drop the capabilities of the HTTP side");
@@ -68,7 +121,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
         .thread_name("ipcwatch-http")
         .build()
         .context("starting the async runtime")?;
-    let sampling = Sampling { control, first, delivery, thread };
+    let sampling = Sampling { control, first, delivery, thread, census };
     runtime.block_on(serve(config, state, sampling, config_path, flags, log))
 }
 
@@ -90,7 +143,7 @@ async fn serve(
     let web = web.map_err(|e| ConfigError(format!("web config: {e}")))?;
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
     let _ = sampling.delivery.send(delivery);
-    let Sampling { control: control_tx, first: first_rx, thread: sampler_thread, .. } = sampling;
+    let Sampling { control: control_tx, first: first_rx, thread: sampler_thread, census, .. } = sampling;
 
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -132,6 +185,12 @@ async fn serve(
                         }
                         log.set(new.log.level);
                         state.set_stale_after(new.stale_after());
+                        if new.holders.enabled != current.holders.enabled {
+                            tracing::warn!("[holders] enabled changed; it takes effect at the next restart");
+                        }
+                        if let Some((tx, _)) = &census {
+                            let _ = tx.send(new.clone());
+                        }
                         current = new.clone();
                         let _ = control_tx.send(Box::new((new, rules)));
                         tracing::info!("SIGHUP: configuration reloaded");
@@ -144,6 +203,10 @@ async fn serve(
     }
     drop(control_tx); // ends the sampling loop
     let _ = sampler_thread.join();
+    if let Some((tx, thread)) = census {
+        drop(tx);
+        let _ = thread.join();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -15,6 +15,7 @@ use ipcwatch_charts::figures;
 use ipcwatch_sampler::{namespaces, Sampler, SamplerConfig, Snapshot, Source};
 
 use ipcwatch_config::{Config, ConfigError, Flags, LogLevel};
+use ipcwatch_holders::{Filter, Outcome, Scope, Thresholds};
 
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
@@ -66,6 +67,42 @@ enum Command {
         /// CAP_SYS_PTRACE for other users' processes); JSON: a list.
         #[arg(long)]
         all_namespaces: bool,
+        /// List stale semaphore arrays and queues (unused for [holders] stale_after, every
+        /// process that last touched them gone) and orphaned segments (nothing attached for
+        /// orphan_after), each with its last pids and the ipcrm command that removes it.
+        #[arg(long)]
+        stale: bool,
+        /// With --stale: the age that counts, instead of stale_after and orphan_after
+        /// (`0s` lists everything unused whose processes are gone).
+        #[arg(long, value_name = "DURATION", requires = "stale", value_parser = ipcwatch_holders::parse_duration)]
+        older_than: Option<i64>,
+    },
+    /// Remove stale and orphaned objects (see `snapshot --stale`). A dry run unless --yes;
+    /// each object is re-checked just before removal, and none with a live creator, attached
+    /// or last-using process is ever removed. Exit 1 if an object asked for by --id is kept.
+    Prune {
+        /// Really remove (without it, only lists what would be removed).
+        #[arg(long)]
+        yes: bool,
+        /// Only this owner's objects (user name or uid).
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// The age that counts, instead of [holders] stale_after and orphan_after.
+        #[arg(long, value_name = "DURATION", value_parser = ipcwatch_holders::parse_duration)]
+        older_than: Option<i64>,
+        /// Only objects of this kind: sem, msg or shm. Repeatable.
+        #[arg(long, value_name = "KIND")]
+        kind: Vec<ipcwatch_sampler::Kind>,
+        /// Only objects with this id. Repeatable.
+        #[arg(long, value_name = "ID")]
+        id: Vec<i32>,
+        /// The IPC namespace (inode, as in the ipc_namespace label) instead of the caller's
+        /// own; entering it needs CAP_SYS_ADMIN.
+        #[arg(long, value_name = "INODE")]
+        namespace: Option<u64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a configuration file (the --config one, or FILE) and exit: 0 if valid, 2 if not.
     CheckConfig {
@@ -136,15 +173,91 @@ fn flags(cli: &Cli) -> Flags {
     }
 }
 
+/// Where the kubelet's pod logs name pods (for one-shot commands; the daemon's is configurable).
+const POD_LOGS: &str = "/var/log/pods";
+
+/// A one-shot command's full sampler: every walk, and per-segment memory.
+fn sampler_config(cli: &Cli) -> SamplerConfig {
+    let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
+    SamplerConfig { procfs, source: Source::Auto, segment_memory: true, semaphore_detail: true }
+}
+
+/// `--older-than` if given, else the config file's (or the default) stale_after and orphan_after.
+fn thresholds(cli: &Cli, older_than: Option<i64>) -> anyhow::Result<Thresholds> {
+    if let Some(s) = older_than {
+        return Ok(Thresholds::both(s));
+    }
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    Ok(config.holders().thresholds)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Some(Command::Snapshot { json, source, all_namespaces }) => {
-            let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
-            let config =
-                SamplerConfig { procfs, source: *source, segment_memory: true, semaphore_detail: true };
+        Some(Command::Snapshot { json, source, all_namespaces, stale: true, older_than }) => {
+            let scope = if *all_namespaces { Scope::All } else { Scope::Own };
+            let sampler = SamplerConfig { source: *source, ..sampler_config(&cli) };
+            let found = ipcwatch_holders::stale_objects(
+                sampler,
+                POD_LOGS.as_ref(),
+                scope,
+                thresholds(&cli, *older_than)?,
+                &Filter::default(),
+                None,
+            )
+            .context("looking for stale objects")?;
+            let text = if *json {
+                serde_json::to_string_pretty(&found)? + "\n"
+            } else {
+                ipcwatch_holders::text(&found, false)
+            };
+            out(&text)?;
+            Ok(if found.iter().all(|n| n.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Some(Command::Prune { yes, owner, older_than, kind, id, namespace, json }) => {
+            let scope = namespace.map_or(Scope::Own, Scope::One);
+            let filter = Filter { owner: owner.clone(), kinds: kind.clone(), ids: id.clone() };
+            let t = thresholds(&cli, *older_than)?;
+            let done = ipcwatch_holders::stale_objects(
+                sampler_config(&cli),
+                POD_LOGS.as_ref(),
+                scope,
+                t,
+                &filter,
+                Some(*yes),
+            )
+            .context("looking for stale objects")?;
+            // An id asked for that is not stale at all is refused out loud, not skipped.
+            let listed: Vec<i32> = done.iter().flat_map(|n| n.objects.iter().map(|o| o.id)).collect();
+            let refused: Vec<i32> = id.iter().copied().filter(|i| !listed.contains(i)).collect();
+            let kept = done
+                .iter()
+                .flat_map(|n| &n.pruned)
+                .any(|p| !matches!(p.outcome, Outcome::Removed | Outcome::WouldRemove));
+            let mut text = if *json {
+                serde_json::to_string_pretty(&done)? + "\n"
+            } else {
+                ipcwatch_holders::text(&done, true)
+            };
+            for i in &refused {
+                text.push_str(&format!(
+                    "refused: id {i} is not stale (in use, used recently, or its processes live)\n"
+                ));
+            }
+            out(&text)?;
+            Ok(if refused.is_empty() && (id.is_empty() || !kept) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Some(Command::Snapshot { json, source, all_namespaces, .. }) => {
+            let config = SamplerConfig { source: *source, ..sampler_config(&cli) };
             let (text, ok) = if *all_namespaces {
-                let pods = std::path::Path::new("/var/log/pods");
-                let all = namespaces::snapshot_all(config, pods).context("looking for IPC namespaces")?;
+                let all = namespaces::snapshot_all(config, POD_LOGS.as_ref())
+                    .context("looking for IPC namespaces")?;
                 let ok = all.iter().all(|n| n.snapshot.as_ref().is_some_and(Snapshot::ok));
                 (
                     if *json {

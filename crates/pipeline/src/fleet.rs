@@ -507,6 +507,7 @@ mod tests {
                 last_recv_pid: 0,
                 last_send_time: 0,
                 last_recv_time: 0,
+                changed_time: 0,
             })
             .collect();
         Ok(Snapshot {

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 mod collectors;
-mod owners;
 pub mod rules;
 
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use ipcwatch_charts::{QueueChoice, Registry, RegistryConfig};
 use ipcwatch_sampler::{Sampler, Snapshot};
 
 use collectors::CollectorLog;
-use owners::OwnerNames;
+use ipcwatch_sampler::UserNames as OwnerNames;
 
 /// Time until the next tick: the next multiple of `every` on the wall clock, as Netdata
 /// aligns its collection to whole seconds.

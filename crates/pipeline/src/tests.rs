@@ -25,6 +25,7 @@ fn queue(id: i32, bytes: u64) -> MessageQueue {
         last_recv_pid: 0,
         last_send_time: 0,
         last_recv_time: 0,
+        changed_time: 0,
     }
 }
 

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod names;
 pub mod namespaces;
 pub mod procfs;
 pub mod snapshot;
@@ -28,8 +29,36 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::Error;
+pub use names::UserNames;
 pub use snapshot::*;
 pub use sys::user_name;
+
+/// Calls on one object or process, for the slow liveness pass and `prune`: never per second.
+pub mod objects {
+    use std::io;
+
+    use crate::{sys, Kind, MessageQueue, Segment, SemaphoreArray};
+
+    pub use sys::{clock_ticks, process_exists, semaphore_pids};
+
+    /// The array whose id is `id` now (`None`: removed, or its slot reused by another).
+    pub fn semaphore_array(id: i32) -> io::Result<Option<SemaphoreArray>> {
+        sys::stat_by_id(id, sys::sem_stat_any, |o| o.id)
+    }
+
+    pub fn message_queue(id: i32) -> io::Result<Option<MessageQueue>> {
+        sys::stat_by_id(id, sys::msg_stat_any, |o| o.id)
+    }
+
+    pub fn segment(id: i32) -> io::Result<Option<Segment>> {
+        sys::stat_by_id(id, sys::shm_stat_any, |o| o.id)
+    }
+
+    /// Removes one object (`IPC_RMID`): needs to be its owner or creator, or CAP_SYS_ADMIN.
+    pub fn remove(kind: Kind, id: i32) -> io::Result<()> {
+        sys::remove(kind, id)
+    }
+}
 
 /// The most a /proc text file may hold before it is refused: 32,768 objects of the widest
 /// kind take under 8 MiB, so anything near this is not the kernel's text.

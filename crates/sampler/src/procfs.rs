@@ -133,8 +133,8 @@ pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
 /// Parses `/proc/sysvipc/msg`. The text has no capacity (`msg_qbytes`): it is `None`.
 pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
     parse_table(text, |columns| {
-        let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, stime, rtime] = columns.require([
-            "key", "msqid", "perms", "cbytes", "qnum", "lspid", "lrpid", "uid", "stime", "rtime",
+        let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, stime, rtime, ctime] = columns.require([
+            "key", "msqid", "perms", "cbytes", "qnum", "lspid", "lrpid", "uid", "stime", "rtime", "ctime",
         ])?;
         Ok(move |r: &Row<'_>| {
             Ok(MessageQueue {
@@ -149,6 +149,7 @@ pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
                 last_recv_pid: r.num(lrpid)?,
                 last_send_time: r.num(stime)?,
                 last_recv_time: r.num(rtime)?,
+                changed_time: r.num(ctime)?,
             })
         })
     })
@@ -160,6 +161,7 @@ pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, String> {
         let [key, id, perms, size, cpid, lpid, nattch, uid] =
             columns.require(["key", "shmid", "perms", "size", "cpid", "lpid", "nattch", "uid"])?;
         let (rss, swap) = (columns.index("rss"), columns.index("swap"));
+        let [atime, dtime, ctime] = columns.require(["atime", "dtime", "ctime"])?;
         Ok(move |r: &Row<'_>| {
             let mut seg = Segment::new(
                 Key(r.num(key)?),
@@ -173,6 +175,9 @@ pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, String> {
             );
             seg.resident_bytes = r.optional(rss)?;
             seg.swapped_bytes = r.optional(swap)?;
+            seg.attach_time = r.num(atime)?;
+            seg.detach_time = r.num(dtime)?;
+            seg.changed_time = r.num(ctime)?;
             Ok(seg)
         })
     })

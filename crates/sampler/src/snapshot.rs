@@ -21,6 +21,57 @@ impl Serialize for Key {
     }
 }
 
+/// The three kinds of System V IPC object. JSON and text: `sem`, `msg`, `shm` (as `ipcrm`
+/// and `ipcs` abbreviate them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Kind {
+    #[serde(rename = "sem")]
+    Semaphores,
+    #[serde(rename = "msg")]
+    MessageQueue,
+    #[serde(rename = "shm")]
+    SharedMemory,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Semaphores, Kind::MessageQueue, Kind::SharedMemory];
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Kind::Semaphores => "sem",
+            Kind::MessageQueue => "msg",
+            Kind::SharedMemory => "shm",
+        }
+    }
+
+    /// The `ipcrm` flag that removes one object of this kind by id.
+    pub fn ipcrm_flag(self) -> &'static str {
+        match self {
+            Kind::Semaphores => "-s",
+            Kind::MessageQueue => "-q",
+            Kind::SharedMemory => "-m",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kind, String> {
+        match s {
+            "sem" => Ok(Kind::Semaphores),
+            "msg" => Ok(Kind::MessageQueue),
+            "shm" => Ok(Kind::SharedMemory),
+            other => Err(format!("unknown kind `{other}` (expected sem, msg or shm)")),
+        }
+    }
+}
+
 /// Permission bits serialize as octal text, the way `ipcs` prints them (`"600"`).
 fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{mode:o}"))
@@ -134,6 +185,8 @@ pub struct MessageQueue {
     pub last_recv_pid: i32,
     pub last_send_time: i64,
     pub last_recv_time: i64,
+    /// Creation or last IPC_SET (Unix seconds).
+    pub changed_time: i64,
 }
 
 impl MessageQueue {
@@ -192,6 +245,10 @@ pub struct Segment {
     pub destroyed: bool,
     /// SHM_LOCKED: locked in memory.
     pub locked: bool,
+    /// Last attach, last detach, and creation or last IPC_SET (Unix seconds, 0 = never).
+    pub attach_time: i64,
+    pub detach_time: i64,
+    pub changed_time: i64,
 }
 
 impl Segment {
@@ -219,6 +276,9 @@ impl Segment {
             swapped_bytes: None,
             destroyed: raw_mode & SHM_DEST != 0,
             locked: raw_mode & SHM_LOCKED != 0,
+            attach_time: 0,
+            detach_time: 0,
+            changed_time: 0,
         }
     }
 

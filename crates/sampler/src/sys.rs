@@ -151,6 +151,7 @@ pub fn msg_stat_any(index: i32) -> io::Result<Option<MessageQueue>> {
         last_recv_pid: ds.msg_lrpid,
         last_send_time: ds.msg_stime,
         last_recv_time: ds.msg_rtime,
+        changed_time: ds.msg_ctime,
     }))
 }
 
@@ -165,7 +166,7 @@ pub fn shm_stat_any(index: i32) -> io::Result<Option<Segment>> {
     }
     // SAFETY: zero-initialised plain integers, filled by the kernel.
     let ds = unsafe { ds.assume_init() };
-    Ok(Some(Segment::new(
+    let mut seg = Segment::new(
         Key(ds.shm_perm.__key),
         ret,
         ds.shm_perm.uid,
@@ -174,7 +175,11 @@ pub fn shm_stat_any(index: i32) -> io::Result<Option<Segment>> {
         ds.shm_nattch,
         ds.shm_cpid,
         ds.shm_lpid,
-    )))
+    );
+    seg.attach_time = ds.shm_atime;
+    seg.detach_time = ds.shm_dtime;
+    seg.changed_time = ds.shm_ctime;
+    Ok(Some(seg))
 }
 
 /// The page size SHMALL and `shm_tot` are counted in.
@@ -262,6 +267,72 @@ pub fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// The pid of the last process to operate on each semaphore of array `id` (`semctl GETPID`, one
+/// call per semaphore: the kernel has no call that returns them all), appended to `out`.
+/// Needs read permission on the array, or CAP_IPC_OWNER.
+pub fn semaphore_pids(id: i32, nsems: u64, out: &mut Vec<i32>) -> io::Result<()> {
+    for num in 0..nsems.min(i32::MAX as u64) as libc::c_int {
+        // SAFETY: GETPID takes no `union semun` argument; semctl reads only integers.
+        out.push(check(unsafe { libc::semctl(id, num, libc::GETPID) })?);
+    }
+    Ok(())
+}
+
+/// Clock ticks per second, the unit of a process's start time in `/proc/PID/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Whether process `pid` exists in the caller's pid namespace: `kill(pid, 0)` sends nothing
+/// and, unlike /proc, is not hidden by `hidepid`/`ProtectProc`. `None` when it cannot tell.
+pub fn process_exists(pid: i32) -> Option<bool> {
+    if pid <= 0 {
+        return Some(false);
+    }
+    // SAFETY: signal 0 only checks for existence and permission; nothing is delivered.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return Some(true);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Some(false),
+        Some(libc::EPERM) => Some(true),
+        _ => None,
+    }
+}
+
+/// The object whose id is `id`, found by `*_STAT_ANY` on its index (an id is its index plus a
+/// sequence number times 32768), so no permission on the object is needed. `None` when that
+/// slot is empty or now holds a different object.
+pub fn stat_by_id<T>(
+    id: i32,
+    stat: fn(i32) -> io::Result<Option<T>>,
+    id_of: fn(&T) -> i32,
+) -> io::Result<Option<T>> {
+    if id < 0 {
+        return Ok(None);
+    }
+    Ok(stat(id % 32768)?.filter(|o| id_of(o) == id))
+}
+
+/// `IPC_RMID` of one object.
+pub fn remove(kind: crate::Kind, id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer; a null pointer is what the kernel expects.
+    let ret = unsafe {
+        match kind {
+            crate::Kind::Semaphores => libc::semctl(id, 0, libc::IPC_RMID),
+            crate::Kind::MessageQueue => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+            crate::Kind::SharedMemory => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+        }
+    };
+    check(ret).map(drop)
+}
+
 /// Creates and drives IPC objects for tests and benchmarks (feature `testkit`); never used by
 /// the daemon, which only reads.
 #[cfg(feature = "testkit")]
@@ -343,16 +414,20 @@ pub mod testkit {
 
     /// IPC_RMID of a semaphore array, queue or segment (`kind` = "sem", "msg" or "shm").
     pub fn remove(kind: &str, id: i32) -> io::Result<()> {
-        // SAFETY: IPC_RMID takes no buffer; a null pointer is what the kernel expects.
-        let ret = unsafe {
-            match kind {
-                "sem" => libc::semctl(id, 0, libc::IPC_RMID),
-                "msg" => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
-                "shm" => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
-                _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "kind is sem, msg or shm")),
-            }
+        let kind = match kind {
+            "sem" => crate::Kind::Semaphores,
+            "msg" => crate::Kind::MessageQueue,
+            "shm" => crate::Kind::SharedMemory,
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "kind is sem, msg or shm")),
         };
-        super::check(ret).map(drop)
+        super::remove(kind, id)
+    }
+
+    /// One `semop` of +1 on semaphore `num` of array `id`: records the caller as its last pid.
+    pub fn sem_post(id: i32, num: u16) -> io::Result<()> {
+        let mut op = libc::sembuf { sem_num: num, sem_op: 1, sem_flg: 0 };
+        // SAFETY: one sembuf, ours, and the count passed is 1.
+        super::check(unsafe { libc::semop(id, &mut op, 1) }).map(drop)
     }
 }
 

@@ -16,6 +16,7 @@
 //!   attach ID TOUCH                 attach and write TOUCH bytes -> handle
 //!   detach HANDLE
 //!   rm sem|msg|shm ID
+//!   post ID                         one semop +1 on every semaphore of array ID (as its last pid)
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
 //!   churn pool N [PER_SECOND]       keep N queues, N arrays and N/8 segments, replacing the
 //!                                   oldest of each PER_SECOND times a second (default 100)
@@ -30,6 +31,8 @@
 //!
 //! `ipcwatch-testkit --hold "CMD;CMD"` (commas for spaces) runs the commands, prints their answers and then holds
 //! its namespace until killed (started as `unshare --ipc ipcwatch-testkit --hold ...`).
+//! `--once "CMD;CMD"` runs them and exits: a short-lived process that leaves its objects
+//! behind (Apache's children after `kill -9`). Its answers name the ids it created.
 
 #![forbid(unsafe_code)]
 
@@ -55,7 +58,8 @@ fn main() {
     // `--hold "CMD; CMD; ..."`: run the commands, print their answers, then hold the
     // namespace (and its objects) until killed: a namespace for the daemon to find.
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--hold") {
+    let once = args.get(1).map(String::as_str) == Some("--once");
+    if once || args.get(1).map(String::as_str) == Some("--hold") {
         for line in args.get(2).map_or("", String::as_str).split(';') {
             // Commas stand for spaces, so a script is one word on a command line.
             let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
@@ -66,6 +70,9 @@ fn main() {
                 Ok(v) => println!("ok {v}"),
                 Err(e) => println!("err {e}"),
             }
+        }
+        if once {
+            return;
         }
         println!("holding");
         let _ = std::io::stdout().flush();
@@ -191,6 +198,19 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "attach" => tk::shm_attach(num(w, 1)?, num(w, 2)?).map(|a| a.to_string()).map_err(e),
         "detach" => tk::shm_detach(num(w, 1)?).map(|_| String::new()).map_err(e),
         "rm" => tk::remove(w[1], num(w, 2)?).map(|_| String::new()).map_err(e),
+        "post" => {
+            let id: i32 = num(w, 1)?;
+            let mut num = 0u16;
+            // Until the kernel says the semaphore number is past the array's end.
+            loop {
+                match tk::sem_post(id, num) {
+                    Ok(()) => num += 1,
+                    Err(err) if err.raw_os_error() == Some(27) && num > 0 => break, // EFBIG
+                    Err(err) => return Err(err.to_string()),
+                }
+            }
+            Ok(num.to_string())
+        }
         "churn" => {
             if let Some((stop, handle)) = state.churn.take() {
                 stop.store(true, Ordering::Relaxed);

@@ -7,20 +7,20 @@ use std::sync::Arc;
 const MAX_NAMES: usize = 4096;
 
 #[derive(Debug, Default)]
-pub(crate) struct OwnerNames {
+pub struct UserNames {
     names: HashMap<u32, Arc<str>>,
 }
 
-impl OwnerNames {
+impl UserNames {
     /// The user name of `uid`, or the uid itself where none resolves.
-    pub(crate) fn name(&mut self, uid: u32) -> Arc<str> {
+    pub fn name(&mut self, uid: u32) -> Arc<str> {
         if let Some(n) = self.names.get(&uid) {
             return n.clone();
         }
         if self.names.len() >= MAX_NAMES {
             self.names.clear();
         }
-        let name: Arc<str> = ipcwatch_sampler::user_name(uid).unwrap_or_else(|| uid.to_string()).into();
+        let name: Arc<str> = crate::user_name(uid).unwrap_or_else(|| uid.to_string()).into();
         self.names.insert(uid, name.clone());
         name
     }

@@ -1,0 +1,579 @@
+//! One census of a namespace: every object, who owns it, and whether anyone still uses it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipcwatch_sampler::{objects, Key, Kind, Sampler, Snapshot, UserNames};
+use serde::Serialize;
+
+use crate::processes::{Alive, Processes};
+use crate::{HoldersConfig, Thresholds};
+
+/// Most semaphore pids read in one census (one `semctl` each): beyond it, the rest of the
+/// arrays' users are unknown and those arrays are never called stale. 32,000 arrays of 32
+/// semaphores fit.
+pub const MAX_SEMAPHORE_PIDS: usize = 1 << 20;
+
+/// A namespace's objects and the last pid of every semaphore, read inside the namespace.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub snapshot: Snapshot,
+    sem_pids: Vec<i32>,
+    /// Per array of `snapshot.semaphores.items`: where its pids are in `sem_pids`, or `None`
+    /// when they could not be read (no read permission and no CAP_IPC_OWNER, or the cap).
+    sem_spans: Vec<Option<(u32, u32)>>,
+}
+
+impl Gathered {
+    /// A full sample (the sampler must walk semaphore arrays) and the semaphores' last pids.
+    /// Call it inside the namespace to be counted.
+    pub fn take(sampler: &mut Sampler) -> Gathered {
+        Gathered::with_snapshot(sampler.snapshot())
+    }
+
+    /// Reads the semaphores' last pids for a snapshot just taken in this namespace.
+    pub fn with_snapshot(snapshot: Snapshot) -> Gathered {
+        let mut g = Gathered { snapshot, ..Default::default() };
+        if let Some(sem) = &g.snapshot.semaphores {
+            g.sem_spans.reserve_exact(sem.items.len());
+            for a in &sem.items {
+                let start = g.sem_pids.len();
+                let fits = start as u64 + a.semaphores <= MAX_SEMAPHORE_PIDS as u64;
+                let read = fits && objects::semaphore_pids(a.id, a.semaphores, &mut g.sem_pids).is_ok();
+                if read {
+                    g.sem_spans.push(Some((start as u32, (g.sem_pids.len() - start) as u32)));
+                } else {
+                    g.sem_pids.truncate(start);
+                    g.sem_spans.push(None);
+                }
+            }
+        }
+        g
+    }
+
+    fn semaphore_pids(&self, index: usize) -> Option<&[i32]> {
+        let (start, len) = (*self.sem_spans.get(index)?)?;
+        self.sem_pids.get(start as usize..(start + len) as usize)
+    }
+}
+
+/// What an owner (or everyone) holds. Stale, orphaned and destroyed figures are the subsets
+/// defined in the crate docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub semaphore_arrays: u64,
+    pub semaphores: u64,
+    pub message_queues: u64,
+    pub messages: u64,
+    pub message_bytes: u64,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub stale_semaphore_arrays: u64,
+    pub stale_message_queues: u64,
+    pub stale_message_bytes: u64,
+    pub orphaned_segments: u64,
+    pub orphaned_bytes: u64,
+    pub destroyed_attached_segments: u64,
+    pub destroyed_attached_bytes: u64,
+}
+
+impl Usage {
+    fn add(&mut self, o: &Usage) {
+        for f in OWNER_FIGURES {
+            *(f.field)(self) = (f.read)(self).saturating_add((f.read)(o));
+        }
+    }
+
+    fn objects(&self) -> u64 {
+        self.semaphore_arrays + self.message_queues + self.segments
+    }
+}
+
+/// One per-owner figure: its metric and chart dimension come from here, so they agree.
+pub struct OwnerFigure {
+    /// Prometheus family (labels `ipc_namespace`, `owner`, `uid`).
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// The `ipc.*_by_owner` chart this figure is drawn on (a dimension per owner), if any.
+    pub chart: Option<&'static str>,
+    pub read: fn(&Usage) -> u64,
+    field: fn(&mut Usage) -> &mut u64,
+}
+
+macro_rules! figure {
+    ($field:ident, $metric:literal, $help:literal, $chart:expr) => {
+        OwnerFigure {
+            metric: $metric,
+            help: $help,
+            chart: $chart,
+            read: |u| u.$field,
+            field: |u| &mut u.$field,
+        }
+    };
+}
+
+/// Every per-owner figure, in exposition order.
+pub const OWNER_FIGURES: &[OwnerFigure] = &[
+    figure!(
+        semaphore_arrays,
+        "sysvipc_owner_semaphore_arrays",
+        "Semaphore arrays the owner holds (SEMMNI usage).",
+        Some("ipc.semaphore_arrays_by_owner")
+    ),
+    figure!(
+        semaphores,
+        "sysvipc_owner_semaphores",
+        "Semaphores in the owner's arrays (SEMMNS usage).",
+        Some("ipc.semaphores_by_owner")
+    ),
+    figure!(
+        message_queues,
+        "sysvipc_owner_message_queues",
+        "Message queues the owner holds (MSGMNI usage).",
+        Some("ipc.message_queues_by_owner")
+    ),
+    figure!(messages, "sysvipc_owner_messages", "Messages queued in the owner's queues.", None),
+    figure!(
+        message_bytes,
+        "sysvipc_owner_message_bytes",
+        "Bytes queued in the owner's queues.",
+        Some("ipc.message_bytes_by_owner")
+    ),
+    figure!(
+        segments,
+        "sysvipc_owner_shared_memory_segments",
+        "Shared memory segments the owner holds (SHMMNI usage).",
+        Some("ipc.shared_memory_segments_by_owner")
+    ),
+    figure!(
+        segment_bytes,
+        "sysvipc_owner_shared_memory_bytes",
+        "Bytes in the owner's segments (SHMALL usage, unrounded).",
+        Some("ipc.shared_memory_bytes_by_owner")
+    ),
+    figure!(
+        stale_semaphore_arrays,
+        "sysvipc_owner_stale_semaphore_arrays",
+        "The owner's semaphore arrays unused for stale_after whose last users are all gone.",
+        Some("ipc.stale_semaphore_arrays_by_owner")
+    ),
+    figure!(
+        stale_message_queues,
+        "sysvipc_owner_stale_message_queues",
+        "The owner's queues unused for stale_after whose last sender and receiver are gone.",
+        None
+    ),
+    figure!(
+        stale_message_bytes,
+        "sysvipc_owner_stale_message_bytes",
+        "Bytes queued in the owner's stale queues.",
+        None
+    ),
+    figure!(
+        orphaned_segments,
+        "sysvipc_owner_orphaned_segments",
+        "The owner's segments with nothing attached for longer than orphan_after.",
+        None
+    ),
+    figure!(
+        orphaned_bytes,
+        "sysvipc_owner_orphaned_bytes",
+        "Bytes in the owner's segments orphaned for longer than orphan_after.",
+        Some("ipc.orphaned_shared_memory_bytes_by_owner")
+    ),
+    figure!(
+        destroyed_attached_segments,
+        "sysvipc_owner_destroyed_attached_segments",
+        "The owner's segments removed (SHM_DEST) but still attached.",
+        None
+    ),
+    figure!(
+        destroyed_attached_bytes,
+        "sysvipc_owner_destroyed_attached_bytes",
+        "Bytes in the owner's removed but still attached segments: freed only on the last detach.",
+        Some("ipc.destroyed_attached_bytes_by_owner")
+    ),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerUsage {
+    /// `None` for `other`: every owner beyond the top N.
+    pub uid: Option<u32>,
+    pub name: Arc<str>,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// One pid an object records, and whether its process still runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PidUse {
+    /// `creator`, `last` (attach/detach), `last_op` (a semaphore), `last_send`, `last_recv`.
+    pub role: &'static str,
+    pub pid: i32,
+    pub alive: Alive,
+}
+
+/// A stale semaphore array or queue, or an orphaned segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleObject {
+    pub kind: Kind,
+    pub key: Key,
+    pub id: i32,
+    pub owner: u32,
+    pub owner_name: Arc<str>,
+    /// Segment size, or bytes queued; for an array, its semaphores.
+    pub size: u64,
+    /// `stale` (arrays and queues) or `orphaned` (segments).
+    pub state: &'static str,
+    /// Unix seconds of the last use the kernel recorded (operation, send/receive, attach or
+    /// detach, or creation/IPC_SET).
+    pub last_used: i64,
+    pub idle_seconds: i64,
+    pub pids: Vec<PidUse>,
+    /// Whether `prune` may remove it: every recorded pid is dead. Stale arrays and queues
+    /// always are; an orphaned segment whose creator still runs is not.
+    pub prunable: bool,
+    /// The command that removes it (in its own namespace).
+    pub ipcrm: String,
+}
+
+/// A removal counted because a process that used the object still ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovedInUse {
+    /// `None` for `other`.
+    pub uid: Option<u32>,
+    pub name: Arc<str>,
+    /// Since the daemon started (a counter).
+    pub total: u64,
+}
+
+/// The result of one census.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pass {
+    /// Unix seconds the census judged ages against.
+    pub timestamp: i64,
+    pub duration_seconds: f64,
+    /// The top owners by objects held, then `other` if any owner was left out.
+    pub owners: Vec<OwnerUsage>,
+    pub totals: Usage,
+    /// Stale arrays and queues, and orphaned segments, oldest first.
+    pub stale: Vec<StaleObject>,
+    pub removed_in_use: Vec<RemovedInUse>,
+    /// Arrays whose semaphores' pids could not be read: never called stale.
+    pub pids_unknown: u64,
+    /// Whether every collector succeeded (a partial census compares no removals).
+    pub complete: bool,
+}
+
+/// An object a live process used, remembered so its removal can be noticed.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    key: Key,
+    owner: u32,
+    pid: i32,
+    used_at: i64,
+}
+
+/// Runs censuses of one namespace and remembers what the last one saw.
+pub struct Census {
+    config: HoldersConfig,
+    processes: Processes,
+    names: UserNames,
+    tracked: HashMap<(Kind, i32), Tracked>,
+    /// Kinds whose last census read every object (removals are compared only then).
+    tracked_complete: [bool; 3],
+    present: HashSet<(Kind, i32)>,
+    removed: Vec<RemovedInUse>,
+    per_owner: HashMap<u32, Usage>,
+}
+
+impl Census {
+    pub fn new(procfs: &Path, config: HoldersConfig) -> Census {
+        Census {
+            config,
+            processes: Processes::new(procfs),
+            names: UserNames::default(),
+            tracked: HashMap::new(),
+            tracked_complete: [false; 3],
+            present: HashSet::new(),
+            removed: Vec::new(),
+            per_owner: HashMap::new(),
+        }
+    }
+
+    pub fn set_config(&mut self, config: HoldersConfig) {
+        self.config = config;
+    }
+
+    /// Judges a namespace's objects at `now` (Unix seconds) with `thresholds`.
+    pub fn pass(&mut self, g: &Gathered, now: i64, thresholds: Thresholds) -> Pass {
+        let started = Instant::now();
+        self.processes.forget();
+        self.per_owner.clear();
+        self.present.clear();
+        let mut next = HashMap::with_capacity(self.tracked.len());
+        let mut pass = Pass { timestamp: now, complete: g.snapshot.ok(), ..Default::default() };
+        let snap = &g.snapshot;
+
+        if let Some(sem) = &snap.semaphores {
+            for (i, a) in sem.items.iter().enumerate() {
+                self.present.insert((Kind::Semaphores, a.id));
+                let used_at = a.last_op_time.max(a.changed_time);
+                let u = self.per_owner.entry(a.owner).or_default();
+                u.semaphore_arrays += 1;
+                u.semaphores += a.semaphores;
+                let Some(pids) = g.semaphore_pids(i) else {
+                    pass.pids_unknown += 1;
+                    continue;
+                };
+                let uses = || pids.iter().map(|&p| ("last_op", p, used_at));
+                let judged = self.judge(uses());
+                if let Some(pid) = judged.live_pid {
+                    next.insert(
+                        (Kind::Semaphores, a.id),
+                        Tracked { key: a.key, owner: a.owner, pid, used_at },
+                    );
+                }
+                if judged.all_dead && now - used_at >= thresholds.stale_after {
+                    self.per_owner.entry(a.owner).or_default().stale_semaphore_arrays += 1;
+                    let owner_name = self.names.name(a.owner);
+                    pass.stale.push(stale(
+                        Kind::Semaphores,
+                        a.key,
+                        a.id,
+                        a.owner,
+                        owner_name,
+                        a.semaphores,
+                        "stale",
+                        used_at,
+                        now,
+                        self.pid_uses(uses()),
+                        true,
+                    ));
+                }
+            }
+        }
+        if let Some(msg) = &snap.message_queues {
+            for q in &msg.items {
+                self.present.insert((Kind::MessageQueue, q.id));
+                let used_at = q.last_send_time.max(q.last_recv_time).max(q.changed_time);
+                let u = self.per_owner.entry(q.owner).or_default();
+                u.message_queues += 1;
+                u.messages += q.messages;
+                u.message_bytes += q.bytes;
+                let uses = [
+                    ("last_send", q.last_send_pid, q.last_send_time),
+                    ("last_recv", q.last_recv_pid, q.last_recv_time),
+                ];
+                let judged = self.judge(uses.into_iter());
+                if let Some(pid) = judged.live_pid {
+                    next.insert(
+                        (Kind::MessageQueue, q.id),
+                        Tracked { key: q.key, owner: q.owner, pid, used_at },
+                    );
+                }
+                if judged.all_dead && now - used_at >= thresholds.stale_after {
+                    let u = self.per_owner.entry(q.owner).or_default();
+                    u.stale_message_queues += 1;
+                    u.stale_message_bytes += q.bytes;
+                    let owner_name = self.names.name(q.owner);
+                    pass.stale.push(stale(
+                        Kind::MessageQueue,
+                        q.key,
+                        q.id,
+                        q.owner,
+                        owner_name,
+                        q.bytes,
+                        "stale",
+                        used_at,
+                        now,
+                        self.pid_uses(uses.into_iter()),
+                        true,
+                    ));
+                }
+            }
+        }
+        if let Some(shm) = &snap.shared_memory {
+            for s in &shm.items {
+                self.present.insert((Kind::SharedMemory, s.id));
+                let used_at = s.attach_time.max(s.detach_time).max(s.changed_time);
+                let u = self.per_owner.entry(s.owner).or_default();
+                u.segments += 1;
+                u.segment_bytes += s.size_bytes;
+                if s.destroyed && s.attached > 0 {
+                    u.destroyed_attached_segments += 1;
+                    u.destroyed_attached_bytes += s.size_bytes;
+                }
+                let uses = [
+                    ("creator", s.creator_pid, s.changed_time),
+                    ("last", s.last_pid, s.attach_time.max(s.detach_time)),
+                ];
+                let judged = self.judge(uses.into_iter());
+                if let Some(pid) = judged.live_pid {
+                    next.insert(
+                        (Kind::SharedMemory, s.id),
+                        Tracked { key: s.key, owner: s.owner, pid, used_at },
+                    );
+                }
+                if s.attached == 0 && !s.destroyed && now - used_at >= thresholds.orphan_after {
+                    let u = self.per_owner.entry(s.owner).or_default();
+                    u.orphaned_segments += 1;
+                    u.orphaned_bytes += s.size_bytes;
+                    let owner_name = self.names.name(s.owner);
+                    pass.stale.push(stale(
+                        Kind::SharedMemory,
+                        s.key,
+                        s.id,
+                        s.owner,
+                        owner_name,
+                        s.size_bytes,
+                        "orphaned",
+                        used_at,
+                        now,
+                        self.pid_uses(uses.into_iter()),
+                        judged.all_dead,
+                    ));
+                }
+            }
+        }
+
+        self.note_removals(snap);
+        self.tracked = next;
+        self.tracked_complete =
+            [snap.semaphores.is_some(), snap.message_queues.is_some(), snap.shared_memory.is_some()];
+        self.rank_owners(&mut pass);
+        pass.stale.sort_by_key(|o| (std::cmp::Reverse(o.idle_seconds), o.kind, o.id));
+        pass.removed_in_use = self.removed.clone();
+        pass.duration_seconds = started.elapsed().as_secs_f64();
+        pass
+    }
+
+    /// Whether every recorded pid is dead, and the first live one. Allocates nothing: it
+    /// runs for every object.
+    fn judge(&mut self, uses: impl Iterator<Item = (&'static str, i32, i64)>) -> Judged {
+        let mut judged = Judged { all_dead: true, live_pid: None };
+        for (_, pid, used_at) in uses {
+            let alive = self.processes.alive(pid, used_at);
+            if alive != Alive::Dead {
+                judged.all_dead = false;
+            }
+            if alive == Alive::Alive && judged.live_pid.is_none() {
+                judged.live_pid = Some(pid);
+            }
+        }
+        judged
+    }
+
+    /// The recorded pids with their liveness, for the objects listed as stale.
+    fn pid_uses(&mut self, uses: impl Iterator<Item = (&'static str, i32, i64)>) -> Vec<PidUse> {
+        let mut out: Vec<PidUse> = Vec::new();
+        for (role, pid, used_at) in uses {
+            // Pid 0 means nobody (never used); listing it says nothing.
+            if pid > 0 && !out.iter().any(|p| p.pid == pid && p.role == role) {
+                out.push(PidUse { role, pid, alive: self.processes.alive(pid, used_at) });
+            }
+        }
+        out
+    }
+
+    /// Counts objects that vanished since the last census while a process that used them
+    /// still runs: one info line each.
+    fn note_removals(&mut self, snap: &Snapshot) {
+        let complete =
+            [snap.semaphores.is_some(), snap.message_queues.is_some(), snap.shared_memory.is_some()];
+        let tracked = std::mem::take(&mut self.tracked);
+        for (&(kind, id), t) in &tracked {
+            let k = kind as usize;
+            if !(complete[k] && self.tracked_complete[k]) || self.present.contains(&(kind, id)) {
+                continue;
+            }
+            if self.processes.alive(t.pid, t.used_at) != Alive::Alive {
+                continue;
+            }
+            let name = self.names.name(t.owner);
+            tracing::info!(
+                kind = kind.short(),
+                key = %t.key,
+                id,
+                owner = %name,
+                pid = t.pid,
+                "IPC object removed while a process that used it still runs"
+            );
+            self.count_removal(t.owner, name);
+        }
+        self.tracked = tracked;
+    }
+
+    fn count_removal(&mut self, uid: u32, name: Arc<str>) {
+        if let Some(r) = self.removed.iter_mut().find(|r| r.uid == Some(uid)) {
+            r.total += 1;
+            return;
+        }
+        let named = self.removed.iter().filter(|r| r.uid.is_some()).count();
+        if named < self.config.max_owners {
+            self.removed.push(RemovedInUse { uid: Some(uid), name, total: 1 });
+        } else if let Some(other) = self.removed.iter_mut().find(|r| r.uid.is_none()) {
+            other.total += 1;
+        } else {
+            self.removed.push(RemovedInUse { uid: None, name: "other".into(), total: 1 });
+        }
+    }
+
+    /// The top `max_owners` by objects held (then bytes, then uid), the rest as `other`.
+    fn rank_owners(&mut self, pass: &mut Pass) {
+        let mut ranked: Vec<(u32, Usage)> = self.per_owner.drain().collect();
+        ranked.sort_by_key(|(uid, u)| {
+            (std::cmp::Reverse(u.objects()), std::cmp::Reverse(u.segment_bytes + u.message_bytes), *uid)
+        });
+        let mut other = Usage::default();
+        for (i, (uid, u)) in ranked.iter().enumerate() {
+            pass.totals.add(u);
+            if i < self.config.max_owners {
+                pass.owners.push(OwnerUsage { uid: Some(*uid), name: self.names.name(*uid), usage: *u });
+            } else {
+                other.add(u);
+            }
+        }
+        if ranked.len() > self.config.max_owners {
+            pass.owners.push(OwnerUsage { uid: None, name: "other".into(), usage: other });
+        }
+    }
+}
+
+struct Judged {
+    all_dead: bool,
+    /// The first pid whose process is alive: watched for the object's removal.
+    live_pid: Option<i32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stale(
+    kind: Kind,
+    key: Key,
+    id: i32,
+    owner: u32,
+    owner_name: Arc<str>,
+    size: u64,
+    state: &'static str,
+    last_used: i64,
+    now: i64,
+    pids: Vec<PidUse>,
+    prunable: bool,
+) -> StaleObject {
+    StaleObject {
+        kind,
+        key,
+        id,
+        owner,
+        owner_name,
+        size,
+        state,
+        last_used,
+        idle_seconds: (now - last_used).max(0),
+        pids,
+        prunable,
+        ipcrm: format!("ipcrm {} {id}", kind.ipcrm_flag()),
+    }
+}

@@ -1,0 +1,173 @@
+//! Whether the process behind a pid is the one that used an object, or a stranger that
+//! reused its number.
+//!
+//! The kernel stores the pids of an object's creator and last users as `struct pid`
+//! references and translates them into the caller's pid namespace, so a daemon in the host's
+//! pid namespace reads host pids even for a container's objects. A pid whose process has
+//! died can be reused: a process that started after the object's last use is not the one
+//! that used it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ipcwatch_sampler::objects;
+use serde::Serialize;
+
+/// A process started this many seconds after an object's last use is still accepted as its
+/// user: `btime` and the object times are whole seconds.
+const START_SLACK: i64 = 2;
+
+/// The initial pid namespace's inode (PROC_PID_INIT_INO).
+const INIT_PID_NAMESPACE: u64 = 0xEFFFFFFC;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Alive {
+    /// The process runs and could be the object's user.
+    Alive,
+    /// No process has the pid, or its process started after the object's last use.
+    Dead,
+    /// Cannot tell (no permission, or the pid is outside our pid namespace's view): counts
+    /// as alive wherever a decision depends on it.
+    Unknown,
+}
+
+impl Alive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alive::Alive => "alive",
+            Alive::Dead => "dead",
+            Alive::Unknown => "unknown",
+        }
+    }
+}
+
+/// What one lookup of a pid found.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    exists: Option<bool>,
+    /// Unix seconds the process started, when /proc/PID/stat could be read.
+    started: Option<i64>,
+}
+
+/// Liveness lookups for one pass: each pid is looked up once ([`Processes::forget`] starts a
+/// new pass).
+#[derive(Debug)]
+pub struct Processes {
+    procfs: PathBuf,
+    boot_time: Option<i64>,
+    ticks: u64,
+    /// Outside the initial pid namespace, processes of other namespaces read as pid 0, so 0
+    /// cannot mean "nobody".
+    zero_is_nobody: bool,
+    seen: HashMap<i32, Seen>,
+    text: String,
+}
+
+impl Processes {
+    pub fn new(procfs: &Path) -> Processes {
+        let boot_time = std::fs::read_to_string(procfs.join("stat")).ok().and_then(|s| boot_time(&s));
+        let pid_ns = std::fs::metadata(procfs.join("self/ns/pid"));
+        let zero_is_nobody =
+            pid_ns.map(|m| std::os::unix::fs::MetadataExt::ino(&m) == INIT_PID_NAMESPACE).unwrap_or(false);
+        Processes {
+            procfs: procfs.to_path_buf(),
+            boot_time,
+            ticks: objects::clock_ticks(),
+            zero_is_nobody,
+            seen: HashMap::new(),
+            text: String::new(),
+        }
+    }
+
+    /// Starts a new pass: processes may have come and gone since the last one.
+    pub fn forget(&mut self) {
+        self.seen.clear();
+        if self.seen.capacity() > 4096 {
+            self.seen.shrink_to(4096);
+        }
+    }
+
+    /// Whether `pid` runs and is the process that used an object at `used_at` (Unix seconds;
+    /// 0 when unknown, which skips the reuse check).
+    pub fn alive(&mut self, pid: i32, used_at: i64) -> Alive {
+        if pid <= 0 {
+            return if self.zero_is_nobody { Alive::Dead } else { Alive::Unknown };
+        }
+        let seen = match self.seen.get(&pid) {
+            Some(s) => *s,
+            None => {
+                let s = self.look(pid);
+                self.seen.insert(pid, s);
+                s
+            }
+        };
+        match seen.exists {
+            None => Alive::Unknown,
+            Some(false) => Alive::Dead,
+            Some(true) => match seen.started {
+                Some(started) if used_at > 0 && started > used_at + START_SLACK => Alive::Dead,
+                _ => Alive::Alive,
+            },
+        }
+    }
+
+    fn look(&mut self, pid: i32) -> Seen {
+        let exists = objects::process_exists(pid);
+        let started = if exists == Some(true) { self.start_time(pid) } else { None };
+        Seen { exists, started }
+    }
+
+    fn start_time(&mut self, pid: i32) -> Option<i64> {
+        let path = self.procfs.join(pid.to_string()).join("stat");
+        ipcwatch_sampler::read_text(&path, &mut self.text).ok()?;
+        let ticks = start_ticks(&self.text)?;
+        Some(self.boot_time? + (ticks / self.ticks.max(1)) as i64)
+    }
+}
+
+/// `btime` from /proc/stat: the boot time in Unix seconds.
+fn boot_time(stat: &str) -> Option<i64> {
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Field 22 of /proc/PID/stat (`starttime`, in clock ticks after boot). The command name in
+/// field 2 may hold spaces and parentheses, so fields are counted after its last `)`.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_read_after_the_command_name() {
+        let stat = "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(start_ticks(stat), Some(98765));
+        assert_eq!(start_ticks("garbage"), None);
+        assert_eq!(start_ticks("1 (x) S 1"), None);
+        assert_eq!(boot_time("cpu 1 2\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_later_use_keeps_it_so() {
+        let mut p = Processes::new(Path::new("/proc"));
+        let me = std::process::id() as i32;
+        assert_eq!(p.alive(me, crate::unix_now()), Alive::Alive);
+        assert_eq!(p.alive(me, 0), Alive::Alive);
+        // A use long before this process started was some other process with our pid.
+        assert_eq!(p.alive(me, 1_000_000), Alive::Dead);
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        let mut p = Processes::new(Path::new("/proc"));
+        // The pid could be reused in between, but not by a process started before now - 10 s.
+        assert_eq!(p.alive(pid, crate::unix_now() - 10), Alive::Dead);
+    }
+}

@@ -1,0 +1,251 @@
+//! The `snapshot --stale` and `prune` commands' work: censuses of one or every namespace,
+//! and their text form.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ipcwatch_sampler::namespaces::{self, Identity, Visitor};
+use ipcwatch_sampler::{Sampler, SamplerConfig};
+use serde::Serialize;
+
+use crate::census::{Census, Gathered, Pass, StaleObject};
+use crate::prune::{prune, Filter, Outcome, PruneReport};
+use crate::{HoldersConfig, Thresholds};
+
+/// Which namespaces a command looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The caller's own IPC namespace (no privileges needed).
+    Own,
+    /// Every namespace on the host (CAP_SYS_ADMIN to enter, CAP_SYS_PTRACE to find).
+    All,
+    /// One namespace by inode.
+    One(u64),
+}
+
+/// One namespace's census, or why it could not be taken.
+#[derive(Debug, Serialize)]
+pub struct NamespaceCensus {
+    pub namespace: Identity,
+    /// The objects listed (stale and orphaned ones, after the filter).
+    pub objects: Vec<StaleObject>,
+    /// For `prune`: what happened to each object listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<PruneReport>,
+    pub error: Option<String>,
+}
+
+/// Lists the stale and orphaned objects in `scope` that `filter` picks; with `act`, prunes
+/// them too (`yes`: really remove).
+pub fn stale_objects(
+    config: SamplerConfig,
+    pod_logs: &Path,
+    scope: Scope,
+    thresholds: Thresholds,
+    filter: &Filter,
+    act: Option<bool>,
+) -> std::io::Result<Vec<NamespaceCensus>> {
+    let procfs = config.procfs.clone();
+    let visitor = Visitor::new(&procfs)?;
+    let mut sampler = Sampler::new(SamplerConfig { semaphore_detail: true, ..config });
+    let targets: Vec<(Identity, Vec<u32>)> = match scope {
+        Scope::Own => vec![(own_identity(visitor.home_inode), Vec::new())],
+        Scope::All | Scope::One(_) => {
+            let found = namespaces::scan(&procfs, pod_logs)?;
+            let mut t: Vec<_> = found
+                .namespaces
+                .into_iter()
+                .filter(|f| match scope {
+                    Scope::One(inode) => f.identity.inode == inode,
+                    _ => true,
+                })
+                .map(|f| (f.identity, f.pids))
+                .collect();
+            if let (Scope::One(inode), true) = (scope, t.is_empty()) {
+                if inode != visitor.home_inode {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("no process is in IPC namespace {inode} (see `ipcwatch snapshot --all-namespaces`)"),
+                    ));
+                }
+                t.push((own_identity(inode), Vec::new()));
+            }
+            t.sort_by_key(|(i, _)| (i.inode != visitor.home_inode, i.inode));
+            t
+        }
+    };
+    let now = crate::unix_now();
+    let holders = HoldersConfig { thresholds, max_owners: usize::MAX };
+    let mut out = Vec::with_capacity(targets.len());
+    for (identity, pids) in targets {
+        let visit = visitor.visit(identity.inode, &pids, || {
+            let gathered = Gathered::take(&mut sampler);
+            let pass: Pass = Census::new(&procfs, holders).pass(&gathered, now, thresholds);
+            let mut objects: Vec<StaleObject> =
+                pass.stale.into_iter().filter(|o| filter.matches(o)).collect();
+            if identity.inode != visitor.home_inode {
+                for o in &mut objects {
+                    o.ipcrm = format!("nsenter --target {} --ipc {}", identity.pid, o.ipcrm);
+                }
+            }
+            let pruned = match act {
+                Some(yes) => prune(&procfs, &objects, thresholds, yes),
+                None => Vec::new(),
+            };
+            let error = (!gathered.snapshot.ok()).then(|| {
+                let failed: Vec<String> =
+                    gathered.snapshot.collectors.iter().filter_map(|c| c.error.clone()).collect();
+                format!("partly read: {}", failed.join("; "))
+            });
+            (objects, pruned, error)
+        });
+        out.push(match visit {
+            Ok((objects, pruned, error)) => NamespaceCensus { namespace: identity, objects, pruned, error },
+            Err(e) => NamespaceCensus {
+                namespace: identity,
+                objects: Vec::new(),
+                pruned: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn own_identity(inode: u64) -> Identity {
+    Identity {
+        inode,
+        host: inode == namespaces::INIT_IPC_NAMESPACE,
+        pid: std::process::id(),
+        comm: "ipcwatch".into(),
+        ..Default::default()
+    }
+}
+
+/// `1h2m`, `45s`, `3d4h`: an age as people read it.
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m{sec}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+/// `90`, `90s`, `30m`, `1h`, `2d` (or combined: `1h30m`) as seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("`{text}` is not a duration such as 0s, 90s, 30m, 1h or 2d");
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = t.parse::<i64>() {
+        return if n >= 0 { Ok(n) } else { Err(bad()) };
+    }
+    let (mut total, mut digits) = (0i64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad()),
+        };
+        let n: i64 = std::mem::take(&mut digits).parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    if digits.is_empty() {
+        Ok(total)
+    } else {
+        Err(bad())
+    }
+}
+
+/// The text table of `snapshot --stale` and `prune`.
+pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<11} {:<4} {:<10} {:>8} {:<10} {:>12} {:<8} {:>7}  {:<28} {}",
+        "NAMESPACE",
+        "KIND",
+        "KEY",
+        "ID",
+        "OWNER",
+        "SIZE",
+        "STATE",
+        "IDLE",
+        "PIDS",
+        if pruning { "RESULT" } else { "REMOVE WITH" }
+    );
+    let mut listed = 0;
+    for n in all {
+        if let Some(e) = &n.error {
+            let _ = writeln!(out, "{:<11} not read: {e}", n.namespace.inode);
+        }
+        for (i, o) in n.objects.iter().enumerate() {
+            listed += 1;
+            let pids = if o.pids.is_empty() {
+                "none".to_string()
+            } else {
+                o.pids
+                    .iter()
+                    .map(|p| format!("{} {} {}", p.role, p.pid, p.alive.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let last = match n.pruned.get(i).map(|p| &p.outcome) {
+                Some(Outcome::WouldRemove) => "would remove (dry run; --yes removes)".to_string(),
+                Some(Outcome::Removed) => "removed".to_string(),
+                Some(Outcome::Kept(why)) => format!("kept: {why}"),
+                Some(Outcome::Failed(why)) => format!("failed: {why}"),
+                None => o.ipcrm.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<11} {:<4} {:<10} {:>8} {:<10} {:>12} {:<8} {:>7}  {:<28} {}",
+                n.namespace.inode,
+                o.kind.short(),
+                o.key.to_string(),
+                o.id,
+                o.owner_name,
+                o.size,
+                o.state,
+                age(o.idle_seconds),
+                pids,
+                last
+            );
+        }
+    }
+    if listed == 0 {
+        out.push_str("no stale or orphaned objects\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_people_write_them() {
+        assert_eq!(parse_duration("0s"), Ok(0));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        for bad in ["", "-5", "1x", "h", "5m3", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(3725), "1h2m");
+        assert_eq!(age(90_000), "1d1h");
+    }
+}
