@@ -3,6 +3,7 @@
 
 mod alerts;
 mod daemon;
+mod holders;
 mod http;
 mod namespaces;
 mod ns;

@@ -95,11 +95,41 @@ impl Namespace {
     /// `commands` and then holds it; returns the holder's pid, its namespace inode and the
     /// commands' answers.
     pub fn hold(&mut self, commands: &[&str]) -> (u32, u64, Vec<String>) {
+        let (pid, answers) = self.start_holder(true, commands);
+        let inode = answers[0].trim_start_matches("ok ipc:[").trim_end_matches(']').parse().unwrap();
+        (pid, inode, answers)
+    }
+
+    /// A process in this namespace that runs `commands` and then lives on (a program still
+    /// using its objects); returns its pid and the commands' answers.
+    pub fn keep(&mut self, commands: &[&str]) -> (u32, Vec<String>) {
+        self.start_holder(false, commands)
+    }
+
+    /// A process in this namespace that runs `commands` and exits (a program that left its
+    /// objects behind); returns the commands' answers.
+    pub fn once(&mut self, commands: &[&str]) -> Vec<String> {
+        let testkit = testkit();
+        let script = commands.join(";").replace(' ', ",");
+        let (code, text) = self.run(testkit.to_str().unwrap(), &["--once", &script]);
+        assert_eq!(code, "0", "{text}");
+        let answers: Vec<String> = text.lines().map(str::to_string).collect();
+        for (c, a) in commands.iter().zip(&answers) {
+            assert!(a.starts_with("ok"), "`{c}` failed: {a}");
+        }
+        answers
+    }
+
+    fn start_holder(&mut self, own_namespace: bool, commands: &[&str]) -> (u32, Vec<String>) {
         let script =
             std::iter::once("check-namespace").chain(commands.iter().copied()).collect::<Vec<_>>().join(";");
         let testkit = testkit();
-        let (pid, out) =
-            self.spawn("unshare", &["--ipc", testkit.to_str().unwrap(), "--hold", &script.replace(' ', ",")]);
+        let (testkit, script) = (testkit.to_str().unwrap(), script.replace(' ', ","));
+        let (pid, out) = if own_namespace {
+            self.spawn("unshare", &["--ipc", testkit, "--hold", &script])
+        } else {
+            self.spawn(testkit, &["--hold", &script])
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let text = loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
@@ -113,8 +143,7 @@ impl Namespace {
         for (c, a) in std::iter::once(&"check-namespace").chain(commands).zip(&answers) {
             assert!(a.starts_with("ok"), "`{c}` failed in the holder: {a}");
         }
-        let inode = answers[0].trim_start_matches("ok ipc:[").trim_end_matches(']').parse().unwrap();
-        (pid, inode, answers)
+        (pid, answers)
     }
 
     pub fn snapshot_json(&mut self) -> serde_json::Value {

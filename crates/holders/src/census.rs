@@ -53,6 +53,20 @@ impl Gathered {
         g
     }
 
+    /// A snapshot with each array's semaphore pids given (`None`: unreadable), for tests and
+    /// benchmarks that feed made-up objects.
+    pub fn from_parts(snapshot: Snapshot, pids: Vec<Option<Vec<i32>>>) -> Gathered {
+        let mut g = Gathered { snapshot, ..Default::default() };
+        for p in pids {
+            g.sem_spans.push(p.map(|p| {
+                let start = g.sem_pids.len() as u32;
+                g.sem_pids.extend_from_slice(&p);
+                (start, p.len() as u32)
+            }));
+        }
+        g
+    }
+
     fn semaphore_pids(&self, index: usize) -> Option<&[i32]> {
         let (start, len) = (*self.sem_spans.get(index)?)?;
         self.sem_pids.get(start as usize..(start + len) as usize)

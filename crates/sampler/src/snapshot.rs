@@ -253,7 +253,9 @@ pub struct Segment {
 
 impl Segment {
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    /// A segment as the kernel reports it: `raw_mode` is `shm_perm.mode`, whose bits above
+    /// the permissions carry SHM_DEST (0o1000) and SHM_LOCKED (0o2000). Times start at 0.
+    pub fn new(
         key: Key,
         id: i32,
         owner: u32,
