@@ -187,3 +187,41 @@ fn the_daemon_counts_owners_destroyed_attached_bytes_and_removals_in_use() {
     assert!(samples(&body).contains_key("ipcwatch_census_duration_seconds"), "{body}");
     crate::daemon::promtool_check(&body);
 }
+
+#[test]
+fn the_shipped_netdata_rules_raise_on_stale_arrays_and_charts_show_owners() {
+    let mut ns = Namespace::new("census-alert");
+    // Twelve arrays left behind by a process that exited: over the warning threshold of 10.
+    let script: Vec<String> = (0..12).flat_map(|i| ["sem 0 1".to_string(), format!("post {i}")]).collect();
+    ns.once(&script.iter().map(String::as_str).collect::<Vec<_>>());
+    // The shipped rules, evaluated every second instead of every minute.
+    let rules = ns.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../alerts/ipc.conf")).unwrap();
+    std::fs::write(rules.join("ipc.conf"), shipped.replace("every: 1m", "every: 1s")).unwrap();
+    let conf = config(
+        &ns,
+        "census.toml",
+        &format!("[alerts]\nrules = \"{}\"\n[holders]\ninterval = 1\nstale_after = 1\n", rules.display()),
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_, log) = ns.spawn(IPCWATCH, &["--config", &conf, "--web.listen-address", &addr]);
+    wait_ready(port, &log);
+    let alarm = || -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
+        doc["alarms"]["ipc.stale_objects.stale_semaphore_arrays"].clone()
+    };
+    let raised = crate::alerts::eventually(15, || alarm()["status"] == "WARNING");
+    let a = alarm();
+    assert!(raised, "{a}\n{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(a["value"], 12.0, "{a}");
+    assert!(a["info"].as_str().unwrap().contains("SEMMNI"), "the alert names the limit at stake: {a}");
+    // The arrays were all there at the first census: no growth, so that alert stays clear.
+    let growing: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
+    assert_eq!(
+        growing["alarms"]["ipc.stale_objects.semaphore_arrays_growing"]["status"], "CLEAR",
+        "{growing}"
+    );
+}

@@ -63,7 +63,11 @@ fn main() {
     }
     let snaps: Vec<Snapshot> = (0..60).map(|i| snapshot(i as f64)).collect();
     let rss_before = rss_kib();
-    let mut r = Registry::new(RegistryConfig { history_rows: 3600, max_queue_dimensions: 100 });
+    let mut r = Registry::new(RegistryConfig {
+        history_rows: 3600,
+        max_queue_dimensions: 100,
+        ..RegistryConfig::default()
+    });
     let mut update = Duration::ZERO;
     let owner: std::sync::Arc<str> = "postgres".into();
     let mut clone = Duration::ZERO;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use ipcwatch_holders::{Pass, OWNER_FIGURES};
 use ipcwatch_sampler::Snapshot;
 
 use crate::figures::{FIGURES, QUEUE_FIGURES};
@@ -180,7 +181,164 @@ pub const CHARTS: &[ChartDef] = &[
             "shmmax", "shmall", "shmmin",
         ],
     ),
+    // From the slow census ([holders]): who holds what, and what nobody holds. A dimension per
+    // owner (the top N, then `other`); values change once per census.
+    chart(
+        "ipc.semaphore_arrays_by_owner",
+        "IPC Semaphore Arrays by Owner",
+        "arrays",
+        "ipc owners",
+        Stacked,
+        1240,
+        &[],
+    ),
+    chart(
+        "ipc.semaphores_by_owner",
+        "IPC Semaphores by Owner",
+        "semaphores",
+        "ipc owners",
+        Stacked,
+        1241,
+        &[],
+    ),
+    chart(
+        "ipc.message_queues_by_owner",
+        "IPC Message Queues by Owner",
+        "queues",
+        "ipc owners",
+        Stacked,
+        1242,
+        &[],
+    ),
+    chart(
+        "ipc.message_bytes_by_owner",
+        "IPC Bytes Queued by Owner",
+        "bytes",
+        "ipc owners",
+        Stacked,
+        1243,
+        &[],
+    ),
+    chart(
+        "ipc.shared_memory_segments_by_owner",
+        "IPC Shared Memory Segments by Owner",
+        "segments",
+        "ipc owners",
+        Stacked,
+        1244,
+        &[],
+    ),
+    chart(
+        "ipc.shared_memory_bytes_by_owner",
+        "IPC Shared Memory Bytes by Owner",
+        "bytes",
+        "ipc owners",
+        Stacked,
+        1245,
+        &[],
+    ),
+    chart(
+        "ipc.stale_semaphore_arrays_by_owner",
+        "IPC Stale Semaphore Arrays by Owner",
+        "arrays",
+        "ipc stale objects",
+        Stacked,
+        1246,
+        &[],
+    ),
+    chart(
+        "ipc.orphaned_shared_memory_bytes_by_owner",
+        "IPC Orphaned Shared Memory by Owner",
+        "bytes",
+        "ipc stale objects",
+        Stacked,
+        1247,
+        &[],
+    ),
+    chart(
+        "ipc.destroyed_attached_bytes_by_owner",
+        "IPC Removed but Attached Shared Memory by Owner",
+        "bytes",
+        "ipc stale objects",
+        Stacked,
+        1248,
+        &[],
+    ),
+    chart(
+        STALE_OBJECTS_CHART,
+        "IPC Stale and Orphaned Objects",
+        "objects",
+        "ipc stale objects",
+        Line,
+        1250,
+        &["semaphore_arrays", "message_queues", "orphaned_segments"],
+    ),
+    chart(
+        STALE_BYTES_CHART,
+        "IPC Memory Held by Stale Objects",
+        "bytes",
+        "ipc stale objects",
+        Line,
+        1251,
+        &["orphaned_shared_memory", "destroyed_attached_shared_memory", "stale_messages"],
+    ),
 ];
+
+pub const STALE_OBJECTS_CHART: &str = "ipc.stale_objects";
+pub const STALE_BYTES_CHART: &str = "ipc.stale_bytes";
+
+/// The most history rows a census chart keeps, whatever `[charts] history` says: their values
+/// change once a census (every minute by default), and the rules look back an hour at most.
+pub const CENSUS_HISTORY_ROWS: usize = 3600;
+
+/// Whether a chart is fed by the census (its history is held to [`CENSUS_HISTORY_ROWS`]).
+pub fn is_census_chart(id: &str) -> bool {
+    id == STALE_OBJECTS_CHART || id == STALE_BYTES_CHART || owner_charts().any(|c| c == id)
+}
+
+/// The charts that get a dimension per owner (from [`OWNER_FIGURES`]).
+pub fn owner_charts() -> impl Iterator<Item = &'static str> {
+    OWNER_FIGURES.iter().filter_map(|f| f.chart)
+}
+
+/// Writes one census into its charts' current row: a dimension per owner (owners no longer
+/// listed are retired), the namespace's totals, and the alert variables. `None` (no census
+/// yet, or it stopped) leaves the row empty.
+pub fn fill_holders(charts: &mut [Chart], pass: Option<&Pass>) {
+    let Some(pass) = pass else { return };
+    for f in OWNER_FIGURES {
+        let Some(id) = f.chart else { continue };
+        let chart = find(charts, id);
+        chart.retain_dimensions(|d| pass.owners.iter().any(|o| &*o.name == d));
+        for o in &pass.owners {
+            chart.set(&o.name, (f.read)(&o.usage) as f64);
+        }
+    }
+    let t = &pass.totals;
+    let stale = find(charts, STALE_OBJECTS_CHART);
+    for (dim, v) in [
+        ("semaphore_arrays", t.stale_semaphore_arrays),
+        ("message_queues", t.stale_message_queues),
+        ("orphaned_segments", t.orphaned_segments),
+    ] {
+        stale.set(dim, v as f64);
+    }
+    // The worst single owner: what the per-owner alerts compare (Netdata's syntax has no
+    // per-dimension alerts).
+    let named = || pass.owners.iter().filter(|o| o.uid.is_some());
+    let top_stale = named().map(|o| o.usage.stale_semaphore_arrays).max().unwrap_or(0);
+    let top_growth = named().map(|o| o.semaphore_arrays_growth_1h).max().unwrap_or(0);
+    stale.variables.insert("stale_semaphore_arrays_top_owner", top_stale as f64);
+    stale.variables.insert("semaphore_arrays_growth_1h_top_owner", top_growth as f64);
+    let bytes = find(charts, STALE_BYTES_CHART);
+    for (dim, v) in [
+        ("orphaned_shared_memory", t.orphaned_bytes),
+        ("destroyed_attached_shared_memory", t.destroyed_attached_bytes),
+        ("stale_messages", t.stale_message_bytes),
+    ] {
+        bytes.set(dim, v as f64);
+    }
+}
 
 fn find<'a>(charts: &'a mut [Chart], id: &str) -> &'a mut Chart {
     charts.iter_mut().find(|c| c.id == id).expect("every chart id used here is in CHARTS")

@@ -206,23 +206,32 @@ pub struct RegistryConfig {
     pub history_rows: usize,
     /// Most per-queue dimensions on the message-queue charts (biggest queues first).
     pub max_queue_dimensions: usize,
+    /// Most per-owner dimensions on each `ipc.*_by_owner` chart ([holders] max_owners, plus
+    /// `other`).
+    pub max_owner_dimensions: usize,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { history_rows: 3600, max_queue_dimensions: 100 }
+        RegistryConfig { history_rows: 3600, max_queue_dimensions: 100, max_owner_dimensions: 21 }
     }
 }
 
 impl RegistryConfig {
     /// The most bytes the charts' history can hold with these settings: 4 bytes per row for
     /// every dimension (the fixed ones, plus a messages and a bytes dimension per charted
-    /// queue) and 8 for every chart's row times, with a ring buffer's power-of-two capacity.
+    /// queue) and 8 for every chart's row times, with a ring buffer's power-of-two capacity;
+    /// the census charts (a dimension per owner) keep at most an hour.
     pub fn history_bytes(&self) -> u64 {
-        let fixed: usize = defs::CHARTS.iter().map(|c| c.dimensions.len()).sum();
+        let (census, other): (Vec<_>, Vec<_>) =
+            defs::CHARTS.iter().partition(|c| defs::is_census_chart(c.id));
+        let fixed: usize = other.iter().map(|c| c.dimensions.len()).sum();
         let dims = (fixed + 2 * self.max_queue_dimensions) as u64;
         let rows = self.history_rows.max(1).next_power_of_two() as u64;
-        rows * (dims * 4 + defs::CHARTS.len() as u64 * 8)
+        let census_fixed: usize = census.iter().map(|c| c.dimensions.len()).sum();
+        let census_dims = (census_fixed + defs::owner_charts().count() * self.max_owner_dimensions) as u64;
+        let census_rows = self.history_rows.clamp(1, defs::CENSUS_HISTORY_ROWS).next_power_of_two() as u64;
+        rows * (dims * 4 + other.len() as u64 * 8) + census_rows * (census_dims * 4 + census.len() as u64 * 8)
     }
 }
 
@@ -270,7 +279,8 @@ impl Registry {
     pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
         for chart in &mut self.charts {
-            chart.push_row(snap.timestamp, keep);
+            let census = defs::is_census_chart(chart.id);
+            chart.push_row(snap.timestamp, if census { keep.min(defs::CENSUS_HISTORY_ROWS) } else { keep });
         }
         let unchanged = self.queue_ids.len() == queues.queues().len()
             && self.queue_ids.iter().zip(queues.queues()).all(|(a, q)| *a == q.id);
@@ -284,6 +294,12 @@ impl Registry {
             }
         }
         defs::fill(&mut self.charts, &self.slots, snap, queues);
+    }
+
+    /// Fills the census's charts in the row [`Registry::update`] just started, from the
+    /// namespace's latest census (`None`: no values this row).
+    pub fn update_holders(&mut self, pass: Option<&ipcwatch_holders::Pass>) {
+        defs::fill_holders(&mut self.charts, pass);
     }
 
     /// The most per-queue dimensions (the cap the pipeline chooses queues with).

@@ -93,10 +93,18 @@ fn vanished_queues_are_retired() {
 
 #[test]
 fn queue_dimensions_are_capped_biggest_first() {
-    let mut r = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 2 });
+    let mut r = Registry::new(RegistryConfig {
+        history_rows: 10,
+        max_queue_dimensions: 2,
+        ..RegistryConfig::default()
+    });
     feed(&mut r, &snap(1.0, 0, vec![queue(0, 1, 10), queue(1, 1, 500), queue(2, 9, 10), queue(3, 0, 0)]));
     assert_eq!(r.queue_ids(), [1, 2]);
-    let mut off = Registry::new(RegistryConfig { history_rows: 10, max_queue_dimensions: 0 });
+    let mut off = Registry::new(RegistryConfig {
+        history_rows: 10,
+        max_queue_dimensions: 0,
+        ..RegistryConfig::default()
+    });
     feed(&mut off, &snap(1.0, 0, vec![queue(0, 1, 10)]));
     assert!(off.queue_ids().is_empty());
     assert!(off.chart(QUEUE_BYTES_CHART).unwrap().dimensions.is_empty());
@@ -116,7 +124,11 @@ fn a_failed_collector_is_not_served_as_fresh() {
 
 #[test]
 fn history_is_bounded_and_lookups_reduce_windows() {
-    let mut r = Registry::new(RegistryConfig { history_rows: 5, max_queue_dimensions: 100 });
+    let mut r = Registry::new(RegistryConfig {
+        history_rows: 5,
+        max_queue_dimensions: 100,
+        ..RegistryConfig::default()
+    });
     for t in 1..=8 {
         feed(&mut r, &snap(t as f64, t, vec![]));
     }
@@ -173,4 +185,44 @@ fn docs_metrics_md_agrees_with_the_figures() {
         }
         panic!("docs/metrics.md disagrees with the figures table; run IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts\nwant:\n{want}");
     }
+}
+
+#[test]
+fn every_census_chart_exists_and_fills_from_a_pass() {
+    use ipcwatch_holders::{OwnerUsage, Pass, Usage, OWNER_FIGURES};
+    let mut r = Registry::new(RegistryConfig::default());
+    let owner = |uid: Option<u32>, name: &str, arrays: u64| OwnerUsage {
+        uid,
+        name: name.into(),
+        usage: Usage { semaphore_arrays: arrays, stale_semaphore_arrays: arrays / 2, ..Default::default() },
+        semaphore_arrays_growth_1h: arrays / 4,
+    };
+    let pass = Pass {
+        owners: vec![owner(Some(48), "apache", 40), owner(None, "other", 8)],
+        totals: Usage { stale_semaphore_arrays: 24, orphaned_bytes: 4096, ..Default::default() },
+        ..Default::default()
+    };
+    let snap = Snapshot { timestamp: 100.0, ..Default::default() };
+    r.update(&snap, &crate::QueueChoice::default());
+    r.update_holders(Some(&pass));
+    for chart in OWNER_FIGURES.iter().filter_map(|f| f.chart) {
+        let c = r.chart(chart).unwrap_or_else(|| panic!("{chart} is not in CHARTS"));
+        assert_eq!(c.dimensions.len(), 2, "{chart}");
+    }
+    let by_owner = r.chart("ipc.semaphore_arrays_by_owner").unwrap();
+    assert_eq!(by_owner.dimension("apache").unwrap().last(), Some(40.0));
+    let stale = r.chart("ipc.stale_objects").unwrap();
+    assert_eq!(stale.dimension("semaphore_arrays").unwrap().last(), Some(24.0));
+    // The worst named owner, not `other`.
+    assert_eq!(stale.variables["stale_semaphore_arrays_top_owner"], 20.0);
+    assert_eq!(stale.variables["semaphore_arrays_growth_1h_top_owner"], 10.0);
+    assert_eq!(
+        r.chart("ipc.stale_bytes").unwrap().dimension("orphaned_shared_memory").unwrap().last(),
+        Some(4096.0)
+    );
+    // An owner who left loses its dimension at the next census.
+    let later = Pass { owners: vec![owner(Some(48), "apache", 2)], ..Default::default() };
+    r.update(&Snapshot { timestamp: 101.0, ..Default::default() }, &crate::QueueChoice::default());
+    r.update_holders(Some(&later));
+    assert!(r.chart("ipc.semaphore_arrays_by_owner").unwrap().dimension("other").is_none());
 }

@@ -426,6 +426,7 @@ impl Config {
         ipcwatch_charts::RegistryConfig {
             history_rows: self.history_rows(),
             max_queue_dimensions: self.charts.max_queue_dimensions,
+            max_owner_dimensions: self.holders.max_owners + 1,
         }
     }
 
@@ -466,6 +467,7 @@ impl Config {
             update_every: self.update_every(),
             history_rows: self.history_rows(),
             max_queue_dimensions: self.charts.max_queue_dimensions,
+            max_owner_dimensions: self.holders.max_owners + 1,
         }
     }
 

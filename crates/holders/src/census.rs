@@ -1,6 +1,6 @@
 //! One census of a namespace: every object, who owns it, and whether anyone still uses it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -218,6 +218,9 @@ pub struct OwnerUsage {
     pub name: Arc<str>,
     #[serde(flatten)]
     pub usage: Usage,
+    /// Arrays gained over the last hour: now minus the fewest any census saw in that hour
+    /// (the leak-per-reload pattern). 0 for `other`.
+    pub semaphore_arrays_growth_1h: u64,
 }
 
 /// One pid an object records, and whether its process still runs.
@@ -301,7 +304,12 @@ pub struct Census {
     present: HashSet<(Kind, i32)>,
     removed: Vec<RemovedInUse>,
     per_owner: HashMap<u32, Usage>,
+    /// Each named owner's array counts over the last hour, oldest first.
+    arrays_seen: HashMap<u32, VecDeque<(i64, u64)>>,
 }
+
+/// The window of [`OwnerUsage::semaphore_arrays_growth_1h`].
+const GROWTH_WINDOW: i64 = 3600;
 
 impl Census {
     pub fn new(procfs: &Path, config: HoldersConfig) -> Census {
@@ -314,6 +322,7 @@ impl Census {
             present: HashSet::new(),
             removed: Vec::new(),
             per_owner: HashMap::new(),
+            arrays_seen: HashMap::new(),
         }
     }
 
@@ -542,16 +551,41 @@ impl Census {
             (std::cmp::Reverse(u.objects()), std::cmp::Reverse(u.segment_bytes + u.message_bytes), *uid)
         });
         let mut other = Usage::default();
+        let now = pass.timestamp;
+        // Owners gone (or out of the top) for an hour are forgotten; the rest keep an hour.
+        self.arrays_seen.retain(|_, seen| {
+            while seen.front().is_some_and(|(t, _)| *t < now - GROWTH_WINDOW) {
+                seen.pop_front();
+            }
+            !seen.is_empty()
+        });
         for (i, (uid, u)) in ranked.iter().enumerate() {
             pass.totals.add(u);
             if i < self.config.max_owners {
-                pass.owners.push(OwnerUsage { uid: Some(*uid), name: self.names.name(*uid), usage: *u });
+                let seen = self.arrays_seen.entry(*uid).or_default();
+                seen.push_back((now, u.semaphore_arrays));
+                // A census every second would keep 3,600 points; one in 60 s is plenty.
+                while seen.len() > 4096 {
+                    seen.pop_front();
+                }
+                let fewest = seen.iter().map(|(_, n)| *n).min().unwrap_or(0);
+                pass.owners.push(OwnerUsage {
+                    uid: Some(*uid),
+                    name: self.names.name(*uid),
+                    usage: *u,
+                    semaphore_arrays_growth_1h: u.semaphore_arrays - fewest,
+                });
             } else {
                 other.add(u);
             }
         }
         if ranked.len() > self.config.max_owners {
-            pass.owners.push(OwnerUsage { uid: None, name: "other".into(), usage: other });
+            pass.owners.push(OwnerUsage {
+                uid: None,
+                name: "other".into(),
+                usage: other,
+                semaphore_arrays_growth_1h: 0,
+            });
         }
     }
 }

@@ -151,3 +151,20 @@ fn a_removed_object_counts_only_if_a_process_that_used_it_still_runs() {
     let pass = c.pass(&Gathered::from_parts(failed, vec![]), NOW + 180, t);
     assert_eq!(pass.removed_in_use[0].total, 1);
 }
+
+#[test]
+fn growth_is_the_arrays_gained_over_the_last_hour() {
+    let mut c = census(20);
+    let t = Thresholds::both(3600);
+    let arrays = |n: i32| (0..n).map(|i| array(i, 5, 1, NOW)).collect::<Vec<_>>();
+    let pass_with = |c: &mut Census, n: i32, at: i64| {
+        let g = Gathered::from_parts(snapshot(arrays(n), vec![], vec![]), vec![None; n as usize]);
+        c.pass(&g, at, t).owners[0].semaphore_arrays_growth_1h
+    };
+    assert_eq!(pass_with(&mut c, 10, NOW), 0);
+    assert_eq!(pass_with(&mut c, 12, NOW + 600), 2);
+    assert_eq!(pass_with(&mut c, 17, NOW + 1200), 7);
+    // An hour after the low point, it no longer counts: growth since NOW + 600.
+    assert_eq!(pass_with(&mut c, 17, NOW + 3700), 5);
+    assert_eq!(pass_with(&mut c, 3, NOW + 3800), 0, "shrinking is not growth");
+}

@@ -2,7 +2,7 @@
 //! [`Census`] kept between passes so removals can be noticed.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,7 +24,7 @@ pub struct NamespaceHolders {
 /// Every namespace's latest census, as the exporter serves it.
 #[derive(Debug, Default)]
 pub struct HoldersPublished {
-    pub namespaces: Vec<NamespaceHolders>,
+    pub namespaces: Vec<Arc<NamespaceHolders>>,
     /// Namespaces that could not be entered in the last round.
     pub visits_failed: u64,
     /// How long the last round took, all namespaces together.
@@ -89,14 +89,14 @@ impl Watch {
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
-            out.namespaces.push(NamespaceHolders { inode: *inode, label: inode.to_string().into(), pass });
+            out.namespaces.push(Arc::new(NamespaceHolders {
+                inode: *inode,
+                label: inode.to_string().into(),
+                pass,
+            }));
         }
         out.duration_seconds = started.elapsed().as_secs_f64();
         out.timestamp = crate::unix_now();
         out
-    }
-
-    pub fn procfs(&self) -> &Path {
-        &self.procfs
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ipcwatch_alerts::{Delivery, Host, Rule};
 use ipcwatch_exporter::{BuildInfo, Limits, State, WebConfigFile};
+use ipcwatch_holders::HoldersPublished;
 use ipcwatch_pipeline::Fleet;
 use ipcwatch_sampler::namespaces;
 use sd_notify::NotifyState;
@@ -103,7 +104,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
             // Made on this thread: namespace visits (setns) move only the thread that makes them.
             let fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
             if let Ok(delivery) = delivery_rx.recv() {
-                sampling_loop(fleet, loop_state, delivery, control_rx, first_tx);
+                sampling_loop(c.holders.interval, fleet, loop_state, delivery, control_rx, first_tx);
             }
         })
         .context("starting the sampling thread")?;
@@ -216,13 +217,24 @@ fn monotonic() -> NotifyState<'static> {
 }
 
 fn sampling_loop(
+    interval: u64,
     mut pipeline: Fleet,
     state: Arc<State>,
     delivery: Delivery,
     control: mpsc::Receiver<Reload>,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
-    let tick = |pipeline: &mut Fleet| {
+    // The census's latest round, handed to the charts when it changes; one older than
+    // three rounds (a stuck census thread) is not charted as if fresh.
+    let mut census: Option<Arc<HoldersPublished>> = None;
+    let mut tick = |pipeline: &mut Fleet, holders_interval: u64| {
+        let fresh = state
+            .holders()
+            .filter(|h| ipcwatch_holders::unix_now() - h.timestamp <= 3 * holders_interval as i64 + 10);
+        if fresh.as_ref().map(Arc::as_ptr) != census.as_ref().map(Arc::as_ptr) {
+            pipeline.set_holders(fresh.as_deref());
+            census = fresh;
+        }
         let tick = pipeline.tick();
         state.publish(tick.published);
         for n in tick.notifications {
@@ -230,7 +242,8 @@ fn sampling_loop(
         }
     };
     // The first sample right away, so /-/ready turns 200 without waiting for a boundary.
-    tick(&mut pipeline);
+    let mut holders_interval = interval;
+    tick(&mut pipeline, holders_interval);
     let _ = first.send(());
     // The watchdog is pinged from this thread, so a hung tick stops the pings and systemd
     // restarts us; it is pinged on its own clock, so a long update_every does not.
@@ -258,11 +271,12 @@ fn sampling_loop(
                         Err(e) => tracing::error!("{e}; keeping the current alert delivery"),
                     }
                     pipeline.reconfigure(config.sampler(), config.pipeline(), rules, config.fleet());
+                    holders_interval = config.holders.interval;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
-        tick(&mut pipeline);
+        tick(&mut pipeline, holders_interval);
     }
 }

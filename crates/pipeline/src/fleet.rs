@@ -243,6 +243,16 @@ impl Fleet {
         }
     }
 
+    /// Hands every watched namespace its part of the latest census (`None`: stop charting
+    /// one, as when it is too old).
+    pub fn set_holders(&mut self, holders: Option<&ipcwatch_holders::HoldersPublished>) {
+        let by_inode: std::collections::HashMap<u64, &Arc<ipcwatch_holders::NamespaceHolders>> =
+            holders.map(|h| h.namespaces.iter().map(|n| (n.inode, n)).collect()).unwrap_or_default();
+        for (inode, m) in &mut self.members {
+            m.pipeline.set_holders(by_inode.get(inode).map(|n| Arc::clone(n)));
+        }
+    }
+
     pub fn config(&self) -> &PipelineConfig {
         &self.pipeline_config
     }

@@ -20,6 +20,7 @@ use ipcwatch_charts::{QueueChoice, Registry, RegistryConfig};
 use ipcwatch_sampler::{Sampler, Snapshot};
 
 use collectors::CollectorLog;
+use ipcwatch_holders::NamespaceHolders;
 use ipcwatch_sampler::UserNames as OwnerNames;
 
 /// Time until the next tick: the next multiple of `every` on the wall clock, as Netdata
@@ -56,17 +57,28 @@ pub struct PipelineConfig {
     pub history_rows: usize,
     /// Most queues with series of their own (the biggest first).
     pub max_queue_dimensions: usize,
+    /// Most owners with dimensions of their own on the per-owner charts (with `other`).
+    pub max_owner_dimensions: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { update_every: Duration::from_secs(1), history_rows: 3600, max_queue_dimensions: 100 }
+        PipelineConfig {
+            update_every: Duration::from_secs(1),
+            history_rows: 3600,
+            max_queue_dimensions: 100,
+            max_owner_dimensions: 21,
+        }
     }
 }
 
 impl PipelineConfig {
     fn registry(&self) -> RegistryConfig {
-        RegistryConfig { history_rows: self.history_rows, max_queue_dimensions: self.max_queue_dimensions }
+        RegistryConfig {
+            history_rows: self.history_rows,
+            max_queue_dimensions: self.max_queue_dimensions,
+            max_owner_dimensions: self.max_owner_dimensions,
+        }
     }
 }
 
@@ -110,6 +122,9 @@ pub struct Pipeline {
     board_generation: u64,
     failed: u64,
     slow: u64,
+    /// The namespace's latest census (owners, stale objects), charted every tick until the
+    /// next one arrives.
+    holders: Option<Arc<NamespaceHolders>>,
 }
 
 impl Pipeline {
@@ -132,7 +147,13 @@ impl Pipeline {
             collectors: CollectorLog::default(),
             failed: 0,
             slow: 0,
+            holders: None,
         }
+    }
+
+    /// The census the next ticks chart (`None`: none, or it is too old to show).
+    pub fn set_holders(&mut self, holders: Option<Arc<NamespaceHolders>>) {
+        self.holders = holders;
     }
 
     /// A reload: new caps and history depth, new rules (alerts that survive keep their state).
@@ -203,6 +224,7 @@ impl Pipeline {
         let cap = queue_cap.min(self.config.max_queue_dimensions);
         let queues = QueueChoice::choose(&snapshot, cap, |uid| owners.name(uid));
         self.registry.update(&snapshot, &queues);
+        self.registry.update_holders(self.holders.as_deref().map(|h| &h.pass));
 
         let outcome = self.engine.evaluate(&self.registry, snapshot.timestamp);
         for t in &outcome.transitions {

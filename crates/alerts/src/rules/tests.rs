@@ -20,6 +20,10 @@ fn the_shipped_rules_load_without_errors() {
         "shared_memory_pages_used",
         "message_queue_full",
         "shared_memory_orphaned",
+        "stale_semaphore_arrays",
+        "semaphore_arrays_growing",
+        "orphaned_shared_memory_aged",
+        "destroyed_attached_shared_memory",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
