@@ -173,17 +173,21 @@ fn every_figure_feeds_a_chart_dimension_that_exists() {
 #[test]
 fn docs_metrics_md_agrees_with_the_figures() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
-    let doc = std::fs::read_to_string(&path).unwrap();
-    let (begin, end) = ("<!-- figures:begin -->\n", "<!-- figures:end -->");
-    let start = doc.find(begin).expect("docs/metrics.md has a figures:begin marker") + begin.len();
-    let stop = doc.find(end).expect("docs/metrics.md has a figures:end marker");
-    let want = figures::markdown_table();
-    if doc[start..stop] != want {
-        if std::env::var_os("IPCWATCH_BLESS").is_some() {
-            std::fs::write(&path, format!("{}{}{}", &doc[..start], want, &doc[stop..])).unwrap();
-            return;
+    for (section, want) in
+        [("figures", figures::markdown_table()), ("owners", ipcwatch_holders::markdown_table())]
+    {
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = (format!("<!-- {section}:begin -->\n"), format!("<!-- {section}:end -->"));
+        let start =
+            doc.find(&begin).unwrap_or_else(|| panic!("docs/metrics.md has no {begin}")) + begin.len();
+        let stop = doc.find(&end).unwrap_or_else(|| panic!("docs/metrics.md has no {end}"));
+        if doc[start..stop] != want {
+            if std::env::var_os("IPCWATCH_BLESS").is_some() {
+                std::fs::write(&path, format!("{}{}{}", &doc[..start], want, &doc[stop..])).unwrap();
+                continue;
+            }
+            panic!("docs/metrics.md disagrees with the {section} table; run IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts\nwant:\n{want}");
         }
-        panic!("docs/metrics.md disagrees with the figures table; run IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts\nwant:\n{want}");
     }
 }
 

@@ -83,6 +83,14 @@ fn expression(input: &[u8]) {
     }
 }
 
+/// The census's outside input: /proc/PID/stat and /proc/stat text, and `--older-than`.
+fn holders(input: &[u8]) {
+    let t = text(input);
+    let _ = ipcwatch_holders::start_ticks(t);
+    let _ = ipcwatch_holders::boot_time(t);
+    let _ = ipcwatch_holders::parse_duration(t);
+}
+
 fn config(input: &[u8]) {
     let _ = ipcwatch_config::Config::parse(text(input), "fuzz.toml");
 }
@@ -135,6 +143,17 @@ pub const TARGETS: &[Target] = &[
         seeds: &[SEM, MSG, SHM, "250 32000 32 128\n", "18446744073692774399\n"],
         dictionary: &[" ", "\n", "\t", "key", "semid", "msqid", "shmid", "perms", "rss", "swap", "-", "1000"],
         run: procfs,
+    },
+    Target {
+        name: "holders",
+        seeds: &[
+            "4242 (httpd (worker)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10\n",
+            "cpu  1 2 3\nbtime 1795600000\nprocesses 42\n",
+            "1h30m",
+            "0s",
+        ],
+        dictionary: &[")", "(", " ", "\n", "btime ", "s", "m", "h", "d", "w", "99999999999999999999"],
+        run: holders,
     },
     Target {
         name: "rules",

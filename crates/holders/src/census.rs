@@ -211,6 +211,16 @@ pub const OWNER_FIGURES: &[OwnerFigure] = &[
     ),
 ];
 
+/// The per-owner table of docs/metrics.md, generated from [`OWNER_FIGURES`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| metric | chart (a dimension per owner) | meaning |\n|---|---|---|\n");
+    for f in OWNER_FIGURES {
+        let chart = f.chart.map_or(String::new(), |c| format!("`{c}`"));
+        out.push_str(&format!("| `{}` | {} | {} |\n", f.metric, chart, f.help));
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct OwnerUsage {
     /// `None` for `other`: every owner beyond the top N.

@@ -21,8 +21,10 @@ mod prune;
 mod report;
 mod watch;
 
-pub use census::{Census, Gathered, OwnerUsage, Pass, PidUse, StaleObject, Usage, OWNER_FIGURES};
-pub use processes::{Alive, Processes};
+pub use census::{
+    markdown_table, Census, Gathered, OwnerUsage, Pass, PidUse, StaleObject, Usage, OWNER_FIGURES,
+};
+pub use processes::{boot_time, start_ticks, Alive, Processes};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};
 pub use watch::{HoldersPublished, NamespaceHolders, Watch};

@@ -127,13 +127,13 @@ impl Processes {
 }
 
 /// `btime` from /proc/stat: the boot time in Unix seconds.
-fn boot_time(stat: &str) -> Option<i64> {
+pub fn boot_time(stat: &str) -> Option<i64> {
     stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// Field 22 of /proc/PID/stat (`starttime`, in clock ticks after boot). The command name in
 /// field 2 may hold spaces and parentheses, so fields are counted after its last `)`.
-fn start_ticks(stat: &str) -> Option<u64> {
+pub fn start_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
 }
