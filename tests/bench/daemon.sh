@@ -3,6 +3,7 @@
 # host's is never touched): CPU per second of the sampling thread and of the whole process,
 # RSS, and scrapes per second with wrk, at three loads. The in-run baseline for scrapes is
 # /-/healthy (a fixed 8-byte answer), so the ratio shows what /metrics costs beyond HTTP.
+# RSS is read after the first census (owners, stale objects), whose duration is printed too.
 #
 #   tests/bench/daemon.sh [SECONDS]      (default 20 s of CPU measurement per load)
 #
@@ -53,10 +54,11 @@ measure() { # $1 label, $2 arrays, $3 queues, $4 segments, $5 charted
     z=$(wrk -t2 -c10 -d10s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics" | awk '/Requests\/sec/ {print $2}')
     h=$(wrk -t2 -c10 -d10s "http://127.0.0.1:$port/-/healthy" | awk '/Requests\/sec/ {print $2}')
     bytes=$(curl -s "http://127.0.0.1:$port/metrics" | wc -c)
+    census=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "ipcwatch_census_duration_seconds" {print $2 * 1000}')
     awk -v l="$1" -v s=$((s1 - s0)) -v a=$((a1 - a0)) -v secs="$secs" -v rss="$rss" \
-        -v m="$m" -v z="$z" -v h="$h" -v b="$bytes" 'BEGIN {
-        printf "%-30s sampler %6.3f ms/s  process %6.3f ms/s  RSS %5.1f MB  /metrics %s B: %8.0f req/s (gzip %8.0f)  /-/healthy %8.0f req/s  ratio %.2f\n",
-            l, s / 1e6 / secs, a / 1e6 / secs, rss / 1024, b, m, z, h, m / h }'
+        -v m="$m" -v z="$z" -v h="$h" -v b="$bytes" -v c="$census" 'BEGIN {
+        printf "%-30s sampler %6.3f ms/s  process %6.3f ms/s  census %6.1f ms/round  RSS %5.1f MB  /metrics %s B: %8.0f req/s (gzip %8.0f)  /-/healthy %8.0f req/s  ratio %.2f\n",
+            l, s / 1e6 / secs, a / 1e6 / secs, c, rss / 1024, b, m, z, h, m / h }'
     exec 3>&-
     wait
     rm -f "$dir/in" "$dir/out"

@@ -7,5 +7,6 @@ mod holders;
 mod http;
 mod namespaces;
 mod ns;
+mod posix;
 mod snapshot;
 mod tls;

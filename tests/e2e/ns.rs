@@ -29,11 +29,20 @@ pub struct Namespace {
 impl Namespace {
     /// A new user + IPC namespace (so the tests need no root and never touch the host's IPC).
     pub fn new(name: &str) -> Namespace {
+        Namespace::start(name, &["--user", "--map-root-user", "--ipc"])
+    }
+
+    /// A new user + IPC + mount namespace: it may mount its own /dev/shm and mqueue.
+    pub fn with_mount(name: &str) -> Namespace {
+        Namespace::start(name, &["--user", "--map-root-user", "--ipc", "--mount"])
+    }
+
+    fn start(name: &str, unshare: &[&str]) -> Namespace {
         let dir = std::env::temp_dir().join(format!("ipcwatch-e2e-{}-{}", name, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--ipc"])
+            .args(unshare)
             .arg(testkit())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

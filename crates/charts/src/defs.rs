@@ -178,8 +178,36 @@ pub const CHARTS: &[ChartDef] = &[
         1230,
         &[
             "semmni", "semmns", "semmsl", "semopm", "semvmx", "msgmni", "msgmax", "msgmnb", "shmmni",
-            "shmmax", "shmall", "shmmin",
+            "shmmax", "shmall", "shmmin", "mqumni", "mqumax", "mqumnb", "devshm", "devshmi",
         ],
+    ),
+    chart(
+        "ipc.posix_mqueue_queues",
+        "IPC POSIX Message Queues",
+        "queues",
+        "ipc posix",
+        Line,
+        1260,
+        &["queues", "full"],
+    ),
+    chart(
+        "ipc.posix_mqueue_charge",
+        "IPC POSIX Message Queues Charged Against RLIMIT_MSGQUEUE",
+        "bytes",
+        "ipc posix",
+        Line,
+        1261,
+        &["bytes"],
+    ),
+    chart("ipc.posix_shm_bytes", "IPC /dev/shm Used Bytes", "bytes", "ipc posix", Area, 1262, &["used"]),
+    chart(
+        "ipc.posix_shm_files",
+        "IPC /dev/shm Files",
+        "files",
+        "ipc posix",
+        Line,
+        1263,
+        &["files", "semaphores", "inodes"],
     ),
     // From the slow census ([holders]): who holds what, and what nobody holds. A dimension per
     // owner (the top N, then `other`); values change once per census.

@@ -35,6 +35,9 @@ pub struct Figure {
     pub chart: Option<(&'static str, &'static str)>,
     /// `(chart id, variable)` by which alert expressions see a limit (Netdata's names first).
     pub variable: Option<(&'static str, &'static str)>,
+    /// A figure of the namespace's `/dev/shm`, which belongs to a mount namespace: its series
+    /// also carry `mnt_namespace`.
+    pub per_mount: bool,
 }
 
 const fn limit(
@@ -46,7 +49,17 @@ const fn limit(
     chart: (&'static str, &'static str),
     variable: Option<(&'static str, &'static str)>,
 ) -> Figure {
-    Figure { kind: Kind::Limit, kernel, description, read, metric, help, chart: Some(chart), variable }
+    Figure {
+        kind: Kind::Limit,
+        kernel,
+        description,
+        read,
+        metric,
+        help,
+        chart: Some(chart),
+        variable,
+        per_mount: false,
+    }
 }
 
 const fn measure(
@@ -57,7 +70,35 @@ const fn measure(
     help: &'static str,
     chart: (&'static str, &'static str),
 ) -> Figure {
-    Figure { kind, kernel: "", description, read, metric, help, chart: Some(chart), variable: None }
+    Figure {
+        kind,
+        kernel: "",
+        description,
+        read,
+        metric,
+        help,
+        chart: Some(chart),
+        variable: None,
+        per_mount: false,
+    }
+}
+
+/// The same figure, of `/dev/shm` (labelled with its mount namespace).
+const fn mount(f: Figure) -> Figure {
+    Figure { per_mount: true, ..f }
+}
+
+/// A POSIX limit where the kernel's "no limit" (-1, or a `size=0` tmpfs) reads as unlimited.
+fn unlimited_if(v: Option<u64>, none: bool) -> Option<u64> {
+    v.map(|v| if none { u64::MAX } else { v })
+}
+
+fn mq(s: &Snapshot) -> Option<&ipcwatch_sampler::posix::PosixQueues> {
+    s.posix.as_ref()?.queues.as_ref()
+}
+
+fn mq_limits(s: &Snapshot) -> Option<&ipcwatch_sampler::posix::MqueueLimits> {
+    s.posix.as_ref().map(|p| &p.limits)
 }
 
 const fn counts(against: &'static str) -> Kind {
@@ -148,6 +189,46 @@ pub const FIGURES: &[Figure] = &[
     measure(MEASURE, "Removed but attached segments", |s| s.shared_memory.as_ref().map(|x| x.destroyed_attached_segments),
         "sysvipc_shared_memory_removed_attached_segments", "Segments removed (SHM_DEST) but still attached; they are freed on the last detach.",
         ("ipc.shared_memory_orphaned_segments", "removed_attached")),
+    // POSIX IPC. Queues belong to the IPC namespace; /dev/shm to the mount namespace.
+    measure(counts("MQUMNI"), "POSIX message queues", |s| mq(s).map(|q| q.queues),
+        "posix_mqueue_queues", "POSIX message queues in the namespace (linked; counted from the mqueue root's size).",
+        ("ipc.posix_mqueue_queues", "queues")),
+    limit("MQUMNI", "Number of POSIX message queues",
+        |s| mq_limits(s).and_then(|l| l.queues_max).map(|v| if v < 0 { u64::MAX } else { v as u64 }),
+        "posix_mqueue_queues_limit", "Maximum POSIX message queues (fs.mqueue.queues_max; -1, unlimited, reads as 2^64-1). mq_open fails with ENOSPC beyond it.",
+        ("ipc.limits", "mqumni"), Some(("ipc.posix_mqueue_queues", "posix_mqueue_queues_max"))),
+    limit("MQUMAX", "Max size of POSIX message (bytes)", |s| mq_limits(s).and_then(|l| l.msgsize_max),
+        "posix_mqueue_message_size_limit_bytes", "Largest message size a POSIX queue may be created with (fs.mqueue.msgsize_max).",
+        ("ipc.limits", "mqumax"), None),
+    limit("MQUMNB", "Number of messages in POSIX message queue", |s| mq_limits(s).and_then(|l| l.msg_max),
+        "posix_mqueue_messages_limit", "Most messages a POSIX queue may be created to hold (fs.mqueue.msg_max).",
+        ("ipc.limits", "mqumnb"), None),
+    measure(MEASURE, "Full POSIX message queues", |s| mq(s).map(|q| q.full_queues),
+        "posix_mqueue_queues_full", "POSIX queues holding their maximum of messages: senders block or get EAGAIN.",
+        ("ipc.posix_mqueue_queues", "full")),
+    measure(MEASURE, "POSIX queue RLIMIT_MSGQUEUE charge", |s| mq(s).map(|q| q.charge_bytes),
+        "posix_mqueue_charge_bytes", "What the namespace's POSIX queues charge against their creators' RLIMIT_MSGQUEUE (computed).",
+        ("ipc.posix_mqueue_charge", "bytes")),
+    mount(limit("DEVSHM", "Size of /dev/shm (bytes)",
+        |s| s.dev_shm.as_ref().map(|d| d.size_bytes).and_then(|v| unlimited_if(Some(v), v == 0)),
+        "posix_shm_size_bytes", "Size of the namespace's /dev/shm tmpfs (size=; unlimited reads as 2^64-1). Writes fail with ENOSPC, and stores into a mapping with SIGBUS, when it is full.",
+        ("ipc.limits", "devshm"), Some(("ipc.posix_shm_bytes", "posix_shm_size")))),
+    mount(measure(counts("DEVSHM"), "Bytes used in /dev/shm", |s| s.dev_shm.as_ref().map(|d| d.used_bytes),
+        "posix_shm_used_bytes", "Bytes used in /dev/shm as statfs counts them (what fills size=): POSIX shared memory, named semaphores, deleted files still mapped.",
+        ("ipc.posix_shm_bytes", "used"))),
+    mount(limit("DEVSHMI", "Inodes of /dev/shm",
+        |s| s.dev_shm.as_ref().map(|d| d.inodes_limit).and_then(|v| unlimited_if(Some(v), v == 0)),
+        "posix_shm_inodes_limit", "Inodes /dev/shm may hold (nr_inodes=; unlimited reads as 2^64-1).",
+        ("ipc.limits", "devshmi"), None)),
+    mount(measure(counts("DEVSHMI"), "Inodes used in /dev/shm", |s| s.dev_shm.as_ref().map(|d| d.inodes_used),
+        "posix_shm_inodes", "Inodes used in /dev/shm (statfs).",
+        ("ipc.posix_shm_files", "inodes"))),
+    mount(measure(MEASURE, "Files in /dev/shm", |s| s.dev_shm.as_ref().map(|d| d.files),
+        "posix_shm_files", "Files in /dev/shm: POSIX shared memory objects and named semaphores.",
+        ("ipc.posix_shm_files", "files"))),
+    mount(measure(MEASURE, "Named semaphores in /dev/shm", |s| s.dev_shm.as_ref().map(|d| d.semaphore_files),
+        "posix_shm_semaphores", "glibc named semaphores (/dev/shm/sem.NAME).",
+        ("ipc.posix_shm_files", "semaphores"))),
 ];
 
 /// A per-queue figure, for the queues chosen to have their own series.
@@ -291,6 +372,44 @@ pub fn report(s: &Snapshot) -> String {
         }
         None => out.push_str("Shared memory:   unavailable\n"),
     }
+    if let Some(p) = &s.posix {
+        match (&p.queues, &p.error) {
+            (Some(q), _) => {
+                let _ = writeln!(
+                    out,
+                    "POSIX queues:    {} queues, {} full, {} bytes charged against RLIMIT_MSGQUEUE",
+                    q.queues, q.full_queues, q.charge_bytes
+                );
+                for item in &q.items {
+                    let _ = writeln!(
+                        out,
+                        "                 {} owner {} {}/{} messages of {} bytes, charge {} bytes",
+                        item.name,
+                        item.owner,
+                        item.messages,
+                        item.max_messages,
+                        item.message_size,
+                        item.charge_bytes
+                    );
+                }
+            }
+            (None, e) => {
+                let _ = writeln!(out, "POSIX queues:    unavailable: {}", e.as_deref().unwrap_or("unknown"));
+            }
+        }
+    }
+    if let Some(d) = &s.dev_shm {
+        let size = if d.size_bytes == 0 { "unlimited".to_string() } else { d.size_bytes.to_string() };
+        let _ = writeln!(
+            out,
+            "/dev/shm:        {} of {} bytes used, {} files ({} named semaphores), mount namespace {}",
+            d.used_bytes,
+            size,
+            d.files,
+            d.semaphore_files,
+            d.mnt_namespace.map_or("?".into(), |m| m.to_string())
+        );
+    }
     for c in &s.collectors {
         if let Some(e) = &c.error {
             let _ = writeln!(out, "{}: {}: {}", if c.ok { "note" } else { "error" }, c.name, e);
@@ -335,7 +454,8 @@ pub fn markdown_table() -> String {
             Kind::Measure => String::new(),
         };
         let chart = f.chart.map_or(String::new(), |(c, d)| format!("`{c}` {d}"));
-        let _ = writeln!(out, "| `{}` | | {} | {} | {} |", f.metric, kernel, chart, f.help);
+        let labels = if f.per_mount { "`mnt_namespace`" } else { "" };
+        let _ = writeln!(out, "| `{}` | {} | {} | {} | {} |", f.metric, labels, kernel, chart, f.help);
     }
     for q in QUEUE_FIGURES {
         let chart = q.chart.map_or(String::new(), |c| format!("`{c}` (msqid)"));

@@ -161,7 +161,7 @@ fn every_figure_feeds_a_chart_dimension_that_exists() {
         limits,
         [
             "SEMMNI", "SEMMNS", "SEMMSL", "SEMOPM", "SEMVMX", "MSGMNI", "MSGMAX", "MSGMNB", "SHMMNI",
-            "SHMALL", "SHMMAX", "SHMMIN"
+            "SHMALL", "SHMMAX", "SHMMIN", "MQUMNI", "MQUMAX", "MQUMNB", "DEVSHM", "DEVSHMI"
         ]
     );
     let metrics: std::collections::BTreeSet<&str> = figures::FIGURES.iter().map(|f| f.metric).collect();

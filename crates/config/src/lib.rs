@@ -51,6 +51,8 @@ pub struct Sampling {
     /// Seconds between samples, aligned to wall-clock boundaries like Netdata.
     pub update_every: u64,
     pub procfs: PathBuf,
+    /// Also watch POSIX message queues (per IPC namespace) and /dev/shm (per mount namespace).
+    pub posix: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -183,7 +185,7 @@ impl Default for Web {
 }
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { update_every: 1, procfs: PathBuf::from("/proc") }
+        Sampling { update_every: 1, procfs: PathBuf::from("/proc"), posix: true }
     }
 }
 impl Default for Charts {
@@ -419,6 +421,7 @@ impl Config {
             source: Source::Auto,
             segment_memory: false,
             semaphore_detail: false,
+            posix: self.sampling.posix,
         }
     }
 

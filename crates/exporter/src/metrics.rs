@@ -170,9 +170,22 @@ const CENSUS_TIMESTAMP: SelfMetric = SelfMetric {
     kind: "gauge",
 };
 
-/// The census's families: usage by owner, stale objects and removals, per namespace.
-fn render_holders(t: &mut Text, h: &HoldersPublished) {
+/// The census's families: usage by owner, stale objects and removals, per namespace. Only
+/// for namespaces the latest sample still watches: a census is up to a minute old, and a
+/// namespace that ended since must leave with its other series.
+fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipeline::NamespacePublished]) {
     const NS: &str = "ipc_namespace";
+    let h = &HoldersPublished {
+        namespaces: all
+            .namespaces
+            .iter()
+            .filter(|n| watched.iter().any(|w| w.label == n.label))
+            .cloned()
+            .collect(),
+        visits_failed: all.visits_failed,
+        duration_seconds: all.duration_seconds,
+        timestamp: all.timestamp,
+    };
     let mut uid = String::with_capacity(10);
     for f in OWNER_FIGURES {
         t.family(f.metric, f.help, "gauge");
@@ -227,14 +240,24 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
     let empty = Vec::new();
     let namespaces = published.map_or(&empty, |p| &p.namespaces);
     const NS: &str = "ipc_namespace";
+    let mut mnt = String::with_capacity(12);
     for f in FIGURES {
         let mut first = true;
         for n in namespaces {
-            if let Some(v) = (f.read)(&n.published.snapshot) {
+            let snapshot = &n.published.snapshot;
+            if let Some(v) = (f.read)(snapshot) {
                 if std::mem::take(&mut first) {
                     t.family(f.metric, f.help, "gauge");
                 }
-                t.sample(f.metric, &[(NS, &n.label)], Value::Int(v));
+                if f.per_mount {
+                    mnt.clear();
+                    if let Some(m) = snapshot.dev_shm.as_ref().and_then(|d| d.mnt_namespace) {
+                        let _ = write!(mnt, "{m}");
+                    }
+                    t.sample(f.metric, &[(NS, &n.label), ("mnt_namespace", &mnt)], Value::Int(v));
+                } else {
+                    t.sample(f.metric, &[(NS, &n.label)], Value::Int(v));
+                }
             }
         }
     }
@@ -280,7 +303,7 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
         }
     }
     if let Some(h) = state.holders() {
-        render_holders(&mut t, &h);
+        render_holders(&mut t, &h, namespaces);
     }
     t.family(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.kind);
     t.sample(

@@ -179,7 +179,7 @@ const POD_LOGS: &str = "/var/log/pods";
 /// A one-shot command's full sampler: every walk, and per-segment memory.
 fn sampler_config(cli: &Cli) -> SamplerConfig {
     let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
-    SamplerConfig { procfs, source: Source::Auto, segment_memory: true, semaphore_detail: true }
+    SamplerConfig { procfs, source: Source::Auto, segment_memory: true, semaphore_detail: true, posix: true }
 }
 
 /// `--older-than` if given, else the config file's (or the default) stale_after and orphan_after.
@@ -268,7 +268,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ok,
                 )
             } else {
-                let snap = Sampler::new(config).snapshot();
+                let mut sampler = Sampler::new(config);
+                let mut snap = sampler.snapshot();
+                sampler.add_dev_shm(&mut snap, std::process::id());
                 (
                     if *json { serde_json::to_string_pretty(&snap)? + "\n" } else { figures::report(&snap) },
                     snap.ok(),

@@ -406,6 +406,8 @@ impl Fleet {
                 }
             };
             let m = self.members.get_mut(&inode).expect("listed above");
+            let mut snapshot = snapshot;
+            self.sampler.add_dev_shm(&mut snapshot, m.identity.pid);
             m.objects = object_count(&snapshot);
             let tick = m.pipeline.tick_capped(snapshot, t0, cap);
             notifications.extend(tick.notifications);

@@ -56,7 +56,7 @@ fn snap(t: f64, arrays: u64, queues: Vec<MessageQueue>) -> Snapshot {
             ..Default::default()
         },
         collectors: vec![report("sem"), report("msg"), report("shm"), report("limits")],
-        warnings: vec![],
+        ..Default::default()
     }
 }
 

@@ -18,6 +18,7 @@
 mod error;
 mod names;
 pub mod namespaces;
+pub mod posix;
 pub mod procfs;
 pub mod snapshot;
 #[allow(unsafe_code)]
@@ -97,6 +98,8 @@ pub struct SamplerConfig {
     /// Walk the semaphore arrays for per-array detail. The totals (`SEM_INFO`) are O(1) and
     /// always read; the walk is O(arrays) and only a report or an owner view needs it.
     pub semaphore_detail: bool,
+    /// Also read POSIX message queues and the `fs.mqueue.*` limits ([`posix`]).
+    pub posix: bool,
 }
 
 impl Default for SamplerConfig {
@@ -106,6 +109,7 @@ impl Default for SamplerConfig {
             source: Source::Auto,
             segment_memory: false,
             semaphore_detail: true,
+            posix: true,
         }
     }
 }
@@ -158,8 +162,34 @@ impl Sampler {
         let (limits, report) = timed("limits", || self.limits());
         snap.limits = limits.unwrap_or_default();
         snap.collectors.push(report);
+        if self.config.posix {
+            snap.posix = Some(self.posix());
+        }
         note_saturated_sums(&mut snap);
         snap
+    }
+
+    /// Adds the `/dev/shm` that process `pid` sees (its mount namespace's) to `snap`, when
+    /// POSIX IPC is asked for; a warning says why if it cannot be read.
+    pub fn add_dev_shm(&self, snap: &mut Snapshot, pid: u32) {
+        if !self.config.posix {
+            return;
+        }
+        match posix::read_dev_shm_of(&self.config.procfs, pid) {
+            Ok(d) => snap.dev_shm = Some(d),
+            Err(e) => snap.warnings.push(format!("/dev/shm of pid {pid}: {e}")),
+        }
+    }
+
+    /// POSIX message queues of the calling thread's IPC namespace, and their limits.
+    fn posix(&mut self) -> posix::Posix {
+        let limits = posix::read_limits(&self.config.procfs, &mut self.text);
+        let initial = std::fs::read_link("/proc/thread-self/ns/ipc")
+            .is_ok_and(|l| l.to_string_lossy() == format!("ipc:[{}]", namespaces::INIT_IPC_NAMESPACE));
+        match posix::read_queues(initial) {
+            Ok(q) => posix::Posix { limits, queues: Some(q), error: None },
+            Err(e) => posix::Posix { limits, queues: None, error: Some(e) },
+        }
     }
 
     fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {

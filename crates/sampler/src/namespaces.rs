@@ -403,7 +403,10 @@ pub fn snapshot_all(config: crate::SamplerConfig, pod_logs: &Path) -> io::Result
         .namespaces
         .into_iter()
         .map(|f| match visitor.visit(f.identity.inode, &f.pids, || sampler.snapshot()) {
-            Ok(s) => NamespaceSnapshot { namespace: f.identity, snapshot: Some(s), error: None },
+            Ok(mut s) => {
+                sampler.add_dev_shm(&mut s, f.identity.pid);
+                NamespaceSnapshot { namespace: f.identity, snapshot: Some(s), error: None }
+            }
             Err(e) => NamespaceSnapshot { namespace: f.identity, snapshot: None, error: Some(e.to_string()) },
         })
         .collect();

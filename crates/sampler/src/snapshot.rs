@@ -90,6 +90,11 @@ pub struct Snapshot {
     pub message_queues: Option<MessageQueues>,
     pub shared_memory: Option<SharedMemory>,
     pub limits: Limits,
+    /// POSIX message queues and their limits (`null` when not asked for).
+    pub posix: Option<crate::posix::Posix>,
+    /// The `/dev/shm` of the namespace's processes (`null` when not read; a warning says why
+    /// when it could not be).
+    pub dev_shm: Option<crate::posix::DevShm>,
     /// One entry per collector (`sem`, `msg`, `shm`, `limits`), in that order.
     pub collectors: Vec<CollectorReport>,
     /// Problems that did not fail a collector, such as malformed lines in a /proc text file.

@@ -333,6 +333,132 @@ pub fn remove(kind: crate::Kind, id: i32) -> io::Result<()> {
     check(ret).map(drop)
 }
 
+/// What `statfs` says of a filesystem, in bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    /// `f_type`: tmpfs is 0x01021994, mqueue 0x19800202.
+    pub kind: i64,
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    pub inodes: u64,
+    pub free_inodes: u64,
+}
+
+/// `statfs(path)`.
+pub fn statfs(path: &std::path::Path) -> io::Result<FsUsage> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let mut buf = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `buf` a zeroed statfs the kernel fills.
+    check(unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) })?;
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let b = unsafe { buf.assume_init() };
+    let unit = b.f_frsize.max(b.f_bsize) as u64;
+    // The statfs fields' widths differ between architectures; these casts are not no-ops
+    // everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(FsUsage {
+        kind: b.f_type as i64,
+        size_bytes: (b.f_blocks as u64).saturating_mul(unit),
+        free_bytes: (b.f_bfree as u64).saturating_mul(unit),
+        inodes: b.f_files as u64,
+        free_inodes: b.f_ffree as u64,
+    })
+}
+
+/// A private, detached mount of the calling thread's IPC namespace's mqueue filesystem
+/// (`fsopen`/`fsconfig`/`fsmount`): a directory descriptor, attached to no mount point. It
+/// keeps the namespace's queues (and their owners' charges) alive while open, so callers
+/// close it before they return.
+pub fn mqueue_mount() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY_NOSUID_NODEV_NOEXEC: libc::c_uint = 0x1 | 0x2 | 0x4 | 0x8;
+    let fd = |ret: libc::c_long| -> io::Result<std::os::fd::OwnedFd> {
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor the kernel just returned to us and nobody else owns.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(ret as libc::c_int) })
+    };
+    // SAFETY: fsopen takes a NUL-terminated filesystem name and flags.
+    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"mqueue".as_ptr(), FSOPEN_CLOEXEC) })?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fsmount takes the filesystem context descriptor and two flag words.
+    fd(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_RDONLY_NOSUID_NODEV_NOEXEC,
+        )
+    })
+}
+
+/// `mq_open(name, O_RDONLY)` in the calling thread's IPC namespace (whatever is mounted
+/// where): `name` without its leading `/`. Opening changes no time stamp.
+pub fn mqueue_open(name: &std::ffi::OsStr) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))?;
+    // SAFETY: a NUL-terminated name and flags; without O_CREAT the mode and attributes are
+    // not read.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mq_open,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned to us and nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(ret as libc::c_int) })
+}
+
+/// A POSIX queue's attributes from a plain `open()` descriptor of its file
+/// (`mq_getsetattr(fd, NULL, &attr)`): unlike reading the file, it changes no time stamp.
+/// Returns (max messages, message size, messages queued).
+pub fn mqueue_attributes(file: &impl std::os::fd::AsRawFd) -> io::Result<(u64, u64, u64)> {
+    let mut attr = MaybeUninit::<libc::mq_attr>::zeroed();
+    // SAFETY: a null new-attribute pointer only reads; `attr` is a zeroed mq_attr we own.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mq_getsetattr,
+            file.as_raw_fd(),
+            std::ptr::null::<libc::mq_attr>(),
+            attr.as_mut_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let a = unsafe { attr.assume_init() };
+    Ok((a.mq_maxmsg.max(0) as u64, a.mq_msgsize.max(0) as u64, a.mq_curmsgs.max(0) as u64))
+}
+
 /// Creates and drives IPC objects for tests and benchmarks (feature `testkit`); never used by
 /// the daemon, which only reads.
 #[cfg(feature = "testkit")]
@@ -421,6 +547,85 @@ pub mod testkit {
             _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "kind is sem, msg or shm")),
         };
         super::remove(kind, id)
+    }
+
+    /// `mq_open(name, O_CREAT|O_EXCL|O_RDWR, 0600, {maxmsg, msgsize})`, closed at once: the
+    /// queue lives on until unlinked. `name` starts with `/`.
+    pub fn mq_create(name: &str, maxmsg: i64, msgsize: i64) -> io::Result<()> {
+        let c = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+        // SAFETY: mq_attr is plain integers.
+        let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+        attr.mq_maxmsg = maxmsg;
+        attr.mq_msgsize = msgsize;
+        // SAFETY: a NUL-terminated name, flags, a mode and a pointer to our mq_attr.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_mq_open,
+                c.as_ptr().add(1), // the syscall takes the name without its leading slash
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+                0o600 as libc::mode_t,
+                &mut attr as *mut libc::mq_attr,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor mq_open just returned, closed once.
+        unsafe { libc::close(fd as libc::c_int) };
+        Ok(())
+    }
+
+    /// Sends one message of `size` bytes to queue `name` (`mq_timedsend` without waiting).
+    pub fn mq_send(name: &str, size: usize) -> io::Result<()> {
+        let c = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+        // SAFETY: a NUL-terminated name (without its slash) and flags; no attributes.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_mq_open,
+                c.as_ptr().add(1),
+                libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                0,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let msg = vec![7u8; size];
+        // SAFETY: `msg` is `size` bytes; a null timeout with O_NONBLOCK never waits.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_mq_timedsend,
+                fd,
+                msg.as_ptr(),
+                size,
+                0 as libc::c_uint,
+                std::ptr::null::<libc::timespec>(),
+            )
+        };
+        let err = io::Error::last_os_error();
+        // SAFETY: the descriptor opened above, closed once.
+        unsafe { libc::close(fd as libc::c_int) };
+        if ret < 0 {
+            Err(err)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `mq_unlink(name)`.
+    pub fn mq_unlink(name: &str) -> io::Result<()> {
+        let c = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+        // SAFETY: a NUL-terminated name without its leading slash.
+        let ret = unsafe { libc::syscall(libc::SYS_mq_unlink, c.as_ptr().add(1)) };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// One `semop` of +1 on semaphore `num` of array `id`: records the caller as its last pid.

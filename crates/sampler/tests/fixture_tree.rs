@@ -15,6 +15,7 @@ fn sample(root: &Path) -> ipcwatch_sampler::Snapshot {
         source: Source::Procfs,
         segment_memory: true,
         semaphore_detail: true,
+        posix: false,
     })
     .snapshot()
 }

@@ -17,6 +17,12 @@
 //!   detach HANDLE
 //!   rm sem|msg|shm ID
 //!   post ID                         one semop +1 on every semaphore of array ID (as its last pid)
+//!   mq NAME MAXMSG MSGSIZE          create POSIX queue NAME (`/q1`)
+//!   mq-send NAME SIZE [COUNT]       send COUNT messages of SIZE bytes -> messages sent before full
+//!   mq-rm NAME                      mq_unlink
+//!   mq-sysctl NAME VALUE            write /proc/sys/fs/mqueue/NAME (this namespace only)
+//!   mq-fill-user MAXMSG MSGSIZE     create queues /u0, /u1, ... until mq_open fails -> "N errno"
+//!   write PATH BYTES                write BYTES bytes to a new file (fills /dev/shm)
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
 //!   churn pool N [PER_SECOND]       keep N queues, N arrays and N/8 segments, replacing the
 //!                                   oldest of each PER_SECOND times a second (default 100)
@@ -198,6 +204,42 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "attach" => tk::shm_attach(num(w, 1)?, num(w, 2)?).map(|a| a.to_string()).map_err(e),
         "detach" => tk::shm_detach(num(w, 1)?).map(|_| String::new()).map_err(e),
         "rm" => tk::remove(w[1], num(w, 2)?).map(|_| String::new()).map_err(e),
+        "mq" => tk::mq_create(w[1], num(w, 2)?, num(w, 3)?).map(|_| String::new()).map_err(e),
+        "mq-send" => {
+            let count: usize = w.get(3).map_or(Ok(1), |_| num(w, 3))?;
+            let mut sent = 0;
+            while sent < count {
+                match tk::mq_send(w[1], num(w, 2)?) {
+                    Ok(()) => sent += 1,
+                    Err(err) if err.raw_os_error() == Some(11) => break, // EAGAIN: full
+                    Err(err) => return Err(err.to_string()),
+                }
+            }
+            Ok(sent.to_string())
+        }
+        "mq-rm" => tk::mq_unlink(w[1]).map(|_| String::new()).map_err(e),
+        "mq-sysctl" => {
+            std::fs::write(format!("/proc/sys/fs/mqueue/{}", w[1]), format!("{}\n", w[2])).map_err(e)?;
+            Ok(String::new())
+        }
+        "mq-fill-user" => {
+            let (maxmsg, msgsize): (i64, i64) = (num(w, 1)?, num(w, 2)?);
+            let mut n = 0;
+            loop {
+                match tk::mq_create(&format!("/u{n}"), maxmsg, msgsize) {
+                    Ok(()) => n += 1,
+                    Err(err) => return Ok(format!("{n} {}", err.raw_os_error().unwrap_or(0))),
+                }
+                if n > 100_000 {
+                    return Err("no limit reached".into());
+                }
+            }
+        }
+        "write" => {
+            let bytes: usize = num(w, 2)?;
+            std::fs::write(w[1], vec![1u8; bytes]).map_err(e)?;
+            Ok(String::new())
+        }
         "post" => {
             let id: i32 = num(w, 1)?;
             let mut num = 0u16;

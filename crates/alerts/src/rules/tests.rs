@@ -24,6 +24,9 @@ fn the_shipped_rules_load_without_errors() {
         "semaphore_arrays_growing",
         "orphaned_shared_memory_aged",
         "destroyed_attached_shared_memory",
+        "posix_shm_used",
+        "posix_mqueue_queues_used",
+        "posix_mqueue_full",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }

@@ -1,0 +1,264 @@
+//! POSIX IPC: message queues, which belong to an IPC namespace like System V objects, and
+//! `/dev/shm`, a tmpfs that belongs to a mount namespace (POSIX shared memory and glibc's
+//! named semaphores are its files).
+//!
+//! The kernel exports no usage counter for either. Queues are counted in O(1) from the size
+//! of the mqueue filesystem's root directory (40 + 20 bytes per linked queue) and read one by
+//! one with `mq_getsetattr`, which, unlike reading a queue's file, changes no time stamp.
+//! The mqueue filesystem of the calling thread's namespace is reached through a private
+//! detached mount (`fsmount`), opened and closed within the call: a descriptor held past it
+//! would keep a dead namespace's queues, and their owners' charges, alive.
+
+use std::path::Path;
+
+use serde::{Serialize, Serializer};
+
+use crate::sys;
+
+/// `f_type` of an mqueue filesystem (MQUEUE_MAGIC).
+const MQUEUE_MAGIC: i64 = 0x1980_0202;
+/// Most queues read one by one per namespace; the count comes from the directory size anyway.
+pub const MAX_QUEUES: usize = 65_536;
+/// Most /dev/shm entries looked at per sample: beyond it files are counted by statfs only.
+pub const MAX_SHM_FILES: usize = 65_536;
+
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{mode:o}"))
+}
+
+/// The namespace's `fs.mqueue.*` limits (`null`: unreadable). Each IPC namespace has its own,
+/// and a new one starts at 256/10/8192/10/8192, not at its parent's values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MqueueLimits {
+    /// Most queues (`queues_max`); -1 means unlimited.
+    pub queues_max: Option<i64>,
+    /// Most messages per queue (`msg_max`).
+    pub msg_max: Option<u64>,
+    /// Largest message (`msgsize_max`).
+    pub msgsize_max: Option<u64>,
+    pub msg_default: Option<u64>,
+    pub msgsize_default: Option<u64>,
+}
+
+/// One POSIX message queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixQueue {
+    /// The name, with its leading `/` as `mq_open` takes it.
+    pub name: String,
+    /// The creator's uid (the file's owner).
+    pub owner: u32,
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    /// Messages queued (`mq_curmsgs`); at `max_messages` senders block or get EAGAIN.
+    pub messages: u64,
+    pub max_messages: u64,
+    pub message_size: u64,
+    /// What the queue charges against its creator's RLIMIT_MSGQUEUE, from its creation on.
+    pub charge_bytes: u64,
+}
+
+impl PosixQueue {
+    pub fn is_full(&self) -> bool {
+        self.max_messages > 0 && self.messages >= self.max_messages
+    }
+}
+
+/// The kernel's RLIMIT_MSGQUEUE charge for a queue (`mqueue_get_inode`, 64-bit): the message
+/// buffers plus a 48-byte header per message and 48 bytes of tree node per message (at most
+/// 32,768 of them).
+pub fn charge(max_messages: u64, message_size: u64) -> u64 {
+    max_messages
+        .saturating_mul(message_size)
+        .saturating_add(max_messages.saturating_mul(48))
+        .saturating_add(max_messages.min(32_768) * 48)
+}
+
+/// The namespace's POSIX message queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PosixQueues {
+    /// Queues linked in the namespace (what `queues_max` limits, short of queues unlinked but
+    /// still open, which only /proc/PID/fd shows).
+    pub queues: u64,
+    pub full_queues: u64,
+    /// Sum of the queues' RLIMIT_MSGQUEUE charges.
+    pub charge_bytes: u64,
+    /// Queues read one by one (all of them up to [`MAX_QUEUES`]).
+    pub items: Vec<PosixQueue>,
+}
+
+/// POSIX IPC as seen from the caller's IPC namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Posix {
+    pub limits: MqueueLimits,
+    /// `null` when the namespace's mqueue filesystem could not be reached; `error` says why.
+    pub queues: Option<PosixQueues>,
+    pub error: Option<String>,
+}
+
+/// A `/dev/shm` tmpfs, as `statfs` counts it (what fills its `size=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DevShm {
+    /// The mount namespace's inode (the `mnt_namespace` label), when known.
+    pub mnt_namespace: Option<u64>,
+    /// `size=` in bytes; 0 means unlimited.
+    pub size_bytes: u64,
+    /// Bytes in use, files deleted but still mapped included (statfs).
+    pub used_bytes: u64,
+    /// Inodes in use, and the limit (`nr_inodes=`; 0 means unlimited).
+    pub inodes_used: u64,
+    pub inodes_limit: u64,
+    /// Files in /dev/shm (POSIX segments and named semaphores).
+    pub files: u64,
+    /// glibc named semaphores (`sem.NAME`) and the bytes they take.
+    pub semaphore_files: u64,
+    pub semaphore_bytes: u64,
+}
+
+/// Reads the five `fs.mqueue.*` limits of the caller's IPC namespace (procfs answers for the
+/// reader's namespace).
+pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
+    let mut read = |name: &str| -> Option<i64> {
+        crate::read_text(&procfs.join("sys/fs/mqueue").join(name), text).ok()?;
+        text.trim().parse().ok()
+    };
+    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    MqueueLimits {
+        // An unsigned int in the kernel: -1 (4294967295 when read back) is unlimited.
+        queues_max: read("queues_max").map(|v| if v >= u32::MAX as i64 { -1 } else { v }),
+        msg_max: unsigned(read("msg_max")),
+        msgsize_max: unsigned(read("msgsize_max")),
+        msg_default: unsigned(read("msg_default")),
+        msgsize_default: unsigned(read("msgsize_default")),
+    }
+}
+
+/// Reads the caller's IPC namespace's queues. The host's initial namespace uses its
+/// `/dev/mqueue`. Elsewhere, a private detached mount of the namespace's mqueue filesystem
+/// (closed before returning); without the privilege for one (CAP_SYS_ADMIN over the namespace
+/// and the caller's mount namespace), `/dev/mqueue` only if it is proved to be this
+/// namespace's: one of its queues, opened by name with `mq_open` (which follows the caller's
+/// namespace), is the same inode.
+pub fn read_queues(in_initial_namespace: bool) -> Result<PosixQueues, String> {
+    // The host's own /dev/mqueue costs one stat where a private mount costs ~20 µs.
+    let dev = Path::new("/dev/mqueue");
+    let is_mqueue = || sys::statfs(dev).is_ok_and(|f| f.kind == MQUEUE_MAGIC);
+    if in_initial_namespace && is_mqueue() {
+        return queues_in(dev);
+    }
+    match sys::mqueue_mount() {
+        Ok(mount) => {
+            use std::os::fd::AsRawFd;
+            let dir = format!("/proc/thread-self/fd/{}", mount.as_raw_fd());
+            let out = queues_in(Path::new(&dir));
+            drop(mount);
+            out
+        }
+        Err(mount_error) if is_mqueue() && dev_mqueue_is_ours(dev) => {
+            let _ = mount_error;
+            queues_in(dev)
+        }
+        Err(mount_error) => Err(format!(
+            "cannot mount this namespace's mqueue filesystem ({mount_error}; needs CAP_SYS_ADMIN), and /dev/mqueue is not proved to be this namespace's"
+        )),
+    }
+}
+
+/// Whether `dir` (an mqueue mount) is the calling thread's namespace's: a queue listed in it,
+/// opened by name, is the same inode on the same device.
+fn dev_mqueue_is_ours(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    for entry in entries.flatten().take(16) {
+        let Ok(listed) = entry.metadata() else { continue };
+        let Ok(fd) = sys::mqueue_open(&entry.file_name()) else { continue };
+        let Ok(opened) = std::fs::File::from(fd).metadata() else { continue };
+        return opened.dev() == listed.dev() && opened.ino() == listed.ino();
+    }
+    false
+}
+
+fn queues_in(dir: &Path) -> Result<PosixQueues, String> {
+    let root = std::fs::metadata(dir).map_err(|e| format!("cannot stat the mqueue root: {e}"))?;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = PosixQueues { queues: root.size().saturating_sub(40) / 20, ..Default::default() };
+    if out.queues == 0 {
+        return Ok(out);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the queues: {e}"))?;
+    for entry in entries.flatten().take(MAX_QUEUES) {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        // A plain open: reading the file would change the queue's atime and ctime.
+        let attrs = std::fs::File::open(&path).and_then(|f| sys::mqueue_attributes(&f));
+        let Ok((max_messages, message_size, messages)) = attrs else { continue };
+        let q = PosixQueue {
+            name: format!("/{}", entry.file_name().to_string_lossy()),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o777,
+            messages,
+            max_messages,
+            message_size,
+            charge_bytes: charge(max_messages, message_size),
+        };
+        out.full_queues += q.is_full() as u64;
+        out.charge_bytes = out.charge_bytes.saturating_add(q.charge_bytes);
+        out.items.push(q);
+    }
+    out.items.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads the `/dev/shm` that process `pid` sees (through `/proc/PID/root`, which needs ptrace
+/// access to it), labelled with its mount namespace.
+pub fn read_dev_shm_of(procfs: &Path, pid: u32) -> std::io::Result<DevShm> {
+    let base = procfs.join(pid.to_string());
+    let mut out = read_dev_shm(&base.join("root/dev/shm"))?;
+    out.mnt_namespace = std::fs::read_link(base.join("ns/mnt"))
+        .ok()
+        .and_then(|l| l.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok());
+    Ok(out)
+}
+
+/// Reads a `/dev/shm` (`dir`: `/dev/shm`, or `/proc/PID/root/dev/shm` for another mount
+/// namespace).
+pub fn read_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
+    let fs = sys::statfs(dir)?;
+    let mut out = DevShm {
+        size_bytes: fs.size_bytes,
+        used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
+        inodes_limit: fs.inodes,
+        inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
+        ..Default::default()
+    };
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(dir)?.flatten().take(MAX_SHM_FILES) {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.files += 1;
+        if entry.file_name().to_string_lossy().starts_with("sem.") {
+            out.semaphore_files += 1;
+            out.semaphore_bytes += meta.blocks() * 512;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charge_matches_the_kernel_formula_measured() {
+        // 10 queues of 10 x 8096 fit the default 819,200 B exactly; 10 x 8097 do not.
+        assert_eq!(10 * charge(10, 8096), 819_200);
+        assert!(10 * charge(10, 8097) > 819_200);
+        // 1 x 1: 97 B, so 8,445 queues fit.
+        assert_eq!(charge(1, 1), 97);
+        assert_eq!(819_200 / charge(1, 1), 8445);
+        // The tree-node part stops growing at 32,768 messages.
+        assert_eq!(charge(65_536, 1), 65_536 + 65_536 * 48 + 32_768 * 48);
+        assert_eq!(charge(u64::MAX, u64::MAX), u64::MAX);
+    }
+}
