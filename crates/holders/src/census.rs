@@ -1,6 +1,6 @@
 //! One census of a namespace: every object, who owns it, and whether anyone still uses it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -294,13 +294,23 @@ pub struct Pass {
     pub complete: bool,
 }
 
-/// An object a live process used, remembered so its removal can be noticed.
+/// An object a live process used, remembered so its removal can be noticed: 24 bytes, as
+/// 64,000 of them may be kept between censuses.
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
+    kind: Kind,
+    id: i32,
     key: Key,
     owner: u32,
     pid: i32,
-    used_at: i64,
+    /// Unix seconds (u32 lasts until 2106).
+    used_at: u32,
+}
+
+impl Tracked {
+    fn new(kind: Kind, id: i32, key: Key, owner: u32, pid: i32, used_at: i64) -> Tracked {
+        Tracked { kind, id, key, owner, pid, used_at: used_at.clamp(0, u32::MAX as i64) as u32 }
+    }
 }
 
 /// Runs censuses of one namespace and remembers what the last one saw.
@@ -308,10 +318,10 @@ pub struct Census {
     config: HoldersConfig,
     processes: Processes,
     names: UserNames,
-    tracked: HashMap<(Kind, i32), Tracked>,
+    /// Sorted by kind and id.
+    tracked: Vec<Tracked>,
     /// Kinds whose last census read every object (removals are compared only then).
     tracked_complete: [bool; 3],
-    present: HashSet<(Kind, i32)>,
     removed: Vec<RemovedInUse>,
     per_owner: HashMap<u32, Usage>,
     /// Each named owner's array counts over the last hour, oldest first.
@@ -327,9 +337,8 @@ impl Census {
             config,
             processes: Processes::new(procfs),
             names: UserNames::default(),
-            tracked: HashMap::new(),
+            tracked: Vec::new(),
             tracked_complete: [false; 3],
-            present: HashSet::new(),
             removed: Vec::new(),
             per_owner: HashMap::new(),
             arrays_seen: HashMap::new(),
@@ -345,14 +354,12 @@ impl Census {
         let started = Instant::now();
         self.processes.forget();
         self.per_owner.clear();
-        self.present.clear();
-        let mut next = HashMap::with_capacity(self.tracked.len());
+        let mut next = Vec::with_capacity(self.tracked.len());
         let mut pass = Pass { timestamp: now, complete: g.snapshot.ok(), ..Default::default() };
         let snap = &g.snapshot;
 
         if let Some(sem) = &snap.semaphores {
             for (i, a) in sem.items.iter().enumerate() {
-                self.present.insert((Kind::Semaphores, a.id));
                 let used_at = a.last_op_time.max(a.changed_time);
                 let u = self.per_owner.entry(a.owner).or_default();
                 u.semaphore_arrays += 1;
@@ -364,10 +371,7 @@ impl Census {
                 let uses = || pids.iter().map(|&p| ("last_op", p, used_at));
                 let judged = self.judge(uses());
                 if let Some(pid) = judged.live_pid {
-                    next.insert(
-                        (Kind::Semaphores, a.id),
-                        Tracked { key: a.key, owner: a.owner, pid, used_at },
-                    );
+                    next.push(Tracked::new(Kind::Semaphores, a.id, a.key, a.owner, pid, used_at));
                 }
                 if judged.all_dead && now - used_at >= thresholds.stale_after {
                     self.per_owner.entry(a.owner).or_default().stale_semaphore_arrays += 1;
@@ -390,7 +394,6 @@ impl Census {
         }
         if let Some(msg) = &snap.message_queues {
             for q in &msg.items {
-                self.present.insert((Kind::MessageQueue, q.id));
                 let used_at = q.last_send_time.max(q.last_recv_time).max(q.changed_time);
                 let u = self.per_owner.entry(q.owner).or_default();
                 u.message_queues += 1;
@@ -402,10 +405,7 @@ impl Census {
                 ];
                 let judged = self.judge(uses.into_iter());
                 if let Some(pid) = judged.live_pid {
-                    next.insert(
-                        (Kind::MessageQueue, q.id),
-                        Tracked { key: q.key, owner: q.owner, pid, used_at },
-                    );
+                    next.push(Tracked::new(Kind::MessageQueue, q.id, q.key, q.owner, pid, used_at));
                 }
                 if judged.all_dead && now - used_at >= thresholds.stale_after {
                     let u = self.per_owner.entry(q.owner).or_default();
@@ -430,7 +430,6 @@ impl Census {
         }
         if let Some(shm) = &snap.shared_memory {
             for s in &shm.items {
-                self.present.insert((Kind::SharedMemory, s.id));
                 let used_at = s.attach_time.max(s.detach_time).max(s.changed_time);
                 let u = self.per_owner.entry(s.owner).or_default();
                 u.segments += 1;
@@ -445,10 +444,7 @@ impl Census {
                 ];
                 let judged = self.judge(uses.into_iter());
                 if let Some(pid) = judged.live_pid {
-                    next.insert(
-                        (Kind::SharedMemory, s.id),
-                        Tracked { key: s.key, owner: s.owner, pid, used_at },
-                    );
+                    next.push(Tracked::new(Kind::SharedMemory, s.id, s.key, s.owner, pid, used_at));
                 }
                 if s.attached == 0 && !s.destroyed && now - used_at >= thresholds.orphan_after {
                     let u = self.per_owner.entry(s.owner).or_default();
@@ -473,6 +469,8 @@ impl Census {
         }
 
         self.note_removals(snap);
+        next.sort_unstable_by_key(|t| (t.kind, t.id));
+        next.shrink_to_fit();
         self.tracked = next;
         self.tracked_complete =
             [snap.semaphores.is_some(), snap.message_queues.is_some(), snap.shared_memory.is_some()];
@@ -516,20 +514,32 @@ impl Census {
     fn note_removals(&mut self, snap: &Snapshot) {
         let complete =
             [snap.semaphores.is_some(), snap.message_queues.is_some(), snap.shared_memory.is_some()];
+        // What exists now, sorted: 8 bytes an object, for this call only.
+        let mut present: Vec<(Kind, i32)> = Vec::new();
+        if let Some(x) = &snap.semaphores {
+            present.extend(x.items.iter().map(|o| (Kind::Semaphores, o.id)));
+        }
+        if let Some(x) = &snap.message_queues {
+            present.extend(x.items.iter().map(|o| (Kind::MessageQueue, o.id)));
+        }
+        if let Some(x) = &snap.shared_memory {
+            present.extend(x.items.iter().map(|o| (Kind::SharedMemory, o.id)));
+        }
+        present.sort_unstable();
         let tracked = std::mem::take(&mut self.tracked);
-        for (&(kind, id), t) in &tracked {
-            let k = kind as usize;
-            if !(complete[k] && self.tracked_complete[k]) || self.present.contains(&(kind, id)) {
+        for t in &tracked {
+            let k = t.kind as usize;
+            if !(complete[k] && self.tracked_complete[k]) || present.binary_search(&(t.kind, t.id)).is_ok() {
                 continue;
             }
-            if self.processes.alive(t.pid, t.used_at) != Alive::Alive {
+            if self.processes.alive(t.pid, i64::from(t.used_at)) != Alive::Alive {
                 continue;
             }
             let name = self.names.name(t.owner);
             tracing::info!(
-                kind = kind.short(),
+                kind = t.kind.short(),
                 key = %t.key,
-                id,
+                id = t.id,
                 owner = %name,
                 pid = t.pid,
                 "IPC object removed while a process that used it still runs"

@@ -333,6 +333,16 @@ pub fn remove(kind: crate::Kind, id: i32) -> io::Result<()> {
     check(ret).map(drop)
 }
 
+/// Hands memory freed by a big, rare pass back to the system (glibc keeps freed heap pages
+/// otherwise, and the resident size would keep the peak).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns unused heap pages; it takes an integer.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What `statfs` says of a filesystem, in bytes and inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsUsage {
