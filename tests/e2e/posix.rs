@@ -117,6 +117,13 @@ fn two_namespaces_have_their_own_queues_and_limits_read_without_side_effects() {
         assert_eq!(value(&m, "posix_mqueue_charge_bytes", ipc), Some(charge), "{ipc}");
     }
     assert_eq!(value(&m, "posix_mqueue_messages_limit", other), Some(22.0));
+    let queue = |ipc: u64, name: &str, metric: &str| {
+        m.get(&format!("{metric}{{ipc_namespace=\"{ipc}\",name=\"{name}\",owner=\"root\"}}")).copied()
+    };
+    assert_eq!(queue(own, "/b", "posix_mqueue_queue_messages"), Some(4.0), "{body}");
+    assert_eq!(queue(own, "/b", "posix_mqueue_queue_max_messages"), Some(4.0));
+    assert_eq!(queue(other, "/x", "posix_mqueue_queue_messages"), Some(3.0));
+    assert_eq!(queue(other, "/x", "posix_mqueue_queue_message_size_bytes"), Some(128.0));
     assert_eq!(value(&m, "posix_mqueue_messages_limit", own), Some(10.0), "a new namespace starts at 10");
     // Several seconds of reads changed no time stamp.
     std::thread::sleep(Duration::from_secs(2));
@@ -154,8 +161,21 @@ fn the_rlimit_charge_formula_matches_a_real_emfile() {
     assert_eq!(errno, "24", "EMFILE: {answer}");
     let charge = 10 * 1000 + 10 * 48 + 10 * 48;
     assert_eq!(made, limit / charge, "{made} queues of {charge} B under {limit} B");
-    let (port, _, _) = daemon(&mut ns, "[namespaces]\nmode = \"own\"\n");
+    let (port, _, _) = daemon(&mut ns, "[namespaces]\nmode = \"own\"\n[holders]\ninterval = 1\n");
     let m = ns_samples(&get(port, "/metrics").body);
     assert_eq!(value(&m, "posix_mqueue_charge_bytes", own), Some((made * charge) as f64));
     assert!(made * charge <= limit && (made + 1) * charge > limit);
+    // Per user, against the limit read from one of the user's processes (by the census).
+    let user = |m: &std::collections::BTreeMap<String, f64>, name: &str| {
+        m.get(&format!("{name}{{uid=\"0\",owner=\"root\"}}")).copied()
+    };
+    let found = eventually(10, || {
+        user(&ns_samples(&get(port, "/metrics").body), "posix_mqueue_user_bytes_limit").is_some()
+    });
+    let body = get(port, "/metrics").body;
+    assert!(found, "{body}");
+    let m = ns_samples(&body);
+    assert_eq!(user(&m, "posix_mqueue_user_bytes"), Some((made * charge) as f64));
+    assert_eq!(user(&m, "posix_mqueue_user_bytes_limit"), Some(limit as f64));
+    crate::daemon::promtool_check(&body);
 }

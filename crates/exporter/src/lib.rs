@@ -51,6 +51,8 @@ pub struct State {
     telemetry_path: OnceLock<String>,
     /// The latest census of owners and stale objects (every `[holders] interval`).
     holders: RwLock<Option<Arc<HoldersPublished>>>,
+    /// Owner names of POSIX queues (NSS is looked up once per uid, not per render).
+    user_names: std::sync::Mutex<ipcwatch_sampler::UserNames>,
 }
 
 impl State {
@@ -62,6 +64,7 @@ impl State {
             process: metrics::ProcessMetrics::new(),
             telemetry_path: OnceLock::new(),
             holders: RwLock::new(None),
+            user_names: std::sync::Mutex::new(ipcwatch_sampler::UserNames::default()),
         })
     }
 

@@ -170,6 +170,98 @@ const CENSUS_TIMESTAMP: SelfMetric = SelfMetric {
     kind: "gauge",
 };
 
+/// Most per-queue POSIX series per namespace (the fullest queues first).
+pub const POSIX_QUEUE_SERIES: usize = 100;
+
+type QueueRead = fn(&ipcwatch_sampler::posix::PosixQueue) -> u64;
+
+const POSIX_QUEUE_FIGURES: [(&str, &str, QueueRead); 3] = [
+    ("posix_mqueue_queue_messages", "Messages on the POSIX queue (mq_curmsgs).", |q| q.messages),
+    (
+        "posix_mqueue_queue_max_messages",
+        "Most messages the POSIX queue holds (mq_maxmsg); at it, senders block or get EAGAIN.",
+        |q| q.max_messages,
+    ),
+    ("posix_mqueue_queue_message_size_bytes", "Largest message the POSIX queue takes (mq_msgsize).", |q| {
+        q.message_size
+    }),
+];
+
+const USER_BYTES: SelfMetric = SelfMetric {
+    name: "posix_mqueue_user_bytes",
+    help: "What the user's POSIX queues, in every IPC namespace, charge against the user's RLIMIT_MSGQUEUE (computed: the kernel exports no counter). mq_open fails with EMFILE beyond the limit.",
+    kind: "gauge",
+};
+const USER_BYTES_LIMIT: SelfMetric = SelfMetric {
+    name: "posix_mqueue_user_bytes_limit",
+    help: "The user's RLIMIT_MSGQUEUE (soft; from one of its processes, read every census; unlimited reads as 2^64-1).",
+    kind: "gauge",
+};
+
+/// POSIX queues one by one (capped per namespace), and the RLIMIT_MSGQUEUE charge per user.
+fn render_posix(t: &mut Text, namespaces: &[ipcwatch_pipeline::NamespacePublished], state: &State) {
+    const NS: &str = "ipc_namespace";
+    fn queues(n: &ipcwatch_pipeline::NamespacePublished) -> Vec<&ipcwatch_sampler::posix::PosixQueue> {
+        let mut q: Vec<&ipcwatch_sampler::posix::PosixQueue> = n
+            .published
+            .snapshot
+            .posix
+            .as_ref()
+            .and_then(|p| p.queues.as_ref())
+            .map_or(Vec::new(), |q| q.items.iter().collect());
+        let fill = |q: &ipcwatch_sampler::posix::PosixQueue| q.messages as f64 / q.max_messages.max(1) as f64;
+        q.sort_by(|a, b| fill(b).total_cmp(&fill(a)).then_with(|| a.name.cmp(&b.name)));
+        q.truncate(POSIX_QUEUE_SERIES);
+        q
+    }
+    let mut per_user: Vec<(u32, u64)> = Vec::new();
+    for n in namespaces {
+        for q in
+            n.published.snapshot.posix.as_ref().and_then(|p| p.queues.as_ref()).iter().flat_map(|q| &q.items)
+        {
+            match per_user.iter_mut().find(|(u, _)| *u == q.owner) {
+                Some((_, b)) => *b = b.saturating_add(q.charge_bytes),
+                None => per_user.push((q.owner, q.charge_bytes)),
+            }
+        }
+    }
+    if per_user.is_empty() {
+        return;
+    }
+    let mut names = state.user_names.lock().unwrap_or_else(|p| p.into_inner());
+    for (metric, help, read) in POSIX_QUEUE_FIGURES {
+        t.family(metric, help, "gauge");
+        for n in namespaces {
+            for q in queues(n) {
+                let owner = names.name(q.owner);
+                t.sample(
+                    metric,
+                    &[(NS, &n.label), ("name", &q.name), ("owner", &owner)],
+                    Value::Int(read(q)),
+                );
+            }
+        }
+    }
+    per_user.sort_unstable();
+    let limits = state.holders().map(|h| h.mqueue_user_limits.clone()).unwrap_or_default();
+    t.family(USER_BYTES.name, USER_BYTES.help, USER_BYTES.kind);
+    for (uid, bytes) in &per_user {
+        let owner = names.name(*uid);
+        t.sample(USER_BYTES.name, &[("uid", &uid.to_string()), ("owner", &owner)], Value::Int(*bytes));
+    }
+    if limits.iter().any(|(u, _)| per_user.iter().any(|(p, _)| p == u)) {
+        t.family(USER_BYTES_LIMIT.name, USER_BYTES_LIMIT.help, USER_BYTES_LIMIT.kind);
+        for (uid, limit) in limits.iter().filter(|(u, _)| per_user.iter().any(|(p, _)| p == u)) {
+            let owner = names.name(*uid);
+            t.sample(
+                USER_BYTES_LIMIT.name,
+                &[("uid", &uid.to_string()), ("owner", &owner)],
+                Value::Int(*limit),
+            );
+        }
+    }
+}
+
 /// The census's families: usage by owner, stale objects and removals, per namespace. Only
 /// for namespaces the latest sample still watches: a census is up to a minute old, and a
 /// namespace that ended since must leave with its other series.
@@ -185,6 +277,7 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
         visits_failed: all.visits_failed,
         duration_seconds: all.duration_seconds,
         timestamp: all.timestamp,
+        mqueue_user_limits: Vec::new(),
     };
     let mut uid = String::with_capacity(10);
     for f in OWNER_FIGURES {
@@ -302,6 +395,7 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
             t.sample(NAMESPACE_INFO.name, &labels, Value::Int(1));
         }
     }
+    render_posix(&mut t, namespaces, state);
     if let Some(h) = state.holders() {
         render_holders(&mut t, &h, namespaces);
     }

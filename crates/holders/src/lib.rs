@@ -27,7 +27,7 @@ pub use census::{
 pub use processes::{boot_time, start_ticks, Alive, Processes};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};
-pub use watch::{HoldersPublished, NamespaceHolders, Watch};
+pub use watch::{msgqueue_limit, msgqueue_limits, real_uid, HoldersPublished, NamespaceHolders, Watch};
 
 /// What the census thread keeps: entering namespaces (CAP_SYS_ADMIN, CAP_SYS_PTRACE), and
 /// CAP_IPC_OWNER, without which `semctl GETPID` fails on arrays the daemon's user cannot read.

@@ -31,6 +31,9 @@ pub struct HoldersPublished {
     pub duration_seconds: f64,
     /// Unix seconds the last round ended.
     pub timestamp: i64,
+    /// RLIMIT_MSGQUEUE (soft, bytes; `u64::MAX` for unlimited) of each uid that owns POSIX
+    /// queues, read from one of its processes; uids with no process are left out.
+    pub mqueue_user_limits: Vec<(u32, u64)>,
 }
 
 /// Runs census rounds from the calling thread (which must stay the same: namespace visits
@@ -72,6 +75,7 @@ impl Watch {
         self.censuses.retain(|inode, _| targets.iter().any(|(i, _)| i == inode));
         let mut out = HoldersPublished::default();
         let home = self.home_inode();
+        let mut queue_owners: Vec<u32> = Vec::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
                 Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
@@ -86,6 +90,9 @@ impl Watch {
                     continue;
                 }
             };
+            if let Some(q) = gathered.snapshot.posix.as_ref().and_then(|p| p.queues.as_ref()) {
+                queue_owners.extend(q.items.iter().map(|q| q.owner));
+            }
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
@@ -95,10 +102,84 @@ impl Watch {
                 pass,
             }));
         }
+        queue_owners.sort_unstable();
+        queue_owners.dedup();
+        out.mqueue_user_limits = msgqueue_limits(&self.procfs, &queue_owners);
         // A census of 32,000 objects allocates megabytes for a moment, once a minute.
         ipcwatch_sampler::objects::release_free_memory();
         out.duration_seconds = started.elapsed().as_secs_f64();
         out.timestamp = crate::unix_now();
         out
+    }
+}
+
+/// Each of `uids`' RLIMIT_MSGQUEUE, from the first of its processes found under `procfs`
+/// (the limit is per process; a user's processes normally share it). `u64::MAX` is unlimited.
+pub fn msgqueue_limits(procfs: &std::path::Path, uids: &[u32]) -> Vec<(u32, u64)> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    if uids.is_empty() {
+        return out;
+    }
+    let Ok(dir) = std::fs::read_dir(procfs) else { return out };
+    let mut text = String::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let base = procfs.join(pid);
+        if ipcwatch_sampler::read_text(&base.join("status"), &mut text).is_err() {
+            continue;
+        }
+        let Some(uid) = real_uid(&text) else { continue };
+        if !uids.contains(&uid) || out.iter().any(|(u, _)| *u == uid) {
+            continue;
+        }
+        if ipcwatch_sampler::read_text(&base.join("limits"), &mut text).is_err() {
+            continue;
+        }
+        if let Some(limit) = msgqueue_limit(&text) {
+            out.push((uid, limit));
+            if out.len() == uids.len() {
+                break;
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The real uid from /proc/PID/status (`Uid:\treal\teffective\tsaved\tfs`).
+pub fn real_uid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
+
+/// The soft "Max msgqueue size" from /proc/PID/limits (`unlimited` is `u64::MAX`).
+pub fn msgqueue_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find_map(|l| l.strip_prefix("Max msgqueue size"))?;
+    match line.split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX),
+        v => v.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_uids_parse_from_proc_text() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max msgqueue size         819200               819200               bytes     \n";
+        assert_eq!(msgqueue_limit(limits), Some(819_200));
+        assert_eq!(
+            msgqueue_limit("Max msgqueue size         unlimited   unlimited  bytes\n"),
+            Some(u64::MAX)
+        );
+        assert_eq!(msgqueue_limit("nothing"), None);
+        assert_eq!(real_uid("Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"), Some(1000));
+        assert_eq!(real_uid("Uid:"), None);
+        // This process's own limit is found.
+        let me = real_uid(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+        let found = msgqueue_limits(std::path::Path::new("/proc"), &[me]);
+        assert_eq!(found.len(), 1);
     }
 }
