@@ -33,9 +33,12 @@ fn a_full_dev_shm_reads_exactly_as_statfs_and_raises_the_alert() {
     let own = inode(&mut ns);
     let (code, out) = ns.run("mount", &["-t", "tmpfs", "-o", "size=1m", "tmpfs", "/dev/shm"]);
     assert_eq!(code, "0", "{out}");
-    // 90% of 1 MiB, and a glibc-style named semaphore.
-    ns.cmd("write /dev/shm/PostgreSQL.1234 943718");
+    // 90% of 1 MiB, and a glibc-style named semaphore. A live process maps the biggest file
+    // and holds the semaphore open; the third file is left over.
+    ns.cmd("write /dev/shm/PostgreSQL.1234 868352");
     ns.cmd("write /dev/shm/sem.lock 32");
+    ns.cmd("write /dev/shm/leftover 73728");
+    ns.keep(&["map /dev/shm/PostgreSQL.1234", "open /dev/shm/sem.lock"]);
     let (_, stat) = ns.run("stat", &["-f", "-c", "%b:%f:%S:%c:%d", "/dev/shm"]);
     let f: Vec<u64> = stat.trim().split(':').map(|v| v.parse().unwrap()).collect();
     let (size, used, inodes_used) = (f[0] * f[2], (f[0] - f[1]) * f[2], f[3] - f[4]);
@@ -57,10 +60,31 @@ fn a_full_dev_shm_reads_exactly_as_statfs_and_raises_the_alert() {
         |name: &str| m.get(&format!("{name}{{ipc_namespace=\"{own}\",mnt_namespace=\"{mnt}\"}}")).copied();
     assert_eq!(shm("posix_shm_size_bytes"), Some(size as f64), "{body}");
     assert_eq!(shm("posix_shm_used_bytes"), Some(used as f64), "statfs's figure: {stat}");
-    assert_eq!(shm("posix_shm_files"), Some(2.0));
+    assert_eq!(shm("posix_shm_files"), Some(3.0));
     assert_eq!(shm("posix_shm_semaphores"), Some(1.0));
     assert_eq!(shm("posix_shm_inodes"), Some(inodes_used as f64));
     crate::daemon::promtool_check(&body);
+
+    // The census finds the one file nothing maps or holds open.
+    let census = eventually(10, || get(port, "/metrics").body.contains("posix_shm_unused_files"));
+    let m = ns_samples(&get(port, "/metrics").body);
+    assert!(census);
+    let unused = m.get(&format!("posix_shm_unused_files{{ipc_namespace=\"{own}\",mnt_namespace=\"{mnt}\"}}"));
+    assert_eq!(unused, Some(&1.0), "{m:?}");
+    assert_eq!(
+        m.get(&format!("posix_shm_unused_bytes{{ipc_namespace=\"{own}\",mnt_namespace=\"{mnt}\"}}")),
+        Some(&73728.0)
+    );
+    let file = |name: &str, metric: &str| {
+        m.get(&format!(
+            "{metric}{{ipc_namespace=\"{own}\",mnt_namespace=\"{mnt}\",name=\"{name}\",uid=\"0\"}}"
+        ))
+        .copied()
+    };
+    assert_eq!(file("PostgreSQL.1234", "posix_shm_file_bytes"), Some(868352.0), "{m:?}");
+    assert_eq!(file("PostgreSQL.1234", "posix_shm_file_unused"), Some(0.0), "mapped");
+    assert_eq!(file("sem.lock", "posix_shm_file_unused"), Some(0.0), "held open");
+    assert_eq!(file("leftover", "posix_shm_file_unused"), Some(1.0));
 
     let alarm = || -> serde_json::Value {
         let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();

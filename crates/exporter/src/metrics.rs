@@ -262,6 +262,71 @@ fn render_posix(t: &mut Text, namespaces: &[ipcwatch_pipeline::NamespacePublishe
     }
 }
 
+const SHM_UNUSED: [(&str, &str); 2] = [
+    (
+        "posix_shm_unused_files",
+        "Files in /dev/shm that no process of its mount namespace maps or holds open (checked every census).",
+    ),
+    (
+        "posix_shm_unused_bytes",
+        "Bytes allocated to /dev/shm files nothing maps or holds open: they fill size= for nobody.",
+    ),
+];
+
+/// The biggest /dev/shm files of each namespace and the unused ones (from the census).
+fn render_dev_shm_files(t: &mut Text, h: &HoldersPublished) {
+    const NS: &str = "ipc_namespace";
+    let spaces: Vec<(&ipcwatch_holders::NamespaceHolders, &ipcwatch_holders::DevShmFiles, String)> = h
+        .namespaces
+        .iter()
+        .filter_map(|n| n.dev_shm.as_ref().map(|d| (&**n, d, d.mnt_namespace.to_string())))
+        .collect();
+    if spaces.is_empty() {
+        return;
+    }
+    for (i, (metric, help)) in SHM_UNUSED.iter().enumerate() {
+        t.family(metric, help, "gauge");
+        for (n, d, mnt) in &spaces {
+            let v = if i == 0 { d.unused_files } else { d.unused_bytes };
+            t.sample(metric, &[(NS, &n.label), ("mnt_namespace", mnt)], Value::Int(v));
+        }
+    }
+    let now = ipcwatch_holders::unix_now();
+    type FileRead = fn(&ipcwatch_holders::ShmFileUse, i64) -> u64;
+    let files: [(&str, &str, FileRead); 3] = [
+        (
+            "posix_shm_file_bytes",
+            "Bytes allocated to one of the biggest /dev/shm files (the top 5 per namespace).",
+            |f, _| f.file.bytes,
+        ),
+        (
+            "posix_shm_file_age_seconds",
+            "Seconds since one of the biggest /dev/shm files was last modified.",
+            |f, now| (now - f.file.modified).max(0) as u64,
+        ),
+        (
+            "posix_shm_file_unused",
+            "1 if no process of the mount namespace maps or holds the file open.",
+            |f, _| !f.in_use as u64,
+        ),
+    ];
+    for (metric, help, read) in files {
+        t.family(metric, help, "gauge");
+        for (n, d, mnt) in &spaces {
+            for f in &d.largest {
+                let owner = f.file.owner.to_string();
+                let labels = [
+                    (NS, &*n.label),
+                    ("mnt_namespace", mnt.as_str()),
+                    ("name", &f.file.name),
+                    ("uid", &owner),
+                ];
+                t.sample(metric, &labels, Value::Int(read(f, now)));
+            }
+        }
+    }
+}
+
 /// The census's families: usage by owner, stale objects and removals, per namespace. Only
 /// for namespaces the latest sample still watches: a census is up to a minute old, and a
 /// namespace that ended since must leave with its other series.
@@ -296,6 +361,7 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
             }
         }
     }
+    render_dev_shm_files(t, h);
     t.family(REMOVED_IN_USE.name, REMOVED_IN_USE.help, REMOVED_IN_USE.kind);
     for n in &h.namespaces {
         for r in &n.pass.removed_in_use {

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod census;
+mod devshm;
 mod processes;
 mod prune;
 mod report;
@@ -24,6 +25,7 @@ mod watch;
 pub use census::{
     markdown_table, Census, Gathered, OwnerUsage, Pass, PidUse, StaleObject, Usage, OWNER_FIGURES,
 };
+pub use devshm::{dev_shm_files, processes_by_mount_namespace, DevShmFiles, ShmFileUse, LARGEST_FILES};
 pub use processes::{boot_time, start_ticks, Alive, Processes};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};

@@ -19,6 +19,8 @@ pub struct NamespaceHolders {
     /// The `ipc_namespace` label value (the inode in decimal).
     pub label: Arc<str>,
     pub pass: Pass,
+    /// The `/dev/shm` of the namespace's processes: its biggest files and the unused ones.
+    pub dev_shm: Option<crate::DevShmFiles>,
 }
 
 /// Every namespace's latest census, as the exporter serves it.
@@ -76,6 +78,8 @@ impl Watch {
         let mut out = HoldersPublished::default();
         let home = self.home_inode();
         let mut queue_owners: Vec<u32> = Vec::new();
+        // Which processes share each mount namespace: the users of its /dev/shm files.
+        let by_mount = crate::processes_by_mount_namespace(&self.procfs);
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
                 Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
@@ -96,10 +100,16 @@ impl Watch {
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
+            let dev_shm = pids.first().copied().or((*inode == home).then(std::process::id)).and_then(|pid| {
+                let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
+                let users = by_mount.get(&mnt).map_or(&[][..], Vec::as_slice);
+                crate::dev_shm_files(&self.procfs, pid, mnt, users)
+            });
             out.namespaces.push(Arc::new(NamespaceHolders {
                 inode: *inode,
                 label: inode.to_string().into(),
                 pass,
+                dev_shm,
             }));
         }
         queue_owners.sort_unstable();

@@ -245,6 +245,45 @@ pub fn read_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
     Ok(out)
 }
 
+/// One file in a `/dev/shm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShmFile {
+    pub name: String,
+    pub owner: u32,
+    /// Bytes allocated (`st_blocks` × 512): what counts against `size=`. Sparse files take less
+    /// than their size.
+    pub bytes: u64,
+    pub size: u64,
+    /// Last modification (Unix seconds).
+    pub modified: i64,
+    #[serde(skip)]
+    pub dev: u64,
+    #[serde(skip)]
+    pub ino: u64,
+}
+
+/// Every regular file in `dir` (a `/dev/shm`), at most [`MAX_SHM_FILES`].
+pub fn list_dev_shm(dir: &Path) -> std::io::Result<Vec<ShmFile>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten().take(MAX_SHM_FILES) {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(ShmFile {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            owner: meta.uid(),
+            bytes: meta.blocks() * 512,
+            size: meta.size(),
+            modified: meta.mtime(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -625,6 +625,23 @@ pub mod testkit {
         }
     }
 
+    /// Maps `path` shared and closes it: the mapping alone keeps the file in use (as
+    /// PostgreSQL's dynamic shared memory does). Stays mapped until the process ends.
+    pub fn map_file(path: &str) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len().max(1) as usize;
+        // SAFETY: a new shared mapping of a file we opened; the kernel chooses the address and
+        // nothing in this process ever dereferences it.
+        let addr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// `mq_unlink(name)`.
     pub fn mq_unlink(name: &str) -> io::Result<()> {
         let c = std::ffi::CString::new(name)

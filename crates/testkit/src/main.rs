@@ -23,6 +23,8 @@
 //!   mq-sysctl NAME VALUE            write /proc/sys/fs/mqueue/NAME (this namespace only)
 //!   mq-fill-user MAXMSG MSGSIZE     create queues /u0, /u1, ... until mq_open fails -> "N errno"
 //!   write PATH BYTES                write BYTES bytes to a new file (fills /dev/shm)
+//!   map PATH                        map PATH shared and close it (in use through the mapping)
+//!   open PATH                       hold PATH open (in use through a descriptor)
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
 //!   churn pool N [PER_SECOND]       keep N queues, N arrays and N/8 segments, replacing the
 //!                                   oldest of each PER_SECOND times a second (default 100)
@@ -56,11 +58,12 @@ const INIT_IPC_NS: &str = "ipc:[4026531839]";
 
 struct State {
     children: HashMap<u32, Child>,
+    open_files: Vec<std::fs::File>,
     churn: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 fn main() {
-    let mut state = State { children: HashMap::new(), churn: None };
+    let mut state = State { children: HashMap::new(), open_files: Vec::new(), churn: None };
     // `--hold "CMD; CMD; ..."`: run the commands, print their answers, then hold the
     // namespace (and its objects) until killed: a namespace for the daemon to find.
     let args: Vec<String> = std::env::args().collect();
@@ -234,6 +237,11 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
                     return Err("no limit reached".into());
                 }
             }
+        }
+        "map" => tk::map_file(w[1]).map(|_| String::new()).map_err(e),
+        "open" => {
+            state.open_files.push(std::fs::File::open(w[1]).map_err(e)?);
+            Ok(String::new())
         }
         "write" => {
             let bytes: usize = num(w, 2)?;
