@@ -376,8 +376,16 @@ impl Fleet {
             self.members.iter().map(|(i, m)| (*i, m.pids.as_slice(), m.anchor.as_ref())).collect();
         let sampler = &mut self.sampler;
         let home = self.home;
+        // Each namespace's oldest process, for the POSIX queues' shortcut (in visit order).
+        let hints: Vec<u32> = self.members.values().map(|m| m.identity.pid).collect();
+        let mut next = hints.iter();
         let samples = match &self.visitor {
-            Some(v) => v.visit_all(&targets, || sampler.snapshot()),
+            Some(v) => v.visit_all(&targets, || {
+                if let Some(pid) = next.next() {
+                    sampler.set_mqueue_hint(*pid);
+                }
+                sampler.snapshot()
+            }),
             // Without a visitor (mode own, or the capabilities gone after a reload) only the
             // daemon's own namespace can be sampled; the others end.
             None => Ok(targets

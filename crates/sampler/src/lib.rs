@@ -119,6 +119,11 @@ pub struct Sampler {
     config: SamplerConfig,
     page_size: u64,
     text: String,
+    /// See [`Sampler::set_mqueue_hint`].
+    mqueue_hint: Option<u32>,
+    /// Each IPC namespace's mqueue superblock device (by namespace inode), learned from a
+    /// private mount: a number, not a descriptor, so nothing is pinned.
+    mqueue_devices: HashMap<u64, u64>,
 }
 
 /// A collector's outcome before timing is attached.
@@ -142,7 +147,13 @@ impl<T> Outcome<T> {
 
 impl Sampler {
     pub fn new(config: SamplerConfig) -> Sampler {
-        Sampler { config, page_size: sys::page_size(), text: String::new() }
+        Sampler {
+            config,
+            page_size: sys::page_size(),
+            text: String::new(),
+            mqueue_hint: None,
+            mqueue_devices: HashMap::new(),
+        }
     }
 
     /// One complete sample of the caller's IPC namespace.
@@ -184,12 +195,40 @@ impl Sampler {
     /// POSIX message queues of the calling thread's IPC namespace, and their limits.
     fn posix(&mut self) -> posix::Posix {
         let limits = posix::read_limits(&self.config.procfs, &mut self.text);
-        let initial = std::fs::read_link("/proc/thread-self/ns/ipc")
-            .is_ok_and(|l| l.to_string_lossy() == format!("ipc:[{}]", namespaces::INIT_IPC_NAMESPACE));
-        match posix::read_queues(initial) {
-            Ok(q) => posix::Posix { limits, queues: Some(q), error: None },
+        let inode = std::fs::read_link("/proc/thread-self/ns/ipc")
+            .ok()
+            .and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse::<u64>().ok());
+        let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
+        // A process of the namespace whose root has the namespace's own mqueue mount (Docker
+        // and containerd make one) saves the private mount: one stat instead of ~50 µs.
+        let shortcut = self.mqueue_hint.take().zip(inode).and_then(|(pid, inode)| {
+            let dev = *self.mqueue_devices.get(&inode)?;
+            Some(self.config.procfs.join(pid.to_string()).join("root/dev/mqueue"))
+                .filter(|p| posix::is_mqueue_of(p, dev))
+        });
+        let read = match shortcut {
+            Some(dir) => posix::read_queues_in(&dir).map(|q| (q, None)),
+            None => posix::read_queues(initial),
+        };
+        match read {
+            Ok((q, device)) => {
+                if let (Some(dev), Some(inode)) = (device, inode) {
+                    if self.mqueue_devices.len() >= 4096 {
+                        self.mqueue_devices.clear();
+                    }
+                    self.mqueue_devices.insert(inode, dev);
+                }
+                posix::Posix { limits, queues: Some(q), error: None }
+            }
             Err(e) => posix::Posix { limits, queues: None, error: Some(e) },
         }
+    }
+
+    /// Names a process of the namespace the next [`Sampler::snapshot`] samples, so POSIX
+    /// queues can be read through its `/proc/PID/root/dev/mqueue` when that is the
+    /// namespace's own.
+    pub fn set_mqueue_hint(&mut self, pid: u32) {
+        self.mqueue_hint = Some(pid);
     }
 
     fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {

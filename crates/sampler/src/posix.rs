@@ -138,29 +138,50 @@ pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
 /// and the caller's mount namespace), `/dev/mqueue` only if it is proved to be this
 /// namespace's: one of its queues, opened by name with `mq_open` (which follows the caller's
 /// namespace), is the same inode.
-pub fn read_queues(in_initial_namespace: bool) -> Result<PosixQueues, String> {
-    // The host's own /dev/mqueue costs one stat where a private mount costs ~20 µs.
+///
+/// With the queues, the device of the namespace's mqueue superblock when a private mount
+/// showed it (see [`is_mqueue_of`]).
+pub fn read_queues(in_initial_namespace: bool) -> Result<(PosixQueues, Option<u64>), String> {
+    // The host's own /dev/mqueue costs one stat where a private mount costs ~50 µs.
     let dev = Path::new("/dev/mqueue");
     let is_mqueue = || sys::statfs(dev).is_ok_and(|f| f.kind == MQUEUE_MAGIC);
     if in_initial_namespace && is_mqueue() {
-        return queues_in(dev);
+        return queues_in(dev).map(|q| (q, None));
     }
     match sys::mqueue_mount() {
         Ok(mount) => {
             use std::os::fd::AsRawFd;
+            use std::os::unix::fs::MetadataExt;
+            // The mount's root is the descriptor itself; only the listing needs a path.
             let dir = format!("/proc/thread-self/fd/{}", mount.as_raw_fd());
-            let out = queues_in(Path::new(&dir));
-            drop(mount);
-            out
+            let root = std::fs::File::from(mount);
+            let device = root.metadata().ok().map(|m| m.dev());
+            let out = queues_at(&root, Path::new(&dir));
+            drop(root);
+            out.map(|q| (q, device))
         }
         Err(mount_error) if is_mqueue() && dev_mqueue_is_ours(dev) => {
             let _ = mount_error;
-            queues_in(dev)
+            queues_in(dev).map(|q| (q, None))
         }
         Err(mount_error) => Err(format!(
             "cannot mount this namespace's mqueue filesystem ({mount_error}; needs CAP_SYS_ADMIN), and /dev/mqueue is not proved to be this namespace's"
         )),
     }
+}
+
+/// Reads the queues of an mqueue mount already proved to be the namespace's.
+pub fn read_queues_in(dir: &Path) -> Result<PosixQueues, String> {
+    queues_in(dir)
+}
+
+/// Whether `dir` is an mqueue mount of the superblock on `device`: each IPC namespace has its
+/// own, so a container's `/dev/mqueue` with the device a private mount of its namespace showed
+/// is that namespace's.
+pub fn is_mqueue_of(dir: &Path, device: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|m| m.dev() == device)
+        && sys::statfs(dir).is_ok_and(|f| f.kind == MQUEUE_MAGIC)
 }
 
 /// Whether `dir` (an mqueue mount) is the calling thread's namespace's: a queue listed in it,
@@ -178,7 +199,13 @@ fn dev_mqueue_is_ours(dir: &Path) -> bool {
 }
 
 fn queues_in(dir: &Path) -> Result<PosixQueues, String> {
-    let root = std::fs::metadata(dir).map_err(|e| format!("cannot stat the mqueue root: {e}"))?;
+    let handle = std::fs::File::open(dir).map_err(|e| format!("cannot open the mqueue root: {e}"))?;
+    queues_at(&handle, dir)
+}
+
+/// The queues of the mqueue root `handle` (listed through `dir`, the same directory).
+fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> {
+    let root = handle.metadata().map_err(|e| format!("cannot stat the mqueue root: {e}"))?;
     use std::os::unix::fs::MetadataExt;
     let mut out = PosixQueues { queues: root.size().saturating_sub(40) / 20, ..Default::default() };
     if out.queues == 0 {
@@ -186,15 +213,15 @@ fn queues_in(dir: &Path) -> Result<PosixQueues, String> {
     }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the queues: {e}"))?;
     for entry in entries.flatten().take(MAX_QUEUES) {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let name = entry.file_name();
         // A plain open: reading the file would change the queue's atime and ctime.
-        let attrs = std::fs::File::open(&path).and_then(|f| sys::mqueue_attributes(&f));
-        let Ok((max_messages, message_size, messages)) = attrs else { continue };
+        let Ok((owner, mode, max_messages, message_size, messages)) = sys::mqueue_at(handle, &name) else {
+            continue;
+        };
         let q = PosixQueue {
-            name: format!("/{}", entry.file_name().to_string_lossy()),
-            owner: meta.uid(),
-            mode: meta.mode() & 0o777,
+            name: format!("/{}", name.to_string_lossy()),
+            owner,
+            mode,
             messages,
             max_messages,
             message_size,

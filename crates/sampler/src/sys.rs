@@ -422,6 +422,28 @@ pub fn mqueue_mount() -> io::Result<std::os::fd::OwnedFd> {
     })
 }
 
+/// One POSIX queue read through its directory: `openat` + `fstat` + `mq_getsetattr` +
+/// `close`, with no path walk. Returns (owner uid, mode, max messages, message size, messages).
+pub fn mqueue_at(
+    dir: &impl std::os::fd::AsRawFd,
+    name: &std::ffi::OsStr,
+) -> io::Result<(u32, u32, u64, u64, u64)> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))?;
+    // SAFETY: a directory descriptor we hold open, a NUL-terminated name, and flags.
+    let fd = check(unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK)
+    })?;
+    // SAFETY: the descriptor openat just returned, owned from here on (closed on drop).
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    let (max, size, cur) = mqueue_attributes(&file)?;
+    Ok((meta.uid(), meta.mode() & 0o777, max, size, cur))
+}
+
 /// `mq_open(name, O_RDONLY)` in the calling thread's IPC namespace (whatever is mounted
 /// where): `name` without its leading `/`. Opening changes no time stamp.
 pub fn mqueue_open(name: &std::ffi::OsStr) -> io::Result<std::os::fd::OwnedFd> {
