@@ -380,7 +380,7 @@ pub fn report(s: &Snapshot) -> String {
                     "POSIX queues:    {} queues, {} full, {} bytes charged against RLIMIT_MSGQUEUE",
                     q.queues, q.full_queues, q.charge_bytes
                 );
-                for item in &q.items {
+                for item in q.items.iter() {
                     let _ = writeln!(
                         out,
                         "                 {} owner {} {}/{} messages of {} bytes, charge {} bytes",

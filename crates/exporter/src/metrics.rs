@@ -216,8 +216,14 @@ fn render_posix(t: &mut Text, namespaces: &[ipcwatch_pipeline::NamespacePublishe
     }
     let mut per_user: Vec<(u32, u64)> = Vec::new();
     for n in namespaces {
-        for q in
-            n.published.snapshot.posix.as_ref().and_then(|p| p.queues.as_ref()).iter().flat_map(|q| &q.items)
+        for q in n
+            .published
+            .snapshot
+            .posix
+            .as_ref()
+            .and_then(|p| p.queues.as_ref())
+            .iter()
+            .flat_map(|q| q.items.iter())
         {
             match per_user.iter_mut().find(|(u, _)| *u == q.owner) {
                 Some((_, b)) => *b = b.saturating_add(q.charge_bytes),

@@ -121,9 +121,22 @@ pub struct Sampler {
     text: String,
     /// See [`Sampler::set_mqueue_hint`].
     mqueue_hint: Option<u32>,
-    /// Each IPC namespace's mqueue superblock device (by namespace inode), learned from a
-    /// private mount: a number, not a descriptor, so nothing is pinned.
-    mqueue_devices: HashMap<u64, u64>,
+    /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with its
+    /// mqueue superblock device once a private mount has shown it: numbers, not descriptors,
+    /// so nothing is pinned.
+    posix_kept: HashMap<u64, PosixKept>,
+    /// Each /dev/shm's file counts (by mount namespace) and when they were listed.
+    shm_kept: HashMap<u64, (Instant, (u64, u64, u64))>,
+}
+
+/// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
+/// listing. Queue counts and /dev/shm use are read every sample.
+pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct PosixKept {
+    posix: posix::Posix,
+    read_at: Instant,
+    device: Option<u64>,
 }
 
 /// A collector's outcome before timing is attached.
@@ -152,7 +165,8 @@ impl Sampler {
             page_size: sys::page_size(),
             text: String::new(),
             mqueue_hint: None,
-            mqueue_devices: HashMap::new(),
+            posix_kept: HashMap::new(),
+            shm_kept: HashMap::new(),
         }
     }
 
@@ -181,47 +195,97 @@ impl Sampler {
     }
 
     /// Adds the `/dev/shm` that process `pid` sees (its mount namespace's) to `snap`, when
-    /// POSIX IPC is asked for; a warning says why if it cannot be read.
-    pub fn add_dev_shm(&self, snap: &mut Snapshot, pid: u32) {
+    /// POSIX IPC is asked for; a warning says why if it cannot be read. Its size and use are
+    /// read every time (one statfs); its files are listed again only every
+    /// [`POSIX_DETAIL_EVERY`].
+    pub fn add_dev_shm(&mut self, snap: &mut Snapshot, pid: u32) {
         if !self.config.posix {
             return;
         }
-        match posix::read_dev_shm_of(&self.config.procfs, pid) {
-            Ok(d) => snap.dev_shm = Some(d),
-            Err(e) => snap.warnings.push(format!("/dev/shm of pid {pid}: {e}")),
-        }
+        let (dir, mnt) = posix::dev_shm_of(&self.config.procfs, pid);
+        let mut usage = match posix::statfs_dev_shm(&dir) {
+            Ok(d) => d,
+            Err(e) => {
+                snap.warnings.push(format!("/dev/shm of pid {pid}: {e}"));
+                return;
+            }
+        };
+        usage.mnt_namespace = mnt;
+        let key = mnt.unwrap_or(u64::from(pid));
+        let fresh = self.shm_kept.get(&key).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).map(|k| k.1);
+        let files = match fresh {
+            Some(files) => files,
+            None => match posix::count_dev_shm_files(&dir) {
+                Ok(files) => {
+                    if self.shm_kept.len() >= 4096 {
+                        self.shm_kept.clear();
+                    }
+                    self.shm_kept.insert(key, (Instant::now(), files));
+                    files
+                }
+                Err(e) => {
+                    snap.warnings.push(format!("/dev/shm of pid {pid}: {e}"));
+                    return;
+                }
+            },
+        };
+        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+        snap.dev_shm = Some(usage);
     }
 
     /// POSIX message queues of the calling thread's IPC namespace, and their limits.
+    ///
+    /// Every sample counts the queues (one stat of the mqueue root, where the namespace's
+    /// mqueue is reachable without a mount). The limits (/proc/sys/fs/mqueue, ~16 µs a file
+    /// in another namespace) and the queues one by one are read again every
+    /// [`POSIX_DETAIL_EVERY`], and at once when the count changes. A namespace whose mqueue
+    /// is only reachable through a private mount (~50 µs) is read whole at that pace.
     fn posix(&mut self) -> posix::Posix {
-        let limits = posix::read_limits(&self.config.procfs, &mut self.text);
         let inode = std::fs::read_link("/proc/thread-self/ns/ipc")
             .ok()
             .and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse::<u64>().ok());
         let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
-        // A process of the namespace whose root has the namespace's own mqueue mount (Docker
-        // and containerd make one) saves the private mount: one stat instead of ~50 µs.
-        let shortcut = self.mqueue_hint.take().zip(inode).and_then(|(pid, inode)| {
-            let dev = *self.mqueue_devices.get(&inode)?;
-            Some(self.config.procfs.join(pid.to_string()).join("root/dev/mqueue"))
-                .filter(|p| posix::is_mqueue_of(p, dev))
-        });
-        let read = match shortcut {
-            Some(dir) => posix::read_queues_in(&dir).map(|q| (q, None)),
+        let hint = self.mqueue_hint.take();
+        let key = inode.unwrap_or(0);
+        let kept = self.posix_kept.get(&key);
+        let device = kept.and_then(|k| k.device);
+        // Where the namespace's mqueue can be counted with one stat: the host's /dev/mqueue,
+        // or a container's own, once a private mount has shown the namespace's device.
+        let cheap_dir = if initial {
+            Some(std::path::PathBuf::from("/dev/mqueue"))
+                .filter(|d| posix::is_mqueue_of(d, posix::any_device(d)))
+        } else {
+            hint.zip(device).and_then(|(pid, dev)| {
+                Some(self.config.procfs.join(pid.to_string()).join("root/dev/mqueue"))
+                    .filter(|d| posix::is_mqueue_of(d, dev))
+            })
+        };
+        let count = cheap_dir.as_deref().and_then(|d| posix::count_queues_in(d).ok());
+        let due = kept.is_none_or(|k| k.read_at.elapsed() >= POSIX_DETAIL_EVERY);
+        let reuse = match (kept, count) {
+            (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
+            (Some(_), None) => !due,
+            (None, _) => false,
+        };
+        if reuse {
+            let k = self.posix_kept.get_mut(&key).expect("just seen");
+            return k.posix.clone();
+        }
+        let limits = posix::read_limits(&self.config.procfs, &mut self.text);
+        let read = match &cheap_dir {
+            Some(dir) => posix::read_queues_in(dir).map(|q| (q, device)),
             None => posix::read_queues(initial),
         };
-        match read {
-            Ok((q, device)) => {
-                if let (Some(dev), Some(inode)) = (device, inode) {
-                    if self.mqueue_devices.len() >= 4096 {
-                        self.mqueue_devices.clear();
-                    }
-                    self.mqueue_devices.insert(inode, dev);
-                }
-                posix::Posix { limits, queues: Some(q), error: None }
-            }
-            Err(e) => posix::Posix { limits, queues: None, error: Some(e) },
+        let (queues, error, device) = match read {
+            Ok((q, d)) => (Some(q), None, d.or(device)),
+            Err(e) => (None, Some(e), device),
+        };
+        let out = posix::Posix { limits, queues, error };
+        if self.posix_kept.len() >= 4096 {
+            self.posix_kept.clear();
         }
+        self.posix_kept.insert(key, PosixKept { posix: out.clone(), read_at: Instant::now(), device });
+        out
     }
 
     /// Names a process of the namespace the next [`Sampler::snapshot`] samples, so POSIX

@@ -82,8 +82,9 @@ pub struct PosixQueues {
     pub full_queues: u64,
     /// Sum of the queues' RLIMIT_MSGQUEUE charges.
     pub charge_bytes: u64,
-    /// Queues read one by one (all of them up to [`MAX_QUEUES`]).
-    pub items: Vec<PosixQueue>,
+    /// Queues read one by one (all of them up to [`MAX_QUEUES`]), as of `read_at`: shared
+    /// between samples until the detail is read again.
+    pub items: std::sync::Arc<[PosixQueue]>,
 }
 
 /// POSIX IPC as seen from the caller's IPC namespace.
@@ -175,6 +176,18 @@ pub fn read_queues_in(dir: &Path) -> Result<PosixQueues, String> {
     queues_in(dir)
 }
 
+/// How many queues an mqueue mount holds, from its root's size alone (one stat).
+pub fn count_queues_in(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(dir)?.size().saturating_sub(40) / 20)
+}
+
+/// The device `dir` is on (0 if it cannot be read).
+pub fn any_device(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).map_or(0, |m| m.dev())
+}
+
 /// Whether `dir` is an mqueue mount of the superblock on `device`: each IPC namespace has its
 /// own, so a container's `/dev/mqueue` with the device a private mount of its namespace showed
 /// is that namespace's.
@@ -211,6 +224,7 @@ fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> 
     if out.queues == 0 {
         return Ok(out);
     }
+    let mut items = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the queues: {e}"))?;
     for entry in entries.flatten().take(MAX_QUEUES) {
         let name = entry.file_name();
@@ -229,47 +243,58 @@ fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> 
         };
         out.full_queues += q.is_full() as u64;
         out.charge_bytes = out.charge_bytes.saturating_add(q.charge_bytes);
-        out.items.push(q);
+        items.push(q);
     }
-    out.items.sort_by(|a, b| a.name.cmp(&b.name));
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    out.items = items.into();
     Ok(out)
 }
 
-/// Reads the `/dev/shm` that process `pid` sees (through `/proc/PID/root`, which needs ptrace
-/// access to it), labelled with its mount namespace.
-pub fn read_dev_shm_of(procfs: &Path, pid: u32) -> std::io::Result<DevShm> {
+/// The `/dev/shm` directory that process `pid` sees, and its mount namespace's inode.
+pub fn dev_shm_of(procfs: &Path, pid: u32) -> (std::path::PathBuf, Option<u64>) {
     let base = procfs.join(pid.to_string());
-    let mut out = read_dev_shm(&base.join("root/dev/shm"))?;
-    out.mnt_namespace = std::fs::read_link(base.join("ns/mnt"))
+    let mnt = std::fs::read_link(base.join("ns/mnt"))
         .ok()
         .and_then(|l| l.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok());
-    Ok(out)
+    (base.join("root/dev/shm"), mnt)
 }
 
 /// Reads a `/dev/shm` (`dir`: `/dev/shm`, or `/proc/PID/root/dev/shm` for another mount
-/// namespace).
+/// namespace, which needs ptrace access to PID): statfs, and the files listed.
 pub fn read_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
+    let mut out = statfs_dev_shm(dir)?;
+    (out.files, out.semaphore_files, out.semaphore_bytes) = count_dev_shm_files(dir)?;
+    Ok(out)
+}
+
+/// A `/dev/shm`'s size and use (one statfs); the file counts are left at 0.
+pub fn statfs_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
     let fs = sys::statfs(dir)?;
-    let mut out = DevShm {
+    Ok(DevShm {
         size_bytes: fs.size_bytes,
         used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
         inodes_limit: fs.inodes,
         inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
         ..Default::default()
-    };
+    })
+}
+
+/// Files in a `/dev/shm`, and how many of them (and what bytes) are glibc named semaphores.
+pub fn count_dev_shm_files(dir: &Path) -> std::io::Result<(u64, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    let (mut files, mut sems, mut sem_bytes) = (0, 0, 0);
     for entry in std::fs::read_dir(dir)?.flatten().take(MAX_SHM_FILES) {
         let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_file() {
             continue;
         }
-        out.files += 1;
+        files += 1;
         if entry.file_name().to_string_lossy().starts_with("sem.") {
-            out.semaphore_files += 1;
-            out.semaphore_bytes += meta.blocks() * 512;
+            sems += 1;
+            sem_bytes += meta.blocks() * 512;
         }
     }
-    Ok(out)
+    Ok((files, sems, sem_bytes))
 }
 
 /// One file in a `/dev/shm`.
