@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ipcwatch_sampler::Snapshot;
 
-pub use defs::{QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
+pub use defs::{CHARTS, QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
 pub use queues::{ChosenQueue, QueueChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,11 @@ pub struct Dimension {
 }
 
 impl Dimension {
+    /// One value per history row of its chart, oldest first (NaN: not collected).
+    pub fn values(&self) -> &VecDeque<f32> {
+        &self.values
+    }
+
     /// The value of the latest row, or `None` if it was not collected then.
     pub fn last(&self) -> Option<f64> {
         self.values.back().copied().filter(|v| !v.is_nan()).map(f64::from)
@@ -108,6 +113,11 @@ impl Chart {
 
     pub fn dimension(&self, id_or_name: &str) -> Option<&Dimension> {
         self.dimensions.iter().find(|d| d.id == id_or_name || d.name == id_or_name)
+    }
+
+    /// Unix times of the history rows, oldest first.
+    pub fn times(&self) -> &VecDeque<f64> {
+        &self.times
     }
 
     /// Number of history rows kept.
@@ -244,6 +254,12 @@ pub struct Registry {
     slots: Vec<defs::Slot>,
     /// Msqids of the queues that have dimensions now, ascending.
     queue_ids: Vec<i32>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(RegistryConfig::default())
+    }
 }
 
 impl Registry {

@@ -44,6 +44,7 @@ fn sample(queues: usize) -> Arc<FleetPublished> {
     let one = Arc::new(Published {
         queues: QueueChoice::choose(&snapshot, queues, |_| owner.clone()),
         snapshot,
+        charts: Default::default(),
         alerts: Default::default(),
         failed_samples: 0,
         slow_samples: 0,

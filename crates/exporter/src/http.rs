@@ -256,6 +256,10 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Netdata's endpoints served under /api/v1 (besides alarms).
+const API_ENDPOINTS: [&str; 7] =
+    ["info", "charts", "chart", "data", "allmetrics", "alarm_count", "alarm_variables"];
+
 /// Answers one request from the published state. Pure over its input (the body is never
 /// read), so it can be driven without a socket, as the fuzzer does.
 pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
@@ -270,7 +274,10 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     }
     let path = req.uri().path();
     let metrics = path == state.telemetry_path();
-    let known = metrics || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms");
+    let api = path.strip_prefix("/api/v1/").filter(|e| API_ENDPOINTS.contains(e));
+    let known = metrics
+        || api.is_some()
+        || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms" | "/dashboard.js");
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n");
     }
@@ -293,6 +300,26 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
             r
         }
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", crate::landing::page(state)),
+        "/dashboard.js" => {
+            respond(StatusCode::OK, "application/javascript; charset=utf-8", crate::landing::SCRIPT)
+        }
+        _ if api.is_some() => {
+            let endpoint = api.unwrap_or("");
+            match crate::netdata::answer(state, endpoint, req.uri().query().unwrap_or("")) {
+                Some((status, content_type, body)) => {
+                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                    let mut r = respond(status, content_type, if head { String::new() } else { body });
+                    // As Netdata: any page may query it, and nothing is cached.
+                    r.headers_mut().insert("access-control-allow-origin", HeaderValue::from_static("*"));
+                    r.headers_mut().insert(
+                        "cache-control",
+                        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+                    );
+                    r
+                }
+                None => respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n"),
+            }
+        }
         "/-/healthy" if state.is_healthy() => respond(StatusCode::OK, TEXT, "Healthy\n"),
         "/-/healthy" => {
             respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Unhealthy: the sampler has stopped\n")

@@ -11,6 +11,8 @@
 mod http;
 mod landing;
 mod metrics;
+mod netdata;
+mod netdata_data;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,6 +16,7 @@ fn now() -> f64 {
 fn published(snapshot: Snapshot, finished: Instant) -> Arc<FleetPublished> {
     let one = Arc::new(Published {
         snapshot,
+        charts: Default::default(),
         queues: Default::default(),
         alerts: Default::default(),
         failed_samples: 0,

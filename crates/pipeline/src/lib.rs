@@ -12,7 +12,7 @@
 mod collectors;
 pub mod rules;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ipcwatch_alerts::{Board, Engine, Host, Notification, Rule};
@@ -86,6 +86,8 @@ impl PipelineConfig {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub snapshot: Snapshot,
+    /// The namespace's charts and their history (live: later ticks add rows).
+    pub charts: Arc<RwLock<Registry>>,
     /// The queues with series of their own, the same ones the charts have dimensions for.
     pub queues: QueueChoice,
     /// The alerts after this tick's evaluation; shared with earlier ticks while unchanged.
@@ -114,7 +116,9 @@ pub struct Pipeline {
     /// alerts carry.
     scope: Option<Scope>,
     config: PipelineConfig,
-    registry: Registry,
+    /// Shared with the HTTP side, which reads chart history for /api/v1 (a read lock per
+    /// query; the tick holds the write lock only to add its row).
+    registry: Arc<RwLock<Registry>>,
     engine: Engine,
     owners: OwnerNames,
     collectors: CollectorLog,
@@ -138,7 +142,7 @@ impl Pipeline {
         Pipeline {
             source,
             scope: None,
-            registry: Registry::new(config.registry()),
+            registry: Arc::new(RwLock::new(Registry::new(config.registry()))),
             board: Arc::new(engine.board()),
             board_generation: engine.generation(),
             engine,
@@ -164,7 +168,7 @@ impl Pipeline {
         rules: impl IntoIterator<Item = impl Into<Arc<Rule>>>,
     ) {
         self.source = source;
-        self.registry.set_config(config.registry());
+        self.registry.write().unwrap_or_else(|p| p.into_inner()).set_config(config.registry());
         self.engine.set_rules(rules);
         self.config = config;
     }
@@ -173,8 +177,9 @@ impl Pipeline {
         &self.config
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The charts, read-locked.
+    pub fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Names this pipeline's alerts for an IPC namespace: chart ids in notifications and
@@ -223,10 +228,15 @@ impl Pipeline {
         let owners = &mut self.owners;
         let cap = queue_cap.min(self.config.max_queue_dimensions);
         let queues = QueueChoice::choose(&snapshot, cap, |uid| owners.name(uid));
-        self.registry.update(&snapshot, &queues);
-        self.registry.update_holders(self.holders.as_deref().map(|h| &h.pass));
-
-        let outcome = self.engine.evaluate(&self.registry, snapshot.timestamp);
+        {
+            let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+            registry.update(&snapshot, &queues);
+            registry.update_holders(self.holders.as_deref().map(|h| &h.pass));
+        }
+        let outcome = {
+            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+            self.engine.evaluate(&registry, snapshot.timestamp)
+        };
         for t in &outcome.transitions {
             let (old, new) = (t.old_status.name(), t.status.name());
             let error = t.error.as_deref().unwrap_or("");
@@ -260,6 +270,7 @@ impl Pipeline {
         }
         let published = Arc::new(Published {
             snapshot,
+            charts: self.registry.clone(),
             queues,
             alerts: self.board.clone(),
             failed_samples: self.failed,

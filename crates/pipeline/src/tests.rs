@@ -122,16 +122,20 @@ fn the_queue_choice_is_the_same_for_charts_and_outputs() {
     let chosen: Vec<i32> = tick.published.queues.queues().iter().map(|q| q.id).collect();
     assert_eq!(chosen, [2, 3], "the biggest two, in msqid order");
     assert_eq!(&*tick.published.queues.queues()[0].owner, "root");
-    let chart = p.registry().chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
-    let dims: Vec<&str> = chart.dimensions.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(dims, ["2", "3"]);
+    {
+        let registry = p.registry();
+        let chart = registry.chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
+        let dims: Vec<&str> = chart.dimensions.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(dims, ["2", "3"]);
+    }
 
     // Queue 2 goes; queue 1 takes its place in both.
     feed.lock().unwrap().push_back(snap(T0 + 1.0, 0, vec![queue(1, 10), queue(3, 300), queue(4, 0)]));
     let tick = p.tick();
     let chosen: Vec<i32> = tick.published.queues.queues().iter().map(|q| q.id).collect();
     assert_eq!(chosen, [1, 3]);
-    let chart = p.registry().chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
+    let registry = p.registry();
+    let chart = registry.chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
     let mut dims: Vec<&str> = chart.dimensions.iter().map(|d| d.id.as_str()).collect();
     dims.sort();
     assert_eq!(dims, ["1", "3"]);

@@ -1,0 +1,663 @@
+//! `/api/v1/data` (a chart's history, grouped into points, in Netdata's formats) and
+//! `/api/v1/allmetrics` (every chart's latest values).
+
+use std::fmt::Write as _;
+
+use ipcwatch_charts::Chart;
+use ipcwatch_pipeline::FleetPublished;
+
+use crate::netdata::{all_charts, find_chart, is_queue_chart};
+use crate::State;
+
+type Answer = (u16, &'static str, String);
+
+const JSON: &str = "application/json; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Relative times: Netdata treats |t| up to three years as seconds from now.
+const RELATIVE_MAX: i64 = 3 * 365 * 86_400;
+/// Most points one query returns (Netdata's history is at most this deep here anyway).
+const MAX_POINTS: usize = 100_000;
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Group {
+    Average,
+    Min,
+    Max,
+    Sum,
+    IncrementalSum,
+}
+
+#[derive(Default)]
+struct Options {
+    jsonwrap: bool,
+    ms: bool,
+    flip: bool,
+    nonzero: bool,
+    null2zero: bool,
+    abs: bool,
+    percentage: bool,
+    unaligned: bool,
+    objectrows: bool,
+    min2max: bool,
+}
+
+impl Options {
+    fn parse(s: &str) -> (Options, Vec<&str>) {
+        let mut o = Options::default();
+        let mut given = Vec::new();
+        for w in s.split([',', '|', ' ']).filter(|w| !w.is_empty()) {
+            match w {
+                "jsonwrap" => o.jsonwrap = true,
+                "ms" | "milliseconds" => o.ms = true,
+                "seconds" => o.ms = false,
+                "flip" | "reversed" => o.flip = true,
+                "nonzero" => o.nonzero = true,
+                "null2zero" => o.null2zero = true,
+                "abs" | "absolute" | "absolute-sum" => o.abs = true,
+                "percentage" => o.percentage = true,
+                "unaligned" => o.unaligned = true,
+                "objectrows" => o.objectrows = true,
+                "min2max" => o.min2max = true,
+                "google_json" | "match-ids" | "match-names" | "natural-points" | "virtual-points" => {}
+                _ => continue,
+            }
+            given.push(w);
+        }
+        (o, given)
+    }
+}
+
+/// The result of a query: labels, then rows (time, one value per dimension) newest first.
+struct Result {
+    dims: Vec<(String, String)>,
+    rows: Vec<(i64, Vec<Option<f64>>)>,
+    before: i64,
+    after: i64,
+    first_entry: i64,
+    last_entry: i64,
+    latest: Vec<Option<f64>>,
+    group: &'static str,
+    points: usize,
+    db_points: usize,
+}
+
+fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options) -> Result {
+    let times: Vec<i64> = c.times().iter().map(|t| t.floor() as i64).collect();
+    let first_entry = times.first().copied().unwrap_or(0);
+    let last_entry = times.last().copied().unwrap_or(0);
+    let num = |k: &str| param(params, k).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as i64);
+    // The newest complete second is the one before the last entry, as Netdata answers.
+    let anchor = last_entry - 1;
+    // Small values are seconds relative to now (before) and to `before` (after).
+    let before = match num("before").unwrap_or(0) {
+        b if b.abs() <= RELATIVE_MAX => anchor + b,
+        b => b.min(anchor),
+    };
+    let after = match num("after").unwrap_or(-600) {
+        a if a.abs() <= RELATIVE_MAX => before - a.abs() + 1,
+        a => a,
+    };
+    let (before, after) = if after > before { (after, before) } else { (before, after) };
+    let span = (before - after + 1).max(1) as usize;
+    let wanted = num("points").filter(|p| *p > 0).map_or(span, |p| p as usize).min(MAX_POINTS);
+    let group_secs = span.div_ceil(wanted.max(1)).max(1) as i64;
+    let method = match param(params, "group").unwrap_or("average") {
+        "min" => Group::Min,
+        "max" => Group::Max,
+        "sum" => Group::Sum,
+        "incremental-sum" | "incremental_sum" => Group::IncrementalSum,
+        _ => Group::Average,
+    };
+    let group_name = match method {
+        Group::Average => "average",
+        Group::Min => "min",
+        Group::Max => "max",
+        Group::Sum => "sum",
+        Group::IncrementalSum => "incremental-sum",
+    };
+    let selected = param(params, "dimensions").filter(|d| !d.is_empty());
+    let mut dims: Vec<&ipcwatch_charts::Dimension> = c
+        .dimensions
+        .iter()
+        .filter(|d| selected.is_none_or(|s| s.split([',', '|']).any(|w| w == d.id || w == d.name)))
+        .collect();
+    if queue_chart {
+        dims.reverse();
+    }
+    // Group ends aligned to multiples of the group width, newest first.
+    let last_end =
+        if o.unaligned || group_secs == 1 { before } else { before - before.rem_euclid(group_secs) };
+    let points = if group_secs == 1 { span } else { span / group_secs as usize };
+    let mut rows = Vec::with_capacity(points);
+    for k in 0..points as i64 {
+        let end = last_end - k * group_secs;
+        if end < after {
+            break;
+        }
+        let lo = times.partition_point(|t| *t <= end - group_secs);
+        let hi = times.partition_point(|t| *t <= end);
+        let values = dims
+            .iter()
+            .map(|d| {
+                let vals: Vec<f64> =
+                    (lo..hi).map(|i| f64::from(d.values()[i])).filter(|v| !v.is_nan()).collect();
+                if vals.is_empty() {
+                    return None;
+                }
+                Some(match method {
+                    Group::Average => vals.iter().sum::<f64>() / vals.len() as f64,
+                    Group::Min => vals.iter().copied().fold(f64::INFINITY, f64::min),
+                    Group::Max => vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    Group::Sum => vals.iter().sum(),
+                    Group::IncrementalSum => vals.last().unwrap_or(&0.0) - vals.first().unwrap_or(&0.0),
+                })
+            })
+            .collect();
+        rows.push((end, values));
+    }
+    let latest = dims.iter().map(|d| d.last()).collect();
+    Result {
+        dims: dims.iter().map(|d| (d.id.clone(), d.name.clone())).collect(),
+        rows,
+        before,
+        after,
+        first_entry,
+        last_entry,
+        latest,
+        group: group_name,
+        points,
+        db_points: times.len(),
+    }
+}
+
+/// Applies the value options (nonzero, abs, percentage, null2zero, flip).
+fn shape(r: &mut Result, o: &Options) {
+    if o.nonzero {
+        let keep: Vec<bool> =
+            (0..r.dims.len()).map(|i| r.rows.iter().any(|(_, v)| v[i].is_some_and(|x| x != 0.0))).collect();
+        if keep.iter().any(|k| *k) {
+            let filter = |v: &mut Vec<Option<f64>>| {
+                let mut i = 0;
+                v.retain(|_| {
+                    i += 1;
+                    keep[i - 1]
+                });
+            };
+            for (_, v) in &mut r.rows {
+                filter(v);
+            }
+            filter(&mut r.latest);
+            let mut i = 0;
+            r.dims.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+    }
+    for (_, v) in &mut r.rows {
+        if o.abs {
+            v.iter_mut().for_each(|x| *x = x.map(f64::abs));
+        }
+        if o.percentage {
+            let total: f64 = v.iter().flatten().map(|x| x.abs()).sum();
+            v.iter_mut().for_each(|x| *x = x.map(|x| if total > 0.0 { x * 100.0 / total } else { 0.0 }));
+        }
+        if o.null2zero {
+            v.iter_mut().for_each(|x| *x = Some(x.unwrap_or(0.0)));
+        }
+    }
+    if o.flip {
+        r.rows.reverse();
+    }
+}
+
+fn n(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => {
+            if v == v.trunc() && v.abs() < 1e15 {
+                format!("{}", v as i64)
+            } else {
+                let s = format!("{v:.7}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        }
+        _ => "null".into(),
+    }
+}
+
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC (the daemon's reports are in UTC, as Netdata's are in its TZ).
+fn datetime(t: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400) as u32;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn date_text(t: i64) -> String {
+    let (y, m, d, h, mi, s) = datetime(t);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+fn time(t: i64, o: &Options) -> i64 {
+    if o.ms {
+        t * 1000
+    } else {
+        t
+    }
+}
+
+/// The single value per row of the array and ssv formats: the sum of the dimensions, or
+/// their spread with min2max.
+fn row_value(v: &[Option<f64>], o: &Options) -> Option<f64> {
+    let vals: Vec<f64> = v.iter().flatten().copied().collect();
+    if vals.is_empty() {
+        return None;
+    }
+    Some(if o.min2max {
+        vals.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - vals.iter().copied().fold(f64::INFINITY, f64::min)
+    } else {
+        vals.iter().sum()
+    })
+}
+
+fn json_result(r: &Result, o: &Options) -> String {
+    let mut out = String::new();
+    let labels: Vec<String> =
+        std::iter::once(js("time")).chain(r.dims.iter().map(|(_, name)| js(name))).collect();
+    let _ = write!(out, "{{\n \"labels\": [{}],\n    \"data\":\n [\n", labels.join(","));
+    let rows: Vec<String> = r
+        .rows
+        .iter()
+        .map(|(t, v)| {
+            if o.objectrows {
+                let fields: Vec<String> = std::iter::once(format!("\"time\":{}", time(*t, o)))
+                    .chain(r.dims.iter().zip(v).map(|((_, name), x)| format!("{}:{}", js(name), n(*x))))
+                    .collect();
+                format!(" {{ {} }}", fields.join(","))
+            } else {
+                let vals: Vec<String> = v.iter().map(|x| n(*x)).collect();
+                format!(" [ {},{}]", time(*t, o), vals.join(","))
+            }
+        })
+        .collect();
+    out.push_str(&rows.join(",\n"));
+    out.push_str("\n]\n}");
+    out
+}
+
+fn datatable(r: &Result) -> String {
+    let mut out = String::from("{\n \"cols\":\n [\n");
+    out.push_str("        {\"id\":\"\",\"label\":\"time\",\"pattern\":\"\",\"type\":\"datetime\"},\n");
+    out.push_str("        {\"id\":\"\",\"label\":\"\",\"pattern\":\"\",\"type\":\"string\",\"p\":{\"role\":\"annotation\"}},\n");
+    out.push_str("        {\"id\":\"\",\"label\":\"\",\"pattern\":\"\",\"type\":\"string\",\"p\":{\"role\":\"annotationText\"}}");
+    for (_, name) in &r.dims {
+        let _ = write!(
+            out,
+            ",\n     {{\"id\":\"\",\"label\":{},\"pattern\":\"\",\"type\":\"number\"}}",
+            js(name)
+        );
+    }
+    out.push_str("\n  ],\n    \"rows\":\n [\n");
+    let rows: Vec<String> = r
+        .rows
+        .iter()
+        .map(|(t, v)| {
+            let (y, m, d, h, mi, s) = datetime(*t);
+            let vals: String = v.iter().map(|x| format!(",{{\"v\":{}}}", n(*x))).collect();
+            format!(
+                "        {{\"c\":[{{\"v\":\"Date({y},{},{d},{h},{mi},{s})\"}},{{\"v\":null}},{{\"v\":null}}{vals}]}}",
+                m - 1
+            )
+        })
+        .collect();
+    out.push_str(&rows.join(",\n"));
+    out.push_str("\n  ]\n}");
+    out
+}
+
+/// `/api/v1/data`.
+pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
+    let id = param(params, "chart").or_else(|| param(params, "context")).unwrap_or("");
+    let Some((id, registry, inner)) = find_chart(p, id) else {
+        return (404, TEXT, "No metrics where matched to query.".into());
+    };
+    let (o, given) = Options::parse(param(params, "options").unwrap_or(""));
+    let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = reg.chart(inner) else {
+        return (404, TEXT, "No metrics where matched to query.".into());
+    };
+    let mut r = query(c, is_queue_chart(inner), params, &o);
+    drop(reg);
+    shape(&mut r, &o);
+    let format = param(params, "format").unwrap_or("json");
+    let (content, body) = match format {
+        "csv" | "tsv" | "tsv-excel" => {
+            let sep = if format == "csv" { "," } else { "\t" };
+            let mut out = String::from("time");
+            for (_, name) in &r.dims {
+                let _ = write!(out, "{sep}{name}");
+            }
+            out.push_str("\r\n");
+            for (t, v) in &r.rows {
+                let when = if o.ms || given.contains(&"seconds") { time(*t, &o).to_string() } else { date_text(*t) };
+                out.push_str(&when);
+                for x in v {
+                    let _ = write!(out, "{sep}{}", n(*x));
+                }
+                out.push_str("\r\n");
+            }
+            (TEXT, out)
+        }
+        "ssv" | "ssvcomma" => {
+            let sep = if format == "ssv" { " " } else { "," };
+            let vals: Vec<String> = r.rows.iter().map(|(_, v)| n(row_value(v, &o))).collect();
+            (TEXT, vals.join(sep))
+        }
+        "array" => {
+            let vals: Vec<String> = r.rows.iter().map(|(_, v)| n(row_value(v, &o))).collect();
+            (JSON, format!("[{}]", vals.join(",")))
+        }
+        "datatable" => (JSON, datatable(&r)),
+        "datasource" => (
+            "application/javascript; charset=utf-8",
+            format!(
+                "google.visualization.Query.setResponse({{version:'0.6',reqId:'0',status:'ok',sig:'{}',table:{}}});",
+                r.last_entry,
+                datatable(&r)
+            ),
+        ),
+        "html" => {
+            let mut out = String::from("<html>\n<center>\n<table border=\"0\" cellpadding=\"5\" cellspacing=\"5\">\n<tr><td>time</td>");
+            for (_, name) in &r.dims {
+                let _ = write!(out, "<td>{}</td>", html_escape(name));
+            }
+            out.push_str("</tr>\n");
+            for (t, v) in &r.rows {
+                let _ = write!(out, "<tr><td>{}</td>", date_text(*t));
+                for x in v {
+                    let _ = write!(out, "<td>{}</td>", n(*x));
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</table>\n</center>\n</html>\n");
+            ("text/html; charset=utf-8", out)
+        }
+        "markdown" => {
+            let mut out = String::from("time");
+            for (_, name) in &r.dims {
+                let _ = write!(out, " | {name}");
+            }
+            out.push_str("\n:---");
+            for _ in &r.dims {
+                out.push_str(" | :---");
+            }
+            out.push('\n');
+            for (t, v) in &r.rows {
+                out.push_str(&date_text(*t));
+                for x in v {
+                    let _ = write!(out, " | {}", n(*x));
+                }
+                out.push('\n');
+            }
+            ("text/markdown; charset=utf-8", out)
+        }
+        "jsonp" => {
+            let callback = param(params, "callback").filter(|c| valid_callback(c)).unwrap_or("callback");
+            ("application/javascript; charset=utf-8", format!("{callback}({});", wrap(&id, &r, &o, &given, format)))
+        }
+        // json, and anything unknown (as Netdata does).
+        _ => (JSON, wrap(&id, &r, &o, &given, "json")),
+    };
+    (200, content, body)
+}
+
+fn valid_callback(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The json result, wrapped with the query's facts when `jsonwrap` is asked for.
+fn wrap(id: &str, r: &Result, o: &Options, given: &[&str], format: &str) -> String {
+    let result = json_result(r, o);
+    if !o.jsonwrap {
+        return result;
+    }
+    let mut opts: Vec<&str> = given.to_vec();
+    opts.retain(|w| *w != "jsonwrap");
+    opts.push("jsonwrap");
+    opts.push("natural-points");
+    let strings = |v: Vec<String>| v.join(",");
+    let names = strings(r.dims.iter().map(|(_, n)| js(n)).collect());
+    let ids = strings(r.dims.iter().map(|(i, _)| js(i)).collect());
+    let latest = strings(r.latest.iter().map(|v| n(*v)).collect());
+    let view_latest = strings(
+        (0..r.dims.len())
+            .map(|i| n(r.rows.iter().find_map(|(_, v)| v[i]).or(r.latest.get(i).copied().flatten())))
+            .collect(),
+    );
+    let all: Vec<f64> = r.rows.iter().flat_map(|(_, v)| v.iter().flatten().copied()).collect();
+    let min = all.iter().copied().fold(0.0_f64, f64::min);
+    let max = all.iter().copied().fold(0.0_f64, f64::max);
+    let q = format!(
+        "chart://host:local/instance:{id}/dimensions:*/after:{}/before:{}/points:{}/group:{}/options:{}",
+        r.after,
+        r.before,
+        r.points,
+        r.group,
+        opts.join(",")
+    );
+    format!(
+        "{{\n   \"api\": 1,\n   \"id\": {},\n   \"name\": {},\n   \"view_update_every\": {},\n   \"update_every\": 1,\n   \"first_entry\": {},\n   \"last_entry\": {},\n   \"before\": {},\n   \"after\": {},\n   \"group\": {},\n   \"options\": {},\n   \"dimension_names\": [{names}],\n   \"dimension_ids\": [{ids}],\n   \"functions\": [],\n   \"latest_values\": [{latest}],\n   \"view_latest_values\": [{view_latest}],\n   \"dimensions\": {},\n   \"points\": {},\n   \"format\": {},\n   \"db_points_per_tier\": [ {}, 0, 0 ],\n   \"result\": {result},\n \"min\": {},\n \"max\": {}\n}}",
+        js(&q),
+        js(&q),
+        ((r.before - r.after + 1) as usize).checked_div(r.points).unwrap_or(1).max(1),
+        r.first_entry,
+        r.last_entry,
+        r.before,
+        r.after,
+        js(r.group),
+        js(&opts.join(",")),
+        r.dims.len(),
+        r.rows.len(),
+        js(format),
+        r.db_points,
+        n(Some(min)),
+        n(Some(max)),
+    )
+}
+
+/// A metric name part: lower-case alphanumerics and `_`.
+fn metric_part(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// `/api/v1/allmetrics`: every chart's latest values, as Prometheus text (valid: one HELP and
+/// TYPE per family, where Netdata repeats TYPE per dimension), shell variables or JSON.
+pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, String)]) -> Answer {
+    let format = param(params, "format").unwrap_or("shell");
+    let yes =
+        |k: &str, default: bool| param(params, k).map_or(default, |v| matches!(v, "yes" | "1" | "true" | ""));
+    let source = param(params, "source").or_else(|| param(params, "data")).unwrap_or("average");
+    let charts = all_charts(p);
+    let host = p.namespaces.first().map_or_else(String::new, |n| n.published.alerts.hostname.clone());
+    match format {
+        "prometheus" | "prometheus_all_hosts" => {
+            // HELP and TYPE by default, once per family: the output passes `promtool check
+            // metrics` (Netdata's repeats TYPE per dimension, and writes no HELP).
+            let (help, types, timestamps) = (yes("help", true), yes("types", true), yes("timestamps", true));
+            let all_hosts = format == "prometheus_all_hosts";
+            let mut out = String::new();
+            let instance = if all_hosts { format!(",instance={}", js(&host)) } else { String::new() };
+            if help {
+                let _ = writeln!(out, "# HELP netdata_info The exporting daemon; always 1.");
+            }
+            if types {
+                let _ = writeln!(out, "# TYPE netdata_info gauge");
+            }
+            let _ = writeln!(
+                out,
+                "netdata_info{{instance={},application=\"ipcwatch\",version={}}} 1",
+                js(&host),
+                js(&state.build.version)
+            );
+            // Families first collected, so each gets its HELP/TYPE once.
+            let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
+            for (id, registry, inner) in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let last = c.times().back().map_or(0, |t| (*t * 1000.0) as i64);
+                let name = match source {
+                    "as-collected" | "as_collected" => format!("netdata_{}", metric_part(c.context)),
+                    other => format!(
+                        "netdata_{}_{}_{}",
+                        metric_part(c.context),
+                        metric_part(c.units),
+                        metric_part(other)
+                    ),
+                };
+                let entry = match families.iter_mut().position(|f| f.0 == name) {
+                    Some(i) => i,
+                    None => {
+                        families.push((name.clone(), format!("{} ({})", c.title, c.units), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                let dims: Vec<&ipcwatch_charts::Dimension> = if is_queue_chart(inner) {
+                    c.dimensions.iter().rev().collect()
+                } else {
+                    c.dimensions.iter().collect()
+                };
+                for d in dims {
+                    let v = match source {
+                        "sum" => c.lookup(
+                            ipcwatch_charts::Reduce::Sum,
+                            last as f64 / 1000.0,
+                            -1.0,
+                            0.0,
+                            Some(std::slice::from_ref(&d.id)),
+                        ),
+                        _ => d.last().unwrap_or(f64::NAN),
+                    };
+                    if v.is_nan() {
+                        continue;
+                    }
+                    let ts = if timestamps { format!(" {last}") } else { String::new() };
+                    families[entry].2.push(format!(
+                        "{name}{{chart={},family={},dimension={}{instance}}} {}{ts}",
+                        js(id),
+                        js(c.family),
+                        js(&d.id),
+                        n(Some(v))
+                    ));
+                }
+            }
+            for (name, title, samples) in families {
+                if samples.is_empty() {
+                    continue;
+                }
+                if help {
+                    let _ = writeln!(out, "# HELP {name} {title}");
+                }
+                if types {
+                    let _ = writeln!(out, "# TYPE {name} gauge");
+                }
+                for s in samples {
+                    let _ = writeln!(out, "{s}");
+                }
+            }
+            (200, "text/plain; version=0.0.4; charset=utf-8", out)
+        }
+        "json" => {
+            let mut entries = Vec::new();
+            for (id, registry, inner) in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let last = c.times().back().map_or(0, |t| *t as i64);
+                let dims: Vec<String> = c
+                    .dimensions
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
+                            js(&d.id),
+                            js(&d.name),
+                            d.last().map_or("null".into(), |v| format!("{v:.7}"))
+                        )
+                    })
+                    .collect();
+                entries.push(format!(
+                    "\t{}: {{\n\t\t\"name\":{},\n\t\t\"family\":{},\n\t\t\"context\":{},\n\t\t\"units\":{},\n\t\t\"last_updated\": {last},\n\t\t\"dimensions\": {{\n{}\n\t\t}}\n\t}}",
+                    js(id),
+                    js(id),
+                    js(c.family),
+                    js(c.context),
+                    js(c.units),
+                    dims.join(",\n")
+                ));
+            }
+            (200, JSON, format!("{{\n{}\n}}", entries.join(",\n")))
+        }
+        // shell (the default)
+        _ => {
+            let mut out = String::new();
+            for (id, registry, inner) in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let _ = writeln!(out, "\n# chart: {id} (name: {id})");
+                let prefix = format!("NETDATA_{}", metric_part(id).to_ascii_uppercase());
+                let mut total = 0.0;
+                let dims: Vec<&ipcwatch_charts::Dimension> = if is_queue_chart(inner) {
+                    c.dimensions.iter().rev().collect()
+                } else {
+                    c.dimensions.iter().collect()
+                };
+                for d in dims {
+                    let v = d.last().unwrap_or(0.0);
+                    total += v;
+                    let _ = writeln!(
+                        out,
+                        "{prefix}_{}=\"{}\"      # {}",
+                        metric_part(&d.id).to_ascii_uppercase(),
+                        v.round() as i64,
+                        c.units
+                    );
+                }
+                let _ =
+                    writeln!(out, "{prefix}_VISIBLETOTAL=\"{}\"      # {}", total.round() as i64, c.units);
+            }
+            let _ = write!(out, "\n# NETDATA ALARMS RUNNING\n");
+            for ns in &p.namespaces {
+                for a in &ns.published.alerts.alerts {
+                    let name =
+                        format!("NETDATA_ALARM_{}_{}", metric_part(&a.chart), metric_part(&a.rule.name))
+                            .to_ascii_uppercase();
+                    let _ = writeln!(out, "{name}_VALUE=\"{}\"", n(Some(a.value)));
+                    let _ = writeln!(out, "{name}_STATUS=\"{}\"", a.status.name());
+                }
+            }
+            (200, TEXT, out)
+        }
+    }
+}
