@@ -5,6 +5,7 @@
 #   systemd-analyze      (package systemd)                 rates the unit's hardening
 #   unshare, ipcs, setpriv, prlimit (package util-linux)   throw-away IPC namespaces, child cleanup
 #   openssl, curl                                           certificates and a TLS client for the TLS tests
+#   chromium                                                loads the dashboard in a real (headless) browser
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ for tool in unshare ipcs setpriv prlimit; do
 done
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 
 if [ -n "$need" ]; then
     echo "tests/run.sh: installing$need" >&2

@@ -6,6 +6,7 @@ mod daemon;
 mod holders;
 mod http;
 mod namespaces;
+mod netdata;
 mod ns;
 mod posix;
 mod snapshot;

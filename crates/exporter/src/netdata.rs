@@ -394,7 +394,7 @@ fn alarm_variables(r: &ChartRef) -> String {
         vars.iter().map(|(k, v)| format!("\t\t{}: {}", js(k), v)).collect::<Vec<_>>().join(",\n")
     };
     format!(
-        "{{\n\t\"chart\": {},\n\t\"chart_name\": {},\n\t\"chart_context\": {},\n\t\"chart_variables\": {{\n{}\n\t}},\n\t\"family\": {},\n\t\"family_variables\": {{\n\t}},\n\t\"host\": {},\n\t\"host_variables\": {{\n{}\n\t}},\n\t\"alarms\": {{\n\t}}\n}}\n",
+        "{{\n\t\"chart\": {},\n\t\"chart_name\": {},\n\t\"chart_context\": {},\n\t\"chart_variables\": {{\n{}\n\t}},\n\t\"family\": {},\n\t\"family_variables\": {{\n\t}},\n\t\"host\": {},\n\t\"host_variables\": {{\n{}\n\t}}\n}}\n",
         js(&r.id),
         js(&r.id),
         js(c.context),
