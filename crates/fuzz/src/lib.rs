@@ -115,6 +115,8 @@ fn state() -> &'static Arc<ipcwatch_exporter::State> {
             p.tick().published,
             Default::default(),
         )));
+        // Never stale: every request reaches the /api/v1 handlers with charts to query.
+        state.set_stale_after(std::time::Duration::from_secs(u64::from(u32::MAX)));
         state
     })
 }
@@ -262,12 +264,34 @@ pub const TARGETS: &[Target] = &[
             "HEAD /\nContent-Length: 10",
             "POST /-/ready",
             "GET /metrics?x=%ff%00\nAccept-Encoding: *;q=0.5, gzip;q=1e9",
+            "GET /api/v1/data?chart=system.ipc_semaphores&after=-60&points=7&group=max&format=csv&options=jsonwrap%7Cnonzero",
+            "GET /api/v1/data?chart=system.message_queue_bytes&before=-99999999999&after=9223372036854775807&points=-1&format=datatable",
+            "GET /api/v1/allmetrics?format=prometheus&source=sum&help=no",
+            "GET /api/v1/chart?chart=ipc.limits",
+            "GET /api/v1/alarm_count?context=system.ipc_semaphores,x&status=raised",
+            "GET /api/v1/alarm_variables?chart=system.ipc_semaphore_arrays",
+            "GET /api/v1/charts",
         ],
         dictionary: &[
             "/",
             "?",
             "&",
             "=",
+            "%7C",
+            "format=",
+            "options=",
+            "points=",
+            "after=",
+            "before=",
+            "group=",
+            "jsonp",
+            "callback=",
+            "ssv",
+            "html",
+            "markdown",
+            "flip",
+            "percentage",
+            "objectrows",
             "%",
             "%2f",
             "all",
