@@ -44,7 +44,11 @@ fn setup(name: &str) -> (Namespace, u16, PathBuf) {
     let shipped = std::fs::read_to_string(crate::alerts::repo("alerts/ipc.conf")).unwrap();
     std::fs::write(rules.join("ipc.conf"), shipped.replace("every: 10s", "every: 1s")).unwrap();
     let config = ns.path("api.toml");
-    std::fs::write(&config, format!("[namespaces]\nmode = \"own\"\n[alerts]\nrules = \"{}\"\n", rules.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[namespaces]\nmode = \"own\"\n[alerts]\nrules = \"{}\"\n", rules.display()),
+    )
+    .unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let (_, log) = ns.spawn(IPCWATCH, &["--config", config.to_str().unwrap(), "--web.listen-address", &addr]);
@@ -63,7 +67,26 @@ fn charts_and_chart_match_netdata_field_by_field() {
     assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
     let got = json(&r.body);
     assert_eq!(keys(&got), keys(&want), "{got}");
-    for field in ["id", "name", "type", "family", "context", "title", "priority", "plugin", "module", "units", "data_url", "chart_type", "update_every", "dimensions", "green", "red", "chart_labels", "functions"] {
+    for field in [
+        "id",
+        "name",
+        "type",
+        "family",
+        "context",
+        "title",
+        "priority",
+        "plugin",
+        "module",
+        "units",
+        "data_url",
+        "chart_type",
+        "update_every",
+        "dimensions",
+        "green",
+        "red",
+        "chart_labels",
+        "functions",
+    ] {
         assert_eq!(got[field], want[field], "{field}");
     }
     for field in ["duration", "first_entry", "last_entry"] {
@@ -71,7 +94,10 @@ fn charts_and_chart_match_netdata_field_by_field() {
     }
     let alarm = &got["alarms"]["semaphores_used"];
     assert_eq!(keys(alarm), keys(&want["alarms"]["semaphores_used"]));
-    assert_eq!((alarm["status"].as_str(), alarm["units"].as_str(), alarm["update_every"].as_u64()), (Some("CLEAR"), Some("%"), Some(1)));
+    assert_eq!(
+        (alarm["status"].as_str(), alarm["units"].as_str(), alarm["update_every"].as_u64()),
+        (Some("CLEAR"), Some("%"), Some(1))
+    );
 
     // The same chart in the list, with the list's own fields.
     let all = json(&get(port, "/api/v1/charts").body);
@@ -80,7 +106,8 @@ fn charts_and_chart_match_netdata_field_by_field() {
     for id in keys(&want_all["charts"]) {
         let (g, w) = (&all["charts"][&id], &want_all["charts"][&id]);
         assert_eq!(keys(g), keys(w), "{id}");
-        for field in ["id", "type", "family", "context", "title", "priority", "plugin", "units", "chart_type"] {
+        for field in ["id", "type", "family", "context", "title", "priority", "plugin", "units", "chart_type"]
+        {
             assert_eq!(g[field], w[field], "{id}: {field}");
         }
     }
@@ -125,17 +152,26 @@ fn data_matches_netdata_in_every_format() {
     let wrap = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&format=json&options=jsonwrap").body);
     let wwrap = json(&sample("data-system.ipc_semaphores-jsonwrap.json"));
     assert_eq!(keys(&wrap), keys(&wwrap));
-    assert_eq!((wrap["options"].as_str(), wrap["group"].as_str()), (Some("jsonwrap,natural-points"), Some("average")));
+    assert_eq!(
+        (wrap["options"].as_str(), wrap["group"].as_str()),
+        (Some("jsonwrap,natural-points"), Some("average"))
+    );
     assert_eq!((wrap["points"].as_u64(), wrap["latest_values"].clone()), (Some(600), serde_json::json!([9])));
     // nonzero drops the empty queue; ms and flip.
-    let nz = json(&get(port, "/api/v1/data?chart=system.message_queue_bytes&options=jsonwrap%7Cnonzero&after=-2").body);
-    assert_eq!(nz["dimension_ids"], json(&sample("data-system.message_queue_bytes-jsonwrap_nonzero.json"))["dimension_ids"]);
+    let nz = json(
+        &get(port, "/api/v1/data?chart=system.message_queue_bytes&options=jsonwrap%7Cnonzero&after=-2").body,
+    );
+    assert_eq!(
+        nz["dimension_ids"],
+        json(&sample("data-system.message_queue_bytes-jsonwrap_nonzero.json"))["dimension_ids"]
+    );
     let ms = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&options=ms&after=-2").body);
     assert_eq!(ms["data"][0][0].as_i64().unwrap() % 1000, 0);
     let flip = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&options=flip&after=-3").body);
     assert!(flip["data"][0][0].as_i64() < flip["data"][2][0].as_i64(), "oldest first");
     // Home Assistant's query: one row.
-    let ha = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&before=0&after=-1&options=seconds").body);
+    let ha =
+        json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&before=0&after=-1&options=seconds").body);
     assert_eq!(ha["data"].as_array().unwrap().len(), 1);
     assert_eq!(keys(&ha), keys(&json(&sample("data-system.ipc_semaphores-homeassistant.json"))));
     // Text formats: csv's header, CRLF and local time; ssv and array sum the dimensions.
@@ -145,9 +181,17 @@ fn data_matches_netdata_in_every_format() {
     assert_eq!(csv.body.split("\r\n").next(), first.split("\r\n").next(), "{}", csv.body);
     let line = csv.body.split("\r\n").nth(1).unwrap();
     assert!(line.len() == 19 + ",0,7,300".len() && line.ends_with(",0,7,300"), "{line}");
-    assert!(get(port, "/api/v1/data?chart=system.message_queue_bytes&format=tsv&after=-1").body.starts_with("time\t2\t1\t0\r\n"));
-    assert_eq!(get(port, "/api/v1/data?chart=system.message_queue_bytes&format=ssv&after=-2").body, "307 307");
-    assert_eq!(get(port, "/api/v1/data?chart=system.message_queue_bytes&format=array&after=-2").body, "[307,307]");
+    assert!(get(port, "/api/v1/data?chart=system.message_queue_bytes&format=tsv&after=-1")
+        .body
+        .starts_with("time\t2\t1\t0\r\n"));
+    assert_eq!(
+        get(port, "/api/v1/data?chart=system.message_queue_bytes&format=ssv&after=-2").body,
+        "307 307"
+    );
+    assert_eq!(
+        get(port, "/api/v1/data?chart=system.message_queue_bytes&format=array&after=-2").body,
+        "[307,307]"
+    );
     let dt = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&format=datatable&after=-2").body);
     let wdt = json(&sample("data-system.ipc_semaphores-datatable.json"));
     assert_eq!(dt["cols"], wdt["cols"]);
@@ -156,7 +200,10 @@ fn data_matches_netdata_in_every_format() {
     assert_eq!(html.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(html.body.starts_with(&sample("data-system.ipc_semaphores-html.html")[..89]), "{}", html.body);
     // An unknown format is json; an unknown chart is Netdata's 404.
-    assert_eq!(json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&format=foo").body)["labels"], want["labels"]);
+    assert_eq!(
+        json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&format=foo").body)["labels"],
+        want["labels"]
+    );
     let missing = get(port, "/api/v1/data?chart=nonexistent");
     assert_eq!((missing.status, missing.body.as_str()), (404, sample("data-nonexistent.txt").as_str()));
 }
@@ -178,7 +225,10 @@ fn allmetrics_and_the_alarm_endpoints_match_netdata() {
             assert_eq!(got[&id][field], want[&id][field], "{id}: {field}");
         }
         for dim in keys(&want[&id]["dimensions"]) {
-            assert_eq!(got[&id]["dimensions"][&dim]["value"], want[&id]["dimensions"][&dim]["value"], "{id} {dim}");
+            assert_eq!(
+                got[&id]["dimensions"][&dim]["value"], want[&id]["dimensions"][&dim]["value"],
+                "{id} {dim}"
+            );
         }
     }
     // prometheus: Netdata's names and labels, and it passes promtool (Netdata's does not).
@@ -191,7 +241,10 @@ fn allmetrics_and_the_alarm_endpoints_match_netdata() {
     let all_hosts = get(port, "/api/v1/allmetrics?format=prometheus_all_hosts").body;
     assert!(all_hosts.contains(",instance="), "{all_hosts}");
     // alarm_count and alarm_variables.
-    assert_eq!(get(port, "/api/v1/alarm_count?context=system.ipc_semaphores&status=RAISED").body, sample("alarm_count-ipc_semaphores-RAISED.json"));
+    assert_eq!(
+        get(port, "/api/v1/alarm_count?context=system.ipc_semaphores&status=RAISED").body,
+        sample("alarm_count-ipc_semaphores-RAISED.json")
+    );
     let vars = json(&get(port, "/api/v1/alarm_variables?chart=system.ipc_semaphore_arrays").body);
     let wvars = json(&sample("alarm_variables-ipc_semaphore_arrays.json"));
     assert_eq!(keys(&vars), keys(&wvars));
@@ -200,6 +253,21 @@ fn allmetrics_and_the_alarm_endpoints_match_netdata() {
     }
     assert_eq!(vars["chart_variables"]["arrays"], 3.0);
     assert_eq!(vars["host_variables"]["ipc_semaphores_arrays_max"], 32000.0);
+    // alarm_log: each alert's first evaluation (UNINITIALIZED -> CLEAR), Netdata's fields.
+    let log = json(&get(port, "/api/v1/alarm_log").body);
+    let wlog = json(&sample("alarm_log.json"));
+    let entries = log.as_array().unwrap();
+    assert!(entries.len() >= 2, "{log}");
+    assert_eq!(keys(&entries[0]), keys(&wlog[0]));
+    let ids: Vec<u64> = entries.iter().map(|e| e["unique_id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let first = entries.iter().find(|e| e["name"] == "semaphore_arrays_used").unwrap();
+    assert_eq!(
+        (first["old_status"].as_str(), first["status"].as_str()),
+        (Some("UNINITIALIZED"), Some("CLEAR"))
+    );
+    assert_eq!(first["chart"], "system.ipc_semaphore_arrays");
+    assert_eq!(json(&get(port, &format!("/api/v1/alarm_log?after={}", ids[0])).body), serde_json::json!([]));
     // info: Netdata's alarm counters.
     let info = json(&get(port, "/api/v1/info").body);
     let winfo = json(&sample("info-baseline.json"));
@@ -234,7 +302,8 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
     let (mut ns, port, log) = setup("dashboard");
     let url = format!("http://127.0.0.1:{port}/");
     let dom = chromium(&url, &["--dump-dom"]);
-    let chart = |dom: &str, id: &str| attr(dom, &format!("data-chart=\"{id}\""), "data-last").map(str::to_string);
+    let chart =
+        |dom: &str, id: &str| attr(dom, &format!("data-chart=\"{id}\""), "data-last").map(str::to_string);
     assert_eq!(chart(&dom, "system.ipc_semaphore_arrays").as_deref(), Some("3"), "{dom}");
     assert_eq!(chart(&dom, "system.ipc_semaphores").as_deref(), Some("9"));
     assert_eq!(chart(&dom, "system.message_queue_messages").as_deref(), Some("0,1,3"));
@@ -256,12 +325,20 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
     });
     assert!(raised, "{}", std::fs::read_to_string(&log).unwrap());
     let dom = chromium(&url, &["--dump-dom"]);
-    assert_eq!(attr(&dom, "data-chart=\"system.ipc_semaphore_arrays\"", "data-limit"), Some("3"), "the new limit line");
+    assert_eq!(
+        attr(&dom, "data-chart=\"system.ipc_semaphore_arrays\"", "data-limit"),
+        Some("3"),
+        "the new limit line"
+    );
     assert_eq!(attr(&dom, "<body", "data-errors"), Some("0"));
 
     // Page and script stay small: everything is served by the daemon.
     let page = get(port, "/").body.len() + get(port, "/dashboard.js").body.len();
     assert!(page < 200 * 1024, "{page} bytes");
-    assert!(!get(port, "/").body.contains("http://") && !crate::http::get(port, "/dashboard.js").body.contains("https://"), "no CDN");
+    assert!(
+        !get(port, "/").body.contains("http://")
+            && !crate::http::get(port, "/dashboard.js").body.contains("https://"),
+        "no CDN"
+    );
     let _ = Command::new("true").status();
 }

@@ -232,7 +232,7 @@ impl Scope<'_> {
     }
 }
 
-fn format_value(v: f64, units: &str) -> String {
+pub fn format_value(v: f64, units: &str) -> String {
     if v.is_nan() {
         return "-".into();
     }

@@ -13,5 +13,7 @@ pub mod expr;
 pub mod rules;
 
 pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig};
-pub use engine::{alarms_json, Alert, Board, Engine, Host, Notification, Outcome, Status, Transition};
+pub use engine::{
+    alarms_json, format_value, Alert, Board, Engine, Host, Notification, Outcome, Status, Transition,
+};
 pub use rules::{load, Rule, RuleError};

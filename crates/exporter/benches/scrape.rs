@@ -45,6 +45,7 @@ fn sample(queues: usize) -> Arc<FleetPublished> {
         queues: QueueChoice::choose(&snapshot, queues, |_| owner.clone()),
         snapshot,
         charts: Default::default(),
+        alarm_log: Default::default(),
         alerts: Default::default(),
         failed_samples: 0,
         slow_samples: 0,

@@ -257,8 +257,8 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Netdata's endpoints served under /api/v1 (besides alarms).
-const API_ENDPOINTS: [&str; 7] =
-    ["info", "charts", "chart", "data", "allmetrics", "alarm_count", "alarm_variables"];
+const API_ENDPOINTS: [&str; 8] =
+    ["info", "charts", "chart", "data", "allmetrics", "alarm_count", "alarm_variables", "alarm_log"];
 
 /// Answers one request from the published state. Pure over its input (the body is never
 /// read), so it can be driven without a socket, as the fuzzer does.

@@ -229,6 +229,7 @@ pub(crate) fn answer(state: &State, endpoint: &str, query: &str) -> Option<Answe
         "data" => crate::netdata_data::data(&p, &params),
         "allmetrics" => crate::netdata_data::allmetrics(state, &p, &params),
         "alarm_count" => (200, JSON, alarm_count(&p, &params)),
+        "alarm_log" => (200, JSON, alarm_log(&p, &params)),
         "alarm_variables" => {
             let id = param(&params, "chart").unwrap_or("");
             match find(&p, id) {
@@ -328,6 +329,65 @@ fn charts_json(state: &State, p: &FleetPublished) -> String {
         bodies.len(),
         js(&hostname(p)),
     )
+}
+
+/// The alert transitions after unique id `after`, newest first, with Netdata's fields.
+fn alarm_log(p: &FleetPublished, params: &[(String, String)]) -> String {
+    let after: u64 = param(params, "after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let host = hostname(p);
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    for n in &p.namespaces {
+        let log = n.published.alarm_log.lock().unwrap_or_else(|e| e.into_inner());
+        for e in log.iter().filter(|e| e.unique_id > after) {
+            let r = &e.rule;
+            let units = r.units.clone().unwrap_or_default();
+            let context = if e.chart.starts_with("ipc_ns_") { unscope(&e.chart) } else { e.chart.clone() };
+            entries.push(serde_json::json!({
+                "hostname": host,
+                "utc_offset": 0,
+                "timezone": "UTC",
+                "unique_id": e.unique_id,
+                "alarm_id": e.alarm_id,
+                "alarm_event_id": e.unique_id,
+                "config_hash_id": "00000000-0000-0000-0000-000000000000",
+                "name": e.name,
+                "chart": e.chart,
+                "context": context,
+                "family": e.family,
+                "class": r.class.clone().unwrap_or_default(),
+                "component": r.component.clone().unwrap_or_default(),
+                "type": r.type_.clone().unwrap_or_default(),
+                "processed": true,
+                "updated": false,
+                "exec_run": 0,
+                "exec_failed": false,
+                "exec": r.exec.clone().unwrap_or_default(),
+                "recipient": r.to.clone().unwrap_or_default(),
+                "exec_code": 0,
+                "source": format!("{}@{}", r.line, r.file.display()),
+                "command": "",
+                "units": units,
+                "when": e.when,
+                "duration": e.duration,
+                "non_clear_duration": if e.old_status.is_raised() { e.duration } else { 0 },
+                "status": e.status.name(),
+                "old_status": e.old_status.name(),
+                "delay": e.delay as i64,
+                "delay_up_to_timestamp": e.when + e.delay as i64,
+                "updated_by_id": 0,
+                "updates_id": 0,
+                "value_string": ipcwatch_alerts::format_value(e.value, &units),
+                "old_value_string": ipcwatch_alerts::format_value(e.old_value, &units),
+                "last_repeat": "0",
+                "silenced": "false",
+                "info": r.info.clone().unwrap_or_default(),
+                "value": if e.value.is_finite() { serde_json::json!(e.value) } else { serde_json::Value::Null },
+                "old_value": if e.old_value.is_finite() { serde_json::json!(e.old_value) } else { serde_json::Value::Null },
+            }));
+        }
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e["unique_id"].as_u64().unwrap_or(0)));
+    serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".into())
 }
 
 /// `[N]`: raised alerts (or those of `status`) of charts of `context`.

@@ -17,6 +17,7 @@ fn published(snapshot: Snapshot, finished: Instant) -> Arc<FleetPublished> {
     let one = Arc::new(Published {
         snapshot,
         charts: Default::default(),
+        alarm_log: Default::default(),
         queues: Default::default(),
         alerts: Default::default(),
         failed_samples: 0,

@@ -20,8 +20,9 @@ use ipcwatch_holders::{Filter, Outcome, Scope, Thresholds};
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
 /// Without a command, runs the daemon: samples every second and serves /metrics for Prometheus
-/// (default port 9917), plus /, /-/healthy, /-/ready and /api/v1/alarms. Flags override the
-/// config file. SIGHUP reloads the config file, SIGTERM stops gracefully.
+/// (default port 9917), a live dashboard at /, Netdata's /api/v1 (charts, data, allmetrics,
+/// alarms, ...), /-/healthy and /-/ready. Flags override the config file. SIGHUP reloads the
+/// config file, SIGTERM stops gracefully.
 #[derive(Parser, Debug)]
 #[command(name = "ipcwatch", version, about, long_about)]
 struct Cli {

@@ -86,6 +86,8 @@ impl PipelineConfig {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub snapshot: Snapshot,
+    /// The namespace's alert transitions, newest last (shared; later ticks add to it).
+    pub alarm_log: Arc<std::sync::Mutex<std::collections::VecDeque<LogEntry>>>,
     /// The namespace's charts and their history (live: later ticks add rows).
     pub charts: Arc<RwLock<Registry>>,
     /// The queues with series of their own, the same ones the charts have dimensions for.
@@ -98,6 +100,43 @@ pub struct Published {
     /// When the tick finished, on the monotonic clock (staleness is judged on it, so a wall
     /// clock jump neither hides a stuck sampler nor fakes one).
     pub finished: Instant,
+}
+
+/// One alert transition, as Netdata's `/api/v1/alarm_log` lists it.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// Unique and increasing across every namespace.
+    pub unique_id: u64,
+    pub alarm_id: u64,
+    pub when: i64,
+    pub name: String,
+    pub chart: String,
+    pub family: String,
+    pub rule: Arc<Rule>,
+    pub status: ipcwatch_alerts::Status,
+    pub old_status: ipcwatch_alerts::Status,
+    pub value: f64,
+    pub old_value: f64,
+    pub delay: f64,
+    /// Seconds the previous status lasted.
+    pub duration: i64,
+}
+
+/// Most transitions kept per namespace.
+pub const ALARM_LOG_ENTRIES: usize = 1000;
+
+static NEXT_LOG_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn next_log_id() -> u64 {
+    use std::sync::atomic::Ordering;
+    // Seeded with the start time, as Netdata's ids are, so they grow across restarts.
+    let _ = NEXT_LOG_ID.compare_exchange(
+        0,
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    NEXT_LOG_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What one tick produced.
@@ -129,6 +168,7 @@ pub struct Pipeline {
     /// The namespace's latest census (owners, stale objects), charted every tick until the
     /// next one arrives.
     holders: Option<Arc<NamespaceHolders>>,
+    alarm_log: Arc<std::sync::Mutex<std::collections::VecDeque<LogEntry>>>,
 }
 
 impl Pipeline {
@@ -152,6 +192,7 @@ impl Pipeline {
             failed: 0,
             slow: 0,
             holders: None,
+            alarm_log: Default::default(),
         }
     }
 
@@ -262,6 +303,36 @@ impl Pipeline {
             self.board = Arc::new(board);
             self.board_generation = self.engine.generation();
         }
+        if !outcome.transitions.is_empty() {
+            let mut log = self.alarm_log.lock().unwrap_or_else(|p| p.into_inner());
+            for t in &outcome.transitions {
+                let chart = self.scope.as_ref().map_or_else(|| t.chart.clone(), |s| s.chart(&t.chart));
+                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && a.chart == chart)
+                else {
+                    continue;
+                };
+                let when = snapshot.timestamp as i64;
+                let previous = log.iter().rev().find(|e| e.alarm_id == a.id).map_or(when, |e| e.when);
+                log.push_back(LogEntry {
+                    unique_id: next_log_id(),
+                    alarm_id: a.id,
+                    when,
+                    name: t.name.clone(),
+                    chart,
+                    family: a.family.clone(),
+                    rule: a.rule.clone(),
+                    status: t.status,
+                    old_status: t.old_status,
+                    value: t.value,
+                    old_value: a.old_value,
+                    delay: t.delay,
+                    duration: when - previous,
+                });
+                while log.len() > ALARM_LOG_ENTRIES {
+                    log.pop_front();
+                }
+            }
+        }
 
         let took = started.elapsed();
         if took > self.config.update_every {
@@ -271,6 +342,7 @@ impl Pipeline {
         let published = Arc::new(Published {
             snapshot,
             charts: self.registry.clone(),
+            alarm_log: self.alarm_log.clone(),
             queues,
             alerts: self.board.clone(),
             failed_samples: self.failed,
