@@ -314,7 +314,7 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
     assert_eq!(attr(&dom, "data-chart=\"system.ipc_semaphore_arrays\"", "data-limit"), Some("32000"));
     assert_eq!(attr(&dom, "<body", "data-errors"), Some("0"), "no script errors");
     let paint = attr(&dom, "<body", "data-first-paint-ms").expect("a chart was painted");
-    println!("first chart painted {paint} ms after the script started");
+    println!("first chart painted {paint} ms after navigation started");
 
     // SEMMNI down to 3 with 3 arrays: semaphore_arrays_used goes CRITICAL, first in the list.
     ns.cmd("sysctl sem 250 32000 32 3");
