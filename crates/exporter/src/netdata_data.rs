@@ -92,15 +92,19 @@ fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options)
     let last_entry = times.last().copied().unwrap_or(0);
     let num = |k: &str| param(params, k).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as i64);
     // The newest complete second is the one before the last entry, as Netdata answers.
-    let anchor = last_entry - 1;
+    let anchor = last_entry.saturating_sub(1);
+    // Nothing is kept for longer than this, so no window needs to reach further back; it
+    // also keeps every sum below in range whatever the client asks.
+    let oldest = anchor.saturating_sub(10 * RELATIVE_MAX);
+    let clamp = |t: i64| t.clamp(oldest, anchor);
     // Small values are seconds relative to now (before) and to `before` (after).
     let before = match num("before").unwrap_or(0) {
-        b if b.abs() <= RELATIVE_MAX => anchor + b,
-        b => b.min(anchor),
+        b if b.unsigned_abs() <= RELATIVE_MAX as u64 => clamp(anchor.saturating_add(b)),
+        b => clamp(b),
     };
     let after = match num("after").unwrap_or(-600) {
-        a if a.abs() <= RELATIVE_MAX => before - a.abs() + 1,
-        a => a,
+        a if a.unsigned_abs() <= RELATIVE_MAX as u64 => clamp(before - a.abs() + 1),
+        a => clamp(a),
     };
     let (before, after) = if after > before { (after, before) } else { (before, after) };
     let span = (before - after + 1).max(1) as usize;
