@@ -278,7 +278,7 @@ impl Sampler {
         };
         let (queues, error, device) = match read {
             Ok((q, d)) => (Some(q), None, d.or(device)),
-            Err(e) => (None, Some(e), device),
+            Err(e) => (None, Some(e.into()), device),
         };
         let out = posix::Posix { limits, queues, error };
         if self.posix_kept.len() >= 4096 {

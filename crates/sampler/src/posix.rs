@@ -93,7 +93,8 @@ pub struct Posix {
     pub limits: MqueueLimits,
     /// `null` when the namespace's mqueue filesystem could not be reached; `error` says why.
     pub queues: Option<PosixQueues>,
-    pub error: Option<String>,
+    /// Shared, so a sample that repeats the last read allocates nothing.
+    pub error: Option<std::sync::Arc<str>>,
 }
 
 /// A `/dev/shm` tmpfs, as `statfs` counts it (what fills its `size=`).
