@@ -12,7 +12,6 @@
 #[path = "../../pipeline/benches/common/mod.rs"]
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use ipcwatch_holders::{Census, Gathered, HoldersConfig, Thresholds};
@@ -45,13 +44,7 @@ fn main() {
             tk::shm_create(0, 4096).unwrap();
             made.2 += 1;
         }
-        let mut buf = Vec::with_capacity(8 << 20);
-        let raw = common::median(|| {
-            for f in ["/proc/sysvipc/sem", "/proc/sysvipc/msg", "/proc/sysvipc/shm"] {
-                buf.clear();
-                std::fs::File::open(f).unwrap().read_to_end(&mut buf).unwrap();
-            }
-        });
+        let raw = common::raw_read();
         let mut sampler = Sampler::new(SamplerConfig { semaphore_detail: true, ..SamplerConfig::default() });
         let walk = common::median(|| drop(sampler.snapshot()));
         let mut gathered = Gathered::take(&mut sampler);

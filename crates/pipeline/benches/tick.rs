@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use ipcwatch_alerts::Host;
@@ -46,13 +45,7 @@ fn main() {
             tk::shm_create(0, 4096).unwrap();
             made.2 += 1;
         }
-        let mut buf = Vec::with_capacity(8 << 20);
-        let raw = common::median(|| {
-            for f in ["/proc/sysvipc/sem", "/proc/sysvipc/msg", "/proc/sysvipc/shm"] {
-                buf.clear();
-                std::fs::File::open(f).unwrap().read_to_end(&mut buf).unwrap();
-            }
-        });
+        let raw = common::raw_read();
         let sampler = SamplerConfig { semaphore_detail: false, ..SamplerConfig::default() };
         let config = PipelineConfig { max_queue_dimensions: charted, ..PipelineConfig::default() };
         let (rules, _) = rules::builtin();

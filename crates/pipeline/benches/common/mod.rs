@@ -39,3 +39,18 @@ pub fn median(mut f: impl FnMut()) -> Duration {
     times.sort();
     times[RUNS / 2]
 }
+
+/// The baseline of every IPC benchmark: the median time to merely read the three
+/// /proc/sysvipc files (no parsing at all).
+// Not every benchmark that includes this module measures against it.
+#[allow(dead_code)]
+pub fn raw_read() -> Duration {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(8 << 20);
+    median(|| {
+        for f in ["/proc/sysvipc/sem", "/proc/sysvipc/msg", "/proc/sysvipc/shm"] {
+            buf.clear();
+            std::fs::File::open(f).unwrap().read_to_end(&mut buf).unwrap();
+        }
+    })
+}
