@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::alerts::eventually;
@@ -340,5 +339,4 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
             && !crate::http::get(port, "/dashboard.js").body.contains("https://"),
         "no CDN"
     );
-    let _ = Command::new("true").status();
 }

@@ -320,7 +320,6 @@ fn charts_json(state: &State, p: &FleetPublished) -> String {
         }
     }
     let alarms: usize = p.namespaces.iter().map(|n| n.published.alerts.alerts.len()).sum();
-    let _ = state;
     format!(
         "{{\n\t\"hostname\": {},\n\t\"version\": {},\n\t\"release_channel\": \"stable\",\n\t\"os\": \"linux\",\n\t\"timezone\": \"Etc/UTC\",\n\t\"update_every\": 1,\n\t\"history\": {history},\n\t\"memory_mode\": \"ram\",\n\t\"custom_info\": \"\",\n\t\"charts\": {{\n{}\n\t}},\n\t\"charts_count\": {},\n\t\"dimensions_count\": {dims},\n\t\"alarms_count\": {alarms},\n\t\"rrd_memory_bytes\": 0,\n\t\"hosts_count\": 1,\n\t\"hosts\": [\n\t\t{{\n\t\t\t\"hostname\": {}\n\t\t}}\n\t]\n}}\n",
         js(&hostname(p)),

@@ -260,14 +260,6 @@ pub fn dev_shm_of(procfs: &Path, pid: u32) -> (std::path::PathBuf, Option<u64>) 
     (base.join("root/dev/shm"), mnt)
 }
 
-/// Reads a `/dev/shm` (`dir`: `/dev/shm`, or `/proc/PID/root/dev/shm` for another mount
-/// namespace, which needs ptrace access to PID): statfs, and the files listed.
-pub fn read_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
-    let mut out = statfs_dev_shm(dir)?;
-    (out.files, out.semaphore_files, out.semaphore_bytes) = count_dev_shm_files(dir)?;
-    Ok(out)
-}
-
 /// A `/dev/shm`'s size and use (one statfs); the file counts are left at 0.
 pub fn statfs_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
     let fs = sys::statfs(dir)?;
