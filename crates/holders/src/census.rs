@@ -375,18 +375,19 @@ impl Census {
                 }
                 if judged.all_dead && now - used_at >= thresholds.stale_after {
                     self.per_owner.entry(a.owner).or_default().stale_semaphore_arrays += 1;
-                    let owner_name = self.names.name(a.owner);
-                    pass.stale.push(stale(
-                        Kind::Semaphores,
-                        a.key,
-                        a.id,
-                        a.owner,
-                        owner_name,
-                        a.semaphores,
+                    let pids = self.pid_uses(uses());
+                    pass.stale.push(self.stale(
+                        &Seen {
+                            kind: Kind::Semaphores,
+                            key: a.key,
+                            id: a.id,
+                            owner: a.owner,
+                            size: a.semaphores,
+                            used_at,
+                        },
                         "stale",
-                        used_at,
                         now,
-                        self.pid_uses(uses()),
+                        pids,
                         true,
                     ));
                 }
@@ -411,18 +412,19 @@ impl Census {
                     let u = self.per_owner.entry(q.owner).or_default();
                     u.stale_message_queues += 1;
                     u.stale_message_bytes += q.bytes;
-                    let owner_name = self.names.name(q.owner);
-                    pass.stale.push(stale(
-                        Kind::MessageQueue,
-                        q.key,
-                        q.id,
-                        q.owner,
-                        owner_name,
-                        q.bytes,
+                    let pids = self.pid_uses(uses.into_iter());
+                    pass.stale.push(self.stale(
+                        &Seen {
+                            kind: Kind::MessageQueue,
+                            key: q.key,
+                            id: q.id,
+                            owner: q.owner,
+                            size: q.bytes,
+                            used_at,
+                        },
                         "stale",
-                        used_at,
                         now,
-                        self.pid_uses(uses.into_iter()),
+                        pids,
                         true,
                     ));
                 }
@@ -450,18 +452,19 @@ impl Census {
                     let u = self.per_owner.entry(s.owner).or_default();
                     u.orphaned_segments += 1;
                     u.orphaned_bytes += s.size_bytes;
-                    let owner_name = self.names.name(s.owner);
-                    pass.stale.push(stale(
-                        Kind::SharedMemory,
-                        s.key,
-                        s.id,
-                        s.owner,
-                        owner_name,
-                        s.size_bytes,
+                    let pids = self.pid_uses(uses.into_iter());
+                    pass.stale.push(self.stale(
+                        &Seen {
+                            kind: Kind::SharedMemory,
+                            key: s.key,
+                            id: s.id,
+                            owner: s.owner,
+                            size: s.size_bytes,
+                            used_at,
+                        },
                         "orphaned",
-                        used_at,
                         now,
-                        self.pid_uses(uses.into_iter()),
+                        pids,
                         judged.all_dead,
                     ));
                 }
@@ -479,6 +482,31 @@ impl Census {
         pass.removed_in_use = self.removed.clone();
         pass.duration_seconds = started.elapsed().as_secs_f64();
         pass
+    }
+
+    /// The stale-list entry of `o`.
+    fn stale(
+        &mut self,
+        o: &Seen,
+        state: &'static str,
+        now: i64,
+        pids: Vec<PidUse>,
+        prunable: bool,
+    ) -> StaleObject {
+        StaleObject {
+            kind: o.kind,
+            key: o.key,
+            id: o.id,
+            owner: o.owner,
+            owner_name: self.names.name(o.owner),
+            size: o.size,
+            state,
+            last_used: o.used_at,
+            idle_seconds: (now - o.used_at).max(0),
+            pids,
+            prunable,
+            ipcrm: format!("ipcrm {} {}", o.kind.ipcrm_flag(), o.id),
+        }
     }
 
     /// Whether every recorded pid is dead, and the first live one. Allocates nothing: it
@@ -616,32 +644,13 @@ struct Judged {
     live_pid: Option<i32>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stale(
+/// An object as the census judges it: what a stale entry is made of.
+struct Seen {
     kind: Kind,
     key: Key,
     id: i32,
     owner: u32,
-    owner_name: Arc<str>,
+    /// Segment size, bytes queued, or an array's semaphores.
     size: u64,
-    state: &'static str,
-    last_used: i64,
-    now: i64,
-    pids: Vec<PidUse>,
-    prunable: bool,
-) -> StaleObject {
-    StaleObject {
-        kind,
-        key,
-        id,
-        owner,
-        owner_name,
-        size,
-        state,
-        last_used,
-        idle_seconds: (now - last_used).max(0),
-        pids,
-        prunable,
-        ipcrm: format!("ipcrm {} {id}", kind.ipcrm_flag()),
-    }
+    used_at: i64,
 }
