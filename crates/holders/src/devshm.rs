@@ -43,10 +43,7 @@ pub fn processes_by_mount_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
     out
 }
 
-pub fn mount_namespace(procfs: &Path, pid: u32) -> Option<u64> {
-    let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/mnt")).ok()?;
-    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
-}
+pub use ipcwatch_sampler::posix::mount_namespace_of as mount_namespace;
 
 /// The (device, inode) of every `/dev/shm` file that one of `pids` maps or holds open.
 fn in_use(procfs: &Path, pids: &[u32], dev: u64, text: &mut String) -> HashSet<u64> {

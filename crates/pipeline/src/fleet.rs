@@ -376,13 +376,13 @@ impl Fleet {
             self.members.iter().map(|(i, m)| (*i, m.pids.as_slice(), m.anchor.as_ref())).collect();
         let sampler = &mut self.sampler;
         let home = self.home;
-        // Each namespace's oldest process, for the POSIX queues' shortcut (in visit order).
-        let hints: Vec<u32> = self.members.values().map(|m| m.identity.pid).collect();
-        let mut next = hints.iter();
+        // Which namespace each visit is in, and its oldest process (in visit order): the
+        // sampler then needs no lookup of its own, and may read POSIX queues through it.
+        let mut next = self.members.iter().map(|(inode, m)| (*inode, m.identity.pid));
         let samples = match &self.visitor {
             Some(v) => v.visit_all(&targets, || {
-                if let Some(pid) = next.next() {
-                    sampler.set_mqueue_hint(*pid);
+                if let Some((inode, pid)) = next.next() {
+                    sampler.set_target(inode, pid);
                 }
                 sampler.snapshot()
             }),

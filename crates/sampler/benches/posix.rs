@@ -132,10 +132,11 @@ fn containers(n: usize) {
     let mut hinted = Sampler::new(SamplerConfig::default());
     let mut seen = 0;
     let steady_queues = median(|| {
-        let mut next = pids.iter();
+        let mut next = inodes.iter().zip(&pids);
         let out = visitor
             .visit_all(&refs, || {
-                hinted.set_mqueue_hint(*next.next().unwrap());
+                let (inode, pid) = next.next().unwrap();
+                hinted.set_target(*inode, *pid);
                 hinted.snapshot()
             })
             .unwrap();

@@ -119,19 +119,24 @@ pub struct Sampler {
     config: SamplerConfig,
     page_size: u64,
     text: String,
-    /// See [`Sampler::set_mqueue_hint`].
-    mqueue_hint: Option<u32>,
+    /// See [`Sampler::set_target`]: the namespace inode and a process of it.
+    target: Option<(u64, u32)>,
     /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with its
     /// mqueue superblock device once a private mount has shown it: numbers, not descriptors,
     /// so nothing is pinned.
     posix_kept: HashMap<u64, PosixKept>,
-    /// Each /dev/shm's file counts (by mount namespace) and when they were listed.
-    shm_kept: HashMap<u64, (Instant, (u64, u64, u64))>,
+    /// Each /dev/shm (by the pid it is read through): when its files were last listed, its
+    /// mount namespace, and the file counts then.
+    shm_kept: HashMap<u32, ShmKept>,
 }
 
 /// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
 /// listing. Queue counts and /dev/shm use are read every sample.
 pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When a /dev/shm's files were listed, its mount namespace, and (files, named semaphores,
+/// their bytes) then.
+type ShmKept = (Instant, Option<u64>, (u64, u64, u64));
 
 struct PosixKept {
     posix: posix::Posix,
@@ -164,7 +169,7 @@ impl Sampler {
             config,
             page_size: sys::page_size(),
             text: String::new(),
-            mqueue_hint: None,
+            target: None,
             posix_kept: HashMap::new(),
             shm_kept: HashMap::new(),
         }
@@ -202,7 +207,7 @@ impl Sampler {
         if !self.config.posix {
             return;
         }
-        let (dir, mnt) = posix::dev_shm_of(&self.config.procfs, pid);
+        let dir = posix::dev_shm_of(&self.config.procfs, pid);
         let mut usage = match posix::statfs_dev_shm(&dir) {
             Ok(d) => d,
             Err(e) => {
@@ -210,18 +215,18 @@ impl Sampler {
                 return;
             }
         };
-        usage.mnt_namespace = mnt;
-        let key = mnt.unwrap_or(u64::from(pid));
-        let fresh = self.shm_kept.get(&key).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).map(|k| k.1);
-        let files = match fresh {
-            Some(files) => files,
+        let fresh =
+            self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).map(|k| (k.1, k.2));
+        let (mnt, files) = match fresh {
+            Some(kept) => kept,
             None => match posix::count_dev_shm_files(&dir) {
                 Ok(files) => {
+                    let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
                     if self.shm_kept.len() >= 4096 {
                         self.shm_kept.clear();
                     }
-                    self.shm_kept.insert(key, (Instant::now(), files));
-                    files
+                    self.shm_kept.insert(pid, (Instant::now(), mnt, files));
+                    (mnt, files)
                 }
                 Err(e) => {
                     snap.warnings.push(format!("/dev/shm of pid {pid}: {e}"));
@@ -229,6 +234,7 @@ impl Sampler {
                 }
             },
         };
+        usage.mnt_namespace = mnt;
         (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
         snap.dev_shm = Some(usage);
     }
@@ -241,11 +247,15 @@ impl Sampler {
     /// [`POSIX_DETAIL_EVERY`], and at once when the count changes. A namespace whose mqueue
     /// is only reachable through a private mount (~50 µs) is read whole at that pace.
     fn posix(&mut self) -> posix::Posix {
-        let inode = std::fs::read_link("/proc/thread-self/ns/ipc")
-            .ok()
-            .and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse::<u64>().ok());
+        let target = self.target.take();
+        // The fleet says which namespace this is; a one-shot sample asks the kernel.
+        let inode = target.map(|t| t.0).or_else(|| {
+            std::fs::read_link("/proc/thread-self/ns/ipc")
+                .ok()
+                .and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse::<u64>().ok())
+        });
         let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
-        let hint = self.mqueue_hint.take();
+        let hint = target.map(|t| t.1);
         let key = inode.unwrap_or(0);
         let kept = self.posix_kept.get(&key);
         let device = kept.and_then(|k| k.device);
@@ -288,11 +298,11 @@ impl Sampler {
         out
     }
 
-    /// Names a process of the namespace the next [`Sampler::snapshot`] samples, so POSIX
-    /// queues can be read through its `/proc/PID/root/dev/mqueue` when that is the
-    /// namespace's own.
-    pub fn set_mqueue_hint(&mut self, pid: u32) {
-        self.mqueue_hint = Some(pid);
+    /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples, and a process
+    /// of it, so POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when that
+    /// is the namespace's own.
+    pub fn set_target(&mut self, inode: u64, pid: u32) {
+        self.target = Some((inode, pid));
     }
 
     fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {

@@ -251,13 +251,15 @@ fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> 
     Ok(out)
 }
 
-/// The `/dev/shm` directory that process `pid` sees, and its mount namespace's inode.
-pub fn dev_shm_of(procfs: &Path, pid: u32) -> (std::path::PathBuf, Option<u64>) {
-    let base = procfs.join(pid.to_string());
-    let mnt = std::fs::read_link(base.join("ns/mnt"))
-        .ok()
-        .and_then(|l| l.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok());
-    (base.join("root/dev/shm"), mnt)
+/// The `/dev/shm` directory that process `pid` sees.
+pub fn dev_shm_of(procfs: &Path, pid: u32) -> std::path::PathBuf {
+    procfs.join(pid.to_string()).join("root/dev/shm")
+}
+
+/// The inode of process `pid`'s mount namespace.
+pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/mnt")).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// A `/dev/shm`'s size and use (one statfs); the file counts are left at 0.
