@@ -5,6 +5,7 @@ mod alerts;
 mod daemon;
 mod holders;
 mod http;
+mod image;
 mod namespaces;
 mod netdata;
 mod ns;

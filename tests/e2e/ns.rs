@@ -37,6 +37,16 @@ impl Namespace {
         Namespace::start(name, &["--user", "--map-root-user", "--ipc", "--mount"])
     }
 
+    /// A throw-away "host": new user, IPC, PID and mount namespaces, with the driver as PID 1
+    /// and a /proc of its own, so that PID 1's IPC namespace (the host's, to ipcwatch) is
+    /// this one. Every process in it dies with the driver.
+    pub fn host(name: &str) -> Namespace {
+        Namespace::start(
+            name,
+            &["--user", "--map-root-user", "--ipc", "--pid", "--fork", "--mount", "--mount-proc"],
+        )
+    }
+
     fn start(name: &str, unshare: &[&str]) -> Namespace {
         let dir = std::env::temp_dir().join(format!("ipcwatch-e2e-{}-{}", name, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -51,6 +51,9 @@ pub struct Sampling {
     /// Seconds between samples, aligned to wall-clock boundaries like Netdata.
     pub update_every: u64,
     pub procfs: PathBuf,
+    /// The host's root filesystem, where the daemon runs in a container with the host's `/`
+    /// mounted (`/host`): user names come from its `etc/passwd`, and `pod_logs` lies under it.
+    pub rootfs: PathBuf,
     /// Also watch POSIX message queues (per IPC namespace) and /dev/shm (per mount namespace).
     pub posix: bool,
 }
@@ -185,7 +188,7 @@ impl Default for Web {
 }
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { update_every: 1, procfs: PathBuf::from("/proc"), posix: true }
+        Sampling { update_every: 1, procfs: PathBuf::from("/proc"), rootfs: PathBuf::from("/"), posix: true }
     }
 }
 impl Default for Charts {
@@ -218,6 +221,7 @@ impl Default for Alerts {
 pub struct Flags {
     pub listen_addresses: Vec<String>,
     pub procfs: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
     pub web_config: Option<PathBuf>,
     pub telemetry_path: Option<String>,
@@ -233,6 +237,15 @@ impl Config {
         };
         flags.apply(&mut config);
         config.validate().map_err(|(key, problem)| ConfigError(format!("{key}: {problem}")))?;
+        // Checked here, not in validate: a config file is checked on machines it does not
+        // run on, but the daemon needs the host's root where it runs.
+        let rootfs = &config.sampling.rootfs;
+        if !rootfs.is_dir() {
+            return Err(ConfigError(format!(
+                "rootfs (--path.rootfs): {} is not a directory",
+                rootfs.display()
+            )));
+        }
         Ok(config)
     }
 }
@@ -248,6 +261,9 @@ impl Flags {
         }
         if !self.listen_addresses.is_empty() {
             c.web.listen_addresses = self.listen_addresses.clone();
+        }
+        if let Some(p) = &self.rootfs {
+            c.sampling.rootfs = p.clone();
         }
         if let Some(p) = &self.procfs {
             c.sampling.procfs = p.clone();
@@ -449,8 +465,22 @@ impl Config {
                 .map_or(0, |fds| fds.saturating_sub(128 + self.web.max_connections))
                 .min(n.max),
             procfs: self.sampling.procfs.clone(),
-            pod_logs: self.resolve(&n.pod_logs),
+            pod_logs: self.pod_logs(),
         }
+    }
+
+    /// The kubelet's pod log folders, under the host's root.
+    pub fn pod_logs(&self) -> PathBuf {
+        let logs = self.resolve(&self.namespaces.pod_logs);
+        match logs.strip_prefix("/") {
+            Ok(rel) if self.sampling.rootfs != Path::new("/") => self.sampling.rootfs.join(rel),
+            _ => logs,
+        }
+    }
+
+    /// The passwd file that names users: the host's under `rootfs`, or `None` for NSS.
+    pub fn passwd_file(&self) -> Option<PathBuf> {
+        (self.sampling.rootfs != Path::new("/")).then(|| self.sampling.rootfs.join("etc/passwd"))
     }
 
     /// The census's settings.

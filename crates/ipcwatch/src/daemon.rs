@@ -22,7 +22,7 @@ use ipcwatch_config::{Config, ConfigError, Flags};
 type Reload = Box<(Config, Vec<Rule>)>;
 
 fn build_info() -> BuildInfo {
-    let revision = option_env!("IPCWATCH_REVISION").unwrap_or("unknown").to_string();
+    let revision = env!("IPCWATCH_REVISION").to_string();
     BuildInfo { version: env!("CARGO_PKG_VERSION").to_string(), revision }
 }
 
@@ -85,6 +85,7 @@ fn start_census(
 
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP, with `flags` on top.
 pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogHandle) -> anyhow::Result<()> {
+    ipcwatch_sampler::use_passwd_file(config.passwd_file());
     let rules = config.rules()?;
     let state = State::new(build_info());
     state.set_stale_after(config.stale_after());
@@ -185,6 +186,7 @@ async fn serve(
                             tracing::warn!("listen addresses changed; they take effect at the next restart");
                         }
                         log.set(new.log.level);
+                        ipcwatch_sampler::use_passwd_file(new.passwd_file());
                         state.set_stale_after(new.stale_after());
                         if new.holders.enabled != current.holders.enabled {
                             tracing::warn!("[holders] enabled changed; it takes effect at the next restart");

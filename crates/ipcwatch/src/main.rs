@@ -10,12 +10,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ipcwatch_charts::figures;
 use ipcwatch_sampler::{namespaces, Sampler, SamplerConfig, Snapshot, Source};
 
 use ipcwatch_config::{Config, ConfigError, Flags, LogLevel};
 use ipcwatch_holders::{Filter, Outcome, Scope, Thresholds};
+
+/// `ipcwatch 0.1.0 (revision 1234abcd5678, built 2026-12-01)`: which commit, and when.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("IPCWATCH_REVISION"),
+    ", built ",
+    env!("IPCWATCH_BUILD_DATE"),
+    ")"
+);
 
 /// Watches System V IPC (semaphores, message queues, shared memory) against the kernel's limits.
 ///
@@ -24,7 +34,7 @@ use ipcwatch_holders::{Filter, Outcome, Scope, Thresholds};
 /// alarms, ...), /-/healthy and /-/ready. Flags override the config file. SIGHUP reloads the
 /// config file, SIGTERM stops gracefully.
 #[derive(Parser, Debug)]
-#[command(name = "ipcwatch", version, about, long_about)]
+#[command(name = "ipcwatch", version = VERSION, about, long_about)]
 struct Cli {
     /// Configuration file (TOML; see config/ipcwatch.toml). Without it, the built-in defaults.
     #[arg(long, value_name = "FILE", global = true)]
@@ -42,9 +52,17 @@ struct Cli {
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     telemetry_path: Option<String>,
 
-    /// Root of the proc filesystem (read only where a syscall cannot answer).
+    /// Root of the proc filesystem: where namespaces and processes are found, and whose PID
+    /// 1's IPC namespace is the host's (the one `system.*` charts describe). In a container
+    /// watching its node: the host's /proc, e.g. /host/proc.
     #[arg(long = "path.procfs", value_name = "PATH", global = true)]
     procfs: Option<PathBuf>,
+
+    /// The host's root filesystem (default /). In a container watching its node: the host's
+    /// / mounted read-only, e.g. /host. User names come from its etc/passwd, pod names from
+    /// its var/log/pods.
+    #[arg(long = "path.rootfs", value_name = "PATH", global = true)]
+    rootfs: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", value_name = "LEVEL")]
@@ -110,6 +128,16 @@ enum Command {
         /// The file to check (default: the --config file).
         file: Option<PathBuf>,
     },
+    /// Print a shell completion script: `ipcwatch completions bash > /etc/bash_completion.d/ipcwatch`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (troff) to standard output: `ipcwatch man | man -l -`.
+    Man {
+        /// The page of this command (ipcwatch-COMMAND(1)) instead of ipcwatch(1).
+        command: Option<String>,
+    },
     /// Validate Netdata-syntax alert rules (a file, or every *.conf of a folder) and exit:
     /// 0 if all are valid, 1 with every error listed if not.
     CheckAlerts {
@@ -154,6 +182,43 @@ fn one_line(rendered: &str) -> String {
         + " (see --help)"
 }
 
+/// ipcwatch(1), or ipcwatch-COMMAND(1), from the CLI definition, with the files the daemon
+/// reads and where the rest is documented.
+fn manual_page(command: Option<&str>) -> anyhow::Result<String> {
+    // The plain version: the page's footer has no room for the revision.
+    let cli = Cli::command().version(env!("CARGO_PKG_VERSION"));
+    let cmd = match command {
+        None => cli,
+        Some(name) => {
+            let names: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            let Some(sub) = cli.find_subcommand(name) else {
+                let list = names.join(", ");
+                return Err(ConfigError(format!("no command `{name}` (commands: {list})")).into());
+            };
+            sub.clone().name(format!("ipcwatch-{name}")).version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let man = clap_mangen::Man::new(cmd.clone()).date(env!("IPCWATCH_BUILD_DATE"));
+    let mut page = Vec::new();
+    man.render(&mut page).context("rendering the manual page")?;
+    let mut page = String::from_utf8_lossy(&page).into_owned();
+    if command.is_none() {
+        page.push_str(concat!(
+            ".SH FILES\n",
+            ".TP\n/etc/ipcwatch/ipcwatch.toml\nThe configuration; every key is documented in the shipped file. ",
+            "\\fBipcwatch check\\-config\\fR validates it.\n",
+            ".TP\n/etc/ipcwatch/alerts/\nNetdata\\-syntax alert rules (\\fBipcwatch check\\-alerts\\fR validates them).\n",
+            ".TP\n/usr/share/doc/ipcwatch/\nThe README, metrics, alerts, Kubernetes and holders guides, and ",
+            "ipcwatch.rules.yml, the same alerts as Prometheus rules.\n",
+            ".SH SIGNALS\nSIGHUP reloads the configuration and rules (a bad file is refused and the running ",
+            "one kept); SIGTERM and SIGINT stop the daemon.\n",
+            ".SH SEE ALSO\n\\fBipcs\\fR(1), \\fBipcrm\\fR(1), \\fBsysvipc\\fR(7), \\fBmq_overview\\fR(7), ",
+            "\\fBshm_overview\\fR(7)\n",
+        ));
+    }
+    Ok(page)
+}
+
 /// Writes to stdout. A reader that went away (`ipcwatch snapshot | head`) ends the output
 /// quietly, as with any Unix tool; other write errors are reported.
 fn out(text: &str) -> anyhow::Result<()> {
@@ -168,43 +233,45 @@ fn flags(cli: &Cli) -> Flags {
     Flags {
         listen_addresses: cli.listen.clone(),
         procfs: cli.procfs.clone(),
+        rootfs: cli.rootfs.clone(),
         log_level: cli.log_level,
         web_config: cli.web_config.clone(),
         telemetry_path: cli.telemetry_path.clone(),
     }
 }
 
-/// Where the kubelet's pod logs name pods (for one-shot commands; the daemon's is configurable).
-const POD_LOGS: &str = "/var/log/pods";
+/// A one-shot command's config: the --config file (or the defaults) with the flags on top.
+/// User names come from where it says (the host's passwd under --path.rootfs).
+fn one_shot_config(cli: &Cli) -> anyhow::Result<Config> {
+    let config = Config::with_flags(cli.config.as_deref(), &flags(cli))?;
+    ipcwatch_sampler::use_passwd_file(config.passwd_file());
+    Ok(config)
+}
 
 /// A one-shot command's full sampler: every walk, and per-segment memory.
-fn sampler_config(cli: &Cli) -> SamplerConfig {
-    let procfs = cli.procfs.clone().unwrap_or_else(|| PathBuf::from("/proc"));
-    SamplerConfig { procfs, source: Source::Auto, segment_memory: true, semaphore_detail: true, posix: true }
+fn sampler_config(config: &Config) -> SamplerConfig {
+    SamplerConfig { segment_memory: true, semaphore_detail: true, posix: true, ..config.sampler() }
 }
 
 /// `--older-than` if given, else the config file's (or the default) stale_after and orphan_after.
-fn thresholds(cli: &Cli, older_than: Option<i64>) -> anyhow::Result<Thresholds> {
-    if let Some(s) = older_than {
-        return Ok(Thresholds::both(s));
+fn thresholds(config: &Config, older_than: Option<i64>) -> Thresholds {
+    match older_than {
+        Some(s) => Thresholds::both(s),
+        None => config.holders().thresholds,
     }
-    let config = match &cli.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    Ok(config.holders().thresholds)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::Snapshot { json, source, all_namespaces, stale: true, older_than }) => {
+            let config = one_shot_config(&cli)?;
             let scope = if *all_namespaces { Scope::All } else { Scope::Own };
-            let sampler = SamplerConfig { source: *source, ..sampler_config(&cli) };
+            let sampler = SamplerConfig { source: *source, ..sampler_config(&config) };
             let found = ipcwatch_holders::stale_objects(
                 sampler,
-                POD_LOGS.as_ref(),
+                &config.pod_logs(),
                 scope,
-                thresholds(&cli, *older_than)?,
+                thresholds(&config, *older_than),
                 &Filter::default(),
                 None,
             )
@@ -220,10 +287,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Prune { yes, owner, older_than, kind, id, namespace, json }) => {
             let scope = namespace.map_or(Scope::Own, Scope::One);
             let filter = Filter { owner: owner.clone(), kinds: kind.clone(), ids: id.clone() };
-            let t = thresholds(&cli, *older_than)?;
+            let config = one_shot_config(&cli)?;
+            let t = thresholds(&config, *older_than);
             let done = ipcwatch_holders::stale_objects(
-                sampler_config(&cli),
-                POD_LOGS.as_ref(),
+                sampler_config(&config),
+                &config.pod_logs(),
                 scope,
                 t,
                 &filter,
@@ -255,9 +323,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Some(Command::Snapshot { json, source, all_namespaces, .. }) => {
-            let config = SamplerConfig { source: *source, ..sampler_config(&cli) };
+            let full = one_shot_config(&cli)?;
+            let config = SamplerConfig { source: *source, ..sampler_config(&full) };
             let (text, ok) = if *all_namespaces {
-                let all = namespaces::snapshot_all(config, POD_LOGS.as_ref())
+                let all = namespaces::snapshot_all(config, &full.pod_logs())
                     .context("looking for IPC namespaces")?;
                 let ok = all.iter().all(|n| n.snapshot.as_ref().is_some_and(Snapshot::ok));
                 (
@@ -289,6 +358,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| ConfigError(format!("web config: {e}")))?;
             }
             out(&format!("{}: valid\n", path.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ipcwatch", &mut script);
+            out(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man { command }) => {
+            out(&manual_page(command.as_deref())?)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::CheckAlerts { path }) => {

@@ -130,6 +130,9 @@ pub struct Fleet {
     sampler: Sampler,
     /// `None`: only the daemon's own namespace is watched.
     visitor: Option<Visitor>,
+    /// The namespace Netdata's `system.*` charts describe, which never leaves: the host's
+    /// (PID 1's under procfs) when other namespaces can be entered, else the daemon's own.
+    /// In a pod the two differ: the pod's own namespace is then watched like any other.
     home: u64,
     members: BTreeMap<u64, Member>,
     next_scan: Option<Instant>,
@@ -172,10 +175,9 @@ impl Fleet {
         config: FleetConfig,
     ) -> Fleet {
         let visitor = Visitor::new(&config.procfs);
-        let home = visitor.as_ref().map_or(INIT_IPC_NAMESPACE, |v| v.home_inode);
         let mut fleet = Fleet {
             visitor: None,
-            home,
+            home: INIT_IPC_NAMESPACE,
             sampler: Sampler::new(sampler),
             members: BTreeMap::new(),
             next_scan: None,
@@ -190,14 +192,42 @@ impl Fleet {
             host,
         };
         fleet.visitor = fleet.visitor_for_mode(visitor.ok());
-        let own = Identity {
-            inode: home,
-            host: home == INIT_IPC_NAMESPACE,
-            pid: std::process::id(),
-            ..Default::default()
-        };
-        fleet.add(own, vec![std::process::id()]);
+        fleet.set_home();
         fleet
+    }
+
+    /// The namespace that keeps Netdata's chart ids ([`Fleet::home`]), whether it is the
+    /// host's, and a pid to enter it through until the first scan lists its processes.
+    fn wanted_home(&self) -> (u64, bool, u32) {
+        let own = namespaces::own_namespace();
+        let host = self.visitor.as_ref().and_then(|_| namespaces::host_namespace(&self.config.procfs));
+        match (host, own) {
+            (Some(host), own) if Some(host) != own => (host, true, 1),
+            (host, own) => {
+                let home = own.or(host).unwrap_or(INIT_IPC_NAMESPACE);
+                let pid = namespaces::pid_in(&self.config.procfs).unwrap_or_else(std::process::id);
+                (home, host.is_some() || home == INIT_IPC_NAMESPACE, pid)
+            }
+        }
+    }
+
+    /// Starts watching [`Fleet::wanted_home`]; every namespace watched before is let go.
+    fn set_home(&mut self) {
+        let (home, host, pid) = self.wanted_home();
+        if host && namespaces::own_namespace() != Some(home) {
+            tracing::info!(host = home, "the host's IPC namespace (PID 1's) is not the daemon's own: system.* charts describe the host's");
+        }
+        self.home = home;
+        self.next_scan = None;
+        // Namespaces watched before keep their history; their chart ids follow the new home.
+        // One that can no longer be visited ends (with its alerts resolved) at the next tick.
+        for (inode, m) in &mut self.members {
+            let prefix = (*inode != home).then(|| format!("ipc_ns_{inode}"));
+            m.pipeline.set_scope(prefix, Self::labels(&m.identity));
+        }
+        if !self.members.contains_key(&home) {
+            self.add(Identity { inode: home, host, pid, ..Default::default() }, vec![pid]);
+        }
     }
 
     /// The visitor, if the mode asks for every namespace and this thread may enter them.
@@ -237,6 +267,9 @@ impl Fleet {
         }
         self.rules = rules.into_iter().map(Arc::new).collect();
         self.pipeline_config = pipeline_config;
+        if self.wanted_home().0 != self.home {
+            self.set_home();
+        }
         for (inode, m) in &mut self.members {
             let config = member_config(&self.pipeline_config, &self.rules, *inode == self.home);
             m.pipeline.reconfigure(Box::new(Visited), config, self.rules.iter().cloned());

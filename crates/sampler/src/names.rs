@@ -1,10 +1,33 @@
 //! User names for uids, looked up once (NSS can be slow: LDAP, sssd) and then shared.
+//!
+//! On a host the names come from NSS. In a container watching its node (`--path.rootfs`),
+//! they come from the host's passwd file instead: the image's own has none of the node's
+//! users ([`use_passwd_file`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Most names remembered; beyond it the cache starts over, so churned uids cannot grow it.
 const MAX_NAMES: usize = 4096;
+
+/// Most of a passwd file read: a host's is kilobytes; a bigger one is someone's mistake or
+/// attack, and its first 4 MiB still name most users.
+const MAX_PASSWD_BYTES: u64 = 4 << 20;
+
+/// The passwd file names come from instead of NSS (`None`: NSS).
+static PASSWD: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Takes user names from `path` (a passwd file, such as the host's `/host/etc/passwd`)
+/// instead of NSS, for the whole process; `None` goes back to NSS.
+pub fn use_passwd_file(path: Option<PathBuf>) {
+    *PASSWD.write().unwrap_or_else(|p| p.into_inner()) = path;
+}
+
+fn passwd_file() -> Option<PathBuf> {
+    PASSWD.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
 
 #[derive(Debug, Default)]
 pub struct UserNames {
@@ -20,8 +43,52 @@ impl UserNames {
         if self.names.len() >= MAX_NAMES {
             self.names.clear();
         }
-        let name: Arc<str> = crate::user_name(uid).unwrap_or_else(|| uid.to_string()).into();
+        let name = match passwd_file() {
+            // One read names every user of the file; an unknown uid then costs one more read
+            // the first time it is seen.
+            Some(path) => {
+                for (u, n) in read_passwd(&path).into_iter().take(MAX_NAMES - self.names.len()) {
+                    self.names.entry(u).or_insert_with(|| n.into());
+                }
+                self.names.get(&uid).cloned()
+            }
+            None => crate::user_name(uid).map(Arc::from),
+        };
+        let name = name.unwrap_or_else(|| uid.to_string().into());
         self.names.insert(uid, name.clone());
         name
+    }
+}
+
+/// Every `uid -> name` of a passwd file (`name:x:uid:...` lines); unreadable: none.
+pub fn read_passwd(path: &Path) -> Vec<(u32, String)> {
+    let mut text = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_PASSWD_BYTES).read_to_end(&mut text));
+    if read.is_err() {
+        return Vec::new();
+    }
+    parse_passwd(&String::from_utf8_lossy(&text))
+}
+
+fn parse_passwd(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next().filter(|n| !n.is_empty())?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lines_give_uid_and_name_and_odd_lines_are_skipped() {
+        let text = "root:x:0:0:root:/root:/bin/bash\n# comment\n:x:5::\npostgres:x:106:113::/var/lib/postgresql:/bin/bash\nbroken\nweird:x:notanumber:1\n";
+        assert_eq!(parse_passwd(text), [(0, "root".to_string()), (106, "postgres".to_string())]);
     }
 }

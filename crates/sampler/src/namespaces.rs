@@ -23,7 +23,7 @@ pub const INIT_IPC_NAMESPACE: u64 = 4026531839;
 pub struct Identity {
     /// The namespace's inode number (what `ipc_namespace` labels carry, in decimal).
     pub inode: u64,
-    /// The host's initial namespace.
+    /// The host's namespace: PID 1's under procfs ([`host_namespace`]).
     pub host: bool,
     /// Docker, containerd (cri-containerd), CRI-O or Podman container id.
     pub container_id: Option<String>,
@@ -70,6 +70,24 @@ pub struct Scan {
     pub processes: usize,
 }
 
+/// The host's IPC namespace: PID 1's under `procfs`. In a pod (`hostPID`, the host's /proc
+/// at `--path.procfs`) that is the node's, not the pod's own; on a plain host it is the
+/// initial namespace. `None` when PID 1's namespace cannot be read (no ptrace access to it).
+pub fn host_namespace(procfs: &Path) -> Option<u64> {
+    parse_ns_link(&std::fs::read_link(procfs.join("1/ns/ipc")).ok()?)
+}
+
+/// The calling thread's IPC namespace.
+pub fn own_namespace() -> Option<u64> {
+    std::fs::metadata(HOME).ok().map(|m| m.ino())
+}
+
+/// This process's pid as `procfs` numbers it: `procfs/self`. `None` when `procfs` belongs
+/// to a PID namespace this process is not in (its pids mean nothing to `pidfd_open` then).
+pub fn pid_in(procfs: &Path) -> Option<u32> {
+    std::fs::read_link(procfs.join("self")).ok()?.to_str()?.parse().ok()
+}
+
 /// `ipc:[4026531839]` as 4026531839.
 fn parse_ns_link(link: &Path) -> Option<u64> {
     let s = link.to_str()?;
@@ -112,10 +130,12 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
     }
     let mut pods: Option<HashMap<String, (String, String)>> = None;
     let mut text = String::new();
+    let host = host_namespace(procfs).unwrap_or(INIT_IPC_NAMESPACE);
     for (inode, mut procs) in members {
         procs.sort_unstable();
         let pid = procs[0];
-        if let Some(k) = known.get(&inode).filter(|k| k.pid == pid) {
+        // A placeholder identity (no comm read yet) is read in full.
+        if let Some(k) = known.get(&inode).filter(|k| k.pid == pid && !k.comm.is_empty()) {
             scan.namespaces.push(Found { identity: (*k).clone(), pids: procs });
             continue;
         }
@@ -137,7 +157,7 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
         };
         let identity = Identity {
             inode,
-            host: inode == INIT_IPC_NAMESPACE,
+            host: inode == host,
             container_id: cgroup.container_id,
             pod_uid: cgroup.pod_uid,
             pod,
@@ -266,6 +286,9 @@ pub enum VisitError {
 pub struct Visitor {
     procfs: PathBuf,
     pub home_inode: u64,
+    /// Whether `procfs` numbers processes as this process's PID namespace does: only then
+    /// does a pid from it name the same process to `pidfd_open`.
+    same_pids: bool,
 }
 
 /// The calling thread's namespace.
@@ -283,7 +306,8 @@ pub struct Anchor(std::os::fd::OwnedFd);
 impl Visitor {
     pub fn new(procfs: &Path) -> io::Result<Visitor> {
         let home_inode = std::fs::metadata(HOME)?.ino();
-        Ok(Visitor { procfs: procfs.to_path_buf(), home_inode })
+        let same_pids = pid_in(procfs) == Some(std::process::id());
+        Ok(Visitor { procfs: procfs.to_path_buf(), home_inode, same_pids })
     }
 
     /// The calling thread's namespace, to return to after visits: open it for a round of
@@ -302,6 +326,9 @@ impl Visitor {
     /// takes one `setns` and no path lookup. Checked after the pidfd is open, so the pid
     /// cannot have been reused in between.
     pub fn anchor(&self, inode: u64, pid: u32) -> Option<Anchor> {
+        if !self.same_pids {
+            return None;
+        }
         let pidfd = crate::sys::pidfd_open(pid).ok()?;
         let link = std::fs::read_link(self.procfs.join(pid.to_string()).join("ns/ipc")).ok()?;
         (parse_ns_link(&link) == Some(inode)).then_some(Anchor(pidfd))
