@@ -1,6 +1,6 @@
 //! The container image, run as a DaemonSet pod runs it: built offline with podman from
 //! deploy/image, its exported root started with its own ENTRYPOINT and CMD in new IPC, PID
-//! and mount namespaces, with the "node's" / at /host (and so its /proc at /host/proc).
+//! and mount namespaces, with the "node's" / and /proc at /host/root and /host/proc.
 //! The node is a throw-away namespace whose PID 1 is the test driver: its objects must be
 //! the ones `system.*` describes, not the pod's own empty namespace.
 
@@ -102,7 +102,8 @@ fn the_image_run_as_a_pod_describes_the_nodes_namespace_in_system_charts() {
     assert!(!root.join("bin/sh").exists(), "the image carries no shell");
     // What a runtime provides: mount points for /proc and the host's root.
     std::fs::create_dir_all(root.join("proc")).unwrap();
-    std::fs::create_dir_all(root.join("host")).unwrap();
+    std::fs::create_dir_all(root.join("host/root")).unwrap();
+    std::fs::create_dir_all(root.join("host/proc")).unwrap();
 
     // The node: two arrays in its own namespace, and a container with an array and a queue.
     node.cmd("sem 0 3");
@@ -111,8 +112,9 @@ fn the_image_run_as_a_pod_describes_the_nodes_namespace_in_system_charts() {
         node.cmd("check-namespace").trim_start_matches("ipc:[").trim_end_matches(']').parse().unwrap();
     let (_, container_ns, _) = node.hold(&["sem 0 5", "msg 0"]);
 
-    // The pod: its own IPC, PID and mount namespaces, its own /proc, the node's / at /host
-    // (read-only where the kernel lets a user namespace say so), and the image's command.
+    // The pod: its own IPC, PID and mount namespaces, its own /proc, the node's / and /proc
+    // at /host/root and /host/proc (read-only where the kernel lets a user namespace say
+    // so), and the image's command.
     let port = free_port();
     let pod = node.path("pod.sh");
     let args: Vec<String> = command
@@ -123,7 +125,7 @@ fn the_image_run_as_a_pod_describes_the_nodes_namespace_in_system_charts() {
     std::fs::write(
         &pod,
         format!(
-            "set -e\nR={root}\nmount -t proc proc $R/proc\nmount --rbind / $R/host\nmount -o remount,bind,ro $R/host 2>/dev/null || true\nexec chroot $R {args}\n",
+            "set -e\nR={root}\nmount -t proc proc $R/proc\nmount --rbind / $R/host/root\nmount -o remount,bind,ro $R/host/root 2>/dev/null || true\nmount --rbind /proc $R/host/proc\nexec chroot $R {args}\n",
             root = root.display(),
             args = args.join(" ")
         ),

@@ -6,6 +6,7 @@ mod daemon;
 mod holders;
 mod http;
 mod image;
+mod kubernetes;
 mod namespaces;
 mod netdata;
 mod ns;
