@@ -10,6 +10,7 @@ mod kubernetes;
 mod namespaces;
 mod netdata;
 mod ns;
+mod package;
 mod posix;
 mod snapshot;
 mod tls;
