@@ -3,6 +3,7 @@
 
 mod alerts;
 mod daemon;
+mod grafana;
 mod holders;
 mod http;
 mod image;
