@@ -1,17 +1,27 @@
 #!/bin/sh
 # Runs every test of ipcwatch. Installs what the tests need when it is missing (Debian/Ubuntu):
-#   promtool             (package prometheus)              checks /metrics and the Prometheus rules
+#   promtool             (package prometheus)              checks /metrics and the Prometheus rules;
+#                                                           prometheus scrapes for the Grafana test
 #   prometheus-alertmanager                                 receives alerts in the end-to-end tests
 #   systemd-analyze      (package systemd)                 rates the unit's hardening
 #   unshare, ipcs, setpriv, prlimit (package util-linux)   throw-away IPC namespaces, child cleanup
 #   openssl, curl                                           certificates and a TLS client for the TLS tests
 #   chromium                                                loads the dashboard in a real (headless) browser
+#   podman                                                  builds the container image offline
+#   debootstrap, lintian, man-db                            the Debian package: a fresh Debian 12 root, its lint,
+#                                                           and `man -l` on its pages
+#   cargo-deb            (cargo install)                    builds the package
+#   kubernetes-validate, cloudcoil-models-prometheus-operator (PyPI)
+#                                                           validate the rendered Kubernetes base strictly
+#   kubectl (on the machine image; no Debian package)      renders the kustomize base
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 need=""
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 for tool in unshare ipcs setpriv prlimit; do
@@ -20,14 +30,34 @@ done
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v podman >/dev/null 2>&1 || need="$need podman"
+command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
+command -v lintian >/dev/null 2>&1 || need="$need lintian"
+command -v man >/dev/null 2>&1 || need="$need man-db"
+command -v objcopy >/dev/null 2>&1 || need="$need binutils"
+command -v python3 >/dev/null 2>&1 || need="$need python3 python3-pip"
 
 if [ -n "$need" ]; then
     echo "tests/run.sh: installing$need" >&2
-    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
     # --no-install-recommends keeps it to the tools; the packages' services are not needed.
     $sudo apt-get install -y -q --no-install-recommends $need
 fi
+
+# Validators for the Kubernetes base, pinned so a new release cannot change the verdict.
+if ! python3 -c 'import kubernetes_validate, cloudcoil.models.prometheus_operator' >/dev/null 2>&1; then
+    echo "tests/run.sh: installing kubernetes-validate and prometheus-operator's CRD models (PyPI)" >&2
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        kubernetes-validate==1.37.0 cloudcoil-models-prometheus-operator==0.80.1.0
+fi
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "tests/run.sh: installing cargo-deb" >&2
+    cargo install -q --locked cargo-deb --version 3.8.0
+fi
+command -v kubectl >/dev/null 2>&1 || {
+    echo "tests/run.sh: kubectl is missing (it comes with the machine image; no Debian package has it)" >&2
+    exit 1
+}
 
 exec cargo test --workspace "$@"

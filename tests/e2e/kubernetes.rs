@@ -71,7 +71,7 @@ fn the_kustomize_base_renders_and_validates_strictly() {
     };
     // Built-in kinds against the Kubernetes schemas, unknown fields refused; the two
     // prometheus-operator kinds have no schema there and are checked next.
-    let builtin = check("kubernetes-validate", &["--strict", "--no-warn"]);
+    let builtin = check("python3", &["-m", "kubernetes_validate", "--strict", "--no-warn"]);
     let crds = check("python3", &[repo("tests/tools/validate_crds.py").to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     let (ok, builtin) = builtin.expect("kubernetes-validate (PyPI) is needed; tests/run.sh installs it");

@@ -2,6 +2,7 @@
 //! `ipcwatch-testkit` inside throw-away IPC namespaces (no root needed, host untouched).
 
 mod alerts;
+mod cli;
 mod daemon;
 mod grafana;
 mod holders;
