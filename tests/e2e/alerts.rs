@@ -309,15 +309,13 @@ fn prometheus_rules_pass_promtool_check_and_unit_tests() {
 }
 
 #[test]
-fn sighup_reloads_the_rules_and_skips_only_bad_ones() {
+fn a_bad_or_empty_rules_set_is_refused_at_start_and_on_sighup_and_raised_alerts_stay() {
     let mut ns = Namespace::new("alert-reload");
     let rules = ns.path("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("a.conf"),
-        "alarm: first\non: system.ipc_semaphores\ncalc: $semaphores\nevery: 1s\n",
-    )
-    .unwrap();
+    // `first` is raised from the start (WARNING while any semaphore count is >= 0).
+    let first = "alarm: first\non: system.ipc_semaphores\ncalc: $semaphores\nevery: 1s\nwarn: $this >= 0\n";
+    std::fs::write(rules.join("a.conf"), first).unwrap();
     let (port, pid, log) = start(&mut ns, "[alerts]\nrules = \"rules\"\n");
     let names = || -> Vec<String> {
         let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
@@ -330,16 +328,48 @@ fn sighup_reloads_the_rules_and_skips_only_bad_ones() {
         n.sort();
         n
     };
-    assert!(eventually(5, || names() == ["first"]), "{:?}", names());
-    std::fs::write(
-        rules.join("a.conf"),
-        "alarm: first\non: system.ipc_semaphores\ncalc: $semaphores\nevery: 1s\n\n\
-         alarm: second\non: system.ipc_semaphore_arrays\ncalc: $arrays\nevery: 1s\n\n\
-         alarm: broken\non: system.ipc_semaphores\ncalc: (\n",
-    )
-    .unwrap();
-    ns.cmd(&format!("signal {pid} 1"));
-    assert!(eventually(5, || names() == ["first", "second"]), "{:?}", names());
+    let first_status =
+        || alarm(port, "system.ipc_semaphores.first")["status"].as_str().unwrap_or("").to_string();
+    assert!(eventually(5, || names() == ["first"] && first_status() == "WARNING"), "{:?}", names());
+    let reloads = |what: &str| std::fs::read_to_string(&log).unwrap().matches(what).count();
+
+    // Garbage, a broken rule beside good ones, and an empty folder: each refused, the
+    // running rules kept, and `first` still raised (no resolution was sent for it).
+    let broken = format!("{first}\nalarm: second\non: system.ipc_semaphore_arrays\ncalc: $arrays\nevery: 1s\n\nalarm: broken\non: system.ipc_semaphores\ncalc: (\n");
+    for (n, content) in [(1, Some("\u{0}\u{1}garbage {{{{ \n")), (2, Some(broken.as_str())), (3, None)] {
+        match content {
+            Some(c) => std::fs::write(rules.join("a.conf"), c).unwrap(),
+            None => std::fs::remove_file(rules.join("a.conf")).unwrap(),
+        }
+        ns.cmd(&format!("signal {pid} 1"));
+        assert!(
+            eventually(5, || reloads("keeping the current configuration and rules") == n),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        assert_eq!(names(), ["first"]);
+        assert_eq!(first_status(), "WARNING");
+    }
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("a.conf:13: broken:") && text.contains("(rule skipped)"), "{text}");
+    assert!(text.contains("a.conf:14: broken:") && text.contains("holds no alert rule"), "{text}");
+    assert!(!text.contains("configuration reloaded"), "{text}");
+
+    // A good set is taken.
+    std::fs::write(rules.join("a.conf"), broken.replace("calc: (\n", "calc: $semaphores\n")).unwrap();
+    ns.cmd(&format!("signal {pid} 1"));
+    assert!(eventually(5, || names() == ["broken", "first", "second"]), "{:?}", names());
+
+    // At start, and in check-config, the same set is refused with one line and exit 2.
+    std::fs::write(rules.join("a.conf"), &broken).unwrap();
+    let config = ns.path("ipcwatch.toml");
+    for args in [vec!["check-config", config.to_str().unwrap()], vec!["--config", config.to_str().unwrap()]] {
+        let (code, out) = ns.run(IPCWATCH, &args);
+        assert_eq!(code, "2", "{args:?}: {out}");
+        let last = out.lines().last().unwrap_or("");
+        assert!(last.starts_with("ipcwatch: rules: 1 rule error(s) in") && last.contains("broken"), "{out}");
+    }
+    // Unless alerting is off.
+    std::fs::write(&config, "[alerts]\nenabled = false\nrules = \"nowhere\"\n").unwrap();
+    let (code, out) = ns.run(IPCWATCH, &["check-config", config.to_str().unwrap()]);
+    assert_eq!(code, "0", "{out}");
 }

@@ -156,6 +156,8 @@ impl std::str::FromStr for LogLevel {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Alerts {
+    /// false: no alert rules at all (an empty or missing rules folder is then no error).
+    pub enabled: bool,
     /// Folder (or file) of Netdata-syntax rules; relative to the config file's folder.
     /// Unset: the rules built in from alerts/ipc.conf.
     pub rules: Option<PathBuf>,
@@ -204,6 +206,7 @@ impl Default for Log {
 impl Default for Alerts {
     fn default() -> Self {
         Alerts {
+            enabled: true,
             rules: None,
             exec: None,
             exec_timeout: 10,
@@ -296,7 +299,7 @@ impl Config {
         // Secrets and the CA are read now, so a missing or unreadable one is a config error.
         config.delivery().map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
         // A rules path that is not there would switch alerting off without a word.
-        if let Some(rules) = &config.alerts.rules {
+        if let Some(rules) = config.alerts.rules.as_ref().filter(|_| config.alerts.enabled) {
             let resolved = config.resolve(rules);
             if !resolved.exists() {
                 let line = find_key_line(&text, "rules").map(|l| format!(":{l}")).unwrap_or_default();
@@ -549,6 +552,9 @@ impl Config {
 
     /// The configured rules (or the built-in ones); a missing rules path is a config error.
     pub fn rules(&self) -> Result<Vec<ipcwatch_alerts::Rule>, ConfigError> {
+        if !self.alerts.enabled {
+            return Ok(Vec::new());
+        }
         ipcwatch_pipeline::rules::load(self.rules_path().as_deref()).map_err(|e| ConfigError(e.to_string()))
     }
 

@@ -353,6 +353,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path = file.clone().or_else(|| cli.config.clone());
             let path = path.ok_or_else(|| ConfigError("give a file: ipcwatch check-config FILE".into()))?;
             let config = Config::load(&path)?;
+            // The rules it names must load as the daemon would load them.
+            config.rules()?;
             if let Some(web) = config.web_config_path() {
                 ipcwatch_exporter::WebConfigFile::open(&web)
                     .map_err(|e| ConfigError(format!("web config: {e}")))?;
