@@ -15,4 +15,5 @@ mod ns;
 mod package;
 mod posix;
 mod snapshot;
+mod tenant;
 mod tls;

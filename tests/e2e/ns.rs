@@ -66,6 +66,11 @@ impl Namespace {
         ns
     }
 
+    /// The driver's pid (a process inside the namespaces, for /proc/PID/root paths).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends one command; `Ok(value)` or `Err(message)`.
     pub fn try_cmd(&mut self, line: &str) -> Result<String, String> {
         let stdin = self.stdin.as_mut().expect("the driver is running");

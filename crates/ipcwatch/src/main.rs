@@ -219,6 +219,28 @@ fn manual_page(command: Option<&str>) -> anyhow::Result<String> {
     Ok(page)
 }
 
+/// A table for a terminal. Names in it come from containers (queue and file names, command
+/// names, units): a control character or a bidirectional override among them could move the
+/// cursor, rewrite the screen or reorder what the admin reads, so each is shown escaped
+/// (`\x1b`, `\u{202e}`). Line breaks of the table itself stay. (JSON escapes them already.)
+fn terminal_safe(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push(c),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Writes to stdout. A reader that went away (`ipcwatch snapshot | head`) ends the output
 /// quietly, as with any Unix tool; other write errors are reported.
 fn out(text: &str) -> anyhow::Result<()> {
@@ -279,7 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = if *json {
                 serde_json::to_string_pretty(&found)? + "\n"
             } else {
-                ipcwatch_holders::text(&found, false)
+                terminal_safe(&ipcwatch_holders::text(&found, false))
             };
             out(&text)?;
             Ok(if found.iter().all(|n| n.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -308,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut text = if *json {
                 serde_json::to_string_pretty(&done)? + "\n"
             } else {
-                ipcwatch_holders::text(&done, true)
+                terminal_safe(&ipcwatch_holders::text(&done, true))
             };
             for i in &refused {
                 text.push_str(&format!(
@@ -333,7 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if *json {
                         serde_json::to_string_pretty(&all)? + "\n"
                     } else {
-                        figures::report_all(&all)
+                        terminal_safe(&figures::report_all(&all))
                     },
                     ok,
                 )
@@ -342,7 +364,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut snap = sampler.snapshot();
                 sampler.add_dev_shm(&mut snap, std::process::id());
                 (
-                    if *json { serde_json::to_string_pretty(&snap)? + "\n" } else { figures::report(&snap) },
+                    if *json {
+                        serde_json::to_string_pretty(&snap)? + "\n"
+                    } else {
+                        terminal_safe(&figures::report(&snap))
+                    },
                     snap.ok(),
                 )
             };

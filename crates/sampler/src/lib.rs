@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::Error;
-pub use names::{use_passwd_file, UserNames};
+pub use names::{lossless, use_passwd_file, UserNames};
 pub use snapshot::*;
 pub use sys::user_name;
 

@@ -82,9 +82,40 @@ fn parse_passwd(text: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// A file or queue name as text, losslessly: invalid UTF-8 bytes become `\xNN` and a
+/// backslash `\\`, so two names that differ in bytes never read alike (`dup\xff` and
+/// `dup\xfe`, which a lossy conversion would both turn into `dup\u{fffd}`).
+pub fn lossless(name: &std::ffi::OsStr) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::with_capacity(name.len());
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_differ_in_bytes_read_differently() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = |b: &[u8]| lossless(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(name(b"dup\xff"), "dup\\xff");
+        assert_eq!(name(b"dup\xfe"), "dup\\xfe");
+        assert_eq!(name(b"dup\\xff"), "dup\\\\xff", "a literal backslash cannot pose as a byte");
+        assert_eq!(name("caf\u{e9}".as_bytes()), "caf\u{e9}");
+    }
 
     #[test]
     fn passwd_lines_give_uid_and_name_and_odd_lines_are_skipped() {

@@ -234,7 +234,7 @@ fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> 
             continue;
         };
         let q = PosixQueue {
-            name: format!("/{}", name.to_string_lossy()),
+            name: format!("/{}", crate::names::lossless(&name)),
             owner,
             mode,
             messages,
@@ -319,7 +319,7 @@ pub fn list_dev_shm(dir: &Path) -> std::io::Result<Vec<ShmFile>> {
             continue;
         }
         out.push(ShmFile {
-            name: entry.file_name().to_string_lossy().into_owned(),
+            name: crate::names::lossless(&entry.file_name()),
             owner: meta.uid(),
             bytes: meta.blocks() * 512,
             size: meta.size(),
