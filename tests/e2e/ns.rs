@@ -8,7 +8,7 @@ pub const IPCWATCH: &str = env!("CARGO_BIN_EXE_ipcwatch");
 
 /// The driver binary of the `ipcwatch-testkit` crate, built next to the daemon by
 /// `cargo test --workspace` (that crate's own tests make cargo build it).
-fn testkit() -> PathBuf {
+pub(crate) fn testkit() -> PathBuf {
     let path = std::path::Path::new(IPCWATCH).with_file_name("ipcwatch-testkit");
     assert!(
         path.exists(),

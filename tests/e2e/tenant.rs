@@ -65,3 +65,111 @@ fn names_in_snapshot_tables_cannot_drive_the_terminal() {
         .collect();
     assert_eq!(names, ["/\u{1b}[2J\u{1b}[31mevil"]);
 }
+
+/// A "container": new mount and IPC namespaces inside `ns`, set up by `setup` (shell, run
+/// as root of the container before it holds), holding one semaphore array. Returns its
+/// IPC namespace inode. A setup that must hand a descriptor to the holder execs `$HOLD`
+/// itself (exec, so the holder keeps the parent-death signal and dies with the test).
+fn container(ns: &mut Namespace, name: &str, setup: &str) -> u64 {
+    let script = ns.path(&format!("{name}.sh"));
+    let testkit = crate::ns::testkit();
+    // $HOLD is the holder's command line, for a setup that must exec it itself (to pass on
+    // a descriptor).
+    let hold = format!("{} --hold 'check-namespace;sem,0,1'", testkit.display());
+    std::fs::write(&script, format!("set -e\nexport HOLD=\"{hold}\"\n{setup}\neval \"exec $HOLD\"\n"))
+        .unwrap();
+    let (_, out) = ns.spawn("unshare", &["--mount", "--ipc", "sh", script.to_str().unwrap()]);
+    let mut text = String::new();
+    assert!(
+        eventually(10, || {
+            text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("holding")
+        }),
+        "the container did not start: {text}"
+    );
+    text.lines().next().unwrap().trim_start_matches("ok ipc:[").trim_end_matches(']').parse().unwrap()
+}
+
+/// The daemon in `ns`, watching every namespace, with a census every second.
+fn daemon(ns: &mut Namespace) -> (u16, u32, std::path::PathBuf) {
+    let config = ns.path("ipcwatch.toml");
+    std::fs::write(&config, "[namespaces]\nrescan = 1\n[holders]\ninterval = 1\n").unwrap();
+    let port = free_port();
+    let (pid, log) = ns.spawn(
+        IPCWATCH,
+        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    wait_ready(port, &log);
+    (port, pid, log)
+}
+
+#[test]
+fn a_dev_shm_symlink_to_a_host_path_is_not_followed() {
+    let mut ns = Namespace::new("symlink");
+    let (port, _, log) = daemon(&mut ns);
+    // /dev/shm -> /etc: followed through /proc/PID/root, the absolute link would resolve
+    // against the daemon's root and list the host's /etc.
+    let evil = container(&mut ns, "symlink", "mount -t tmpfs tmpfs /dev\nln -s /etc /dev/shm");
+    let label = format!("ipc_namespace=\"{evil}\"");
+    assert!(
+        eventually(10, || get(port, "/metrics")
+            .body
+            .contains(&format!("sysvipc_semaphore_arrays{{{label}}} 1"))),
+        "the container is not watched"
+    );
+    // Two census passes later: nothing of /etc is published, and the log says why.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let body = get(port, "/metrics").body;
+    let leaked: Vec<&str> =
+        body.lines().filter(|l| l.starts_with("posix_shm") && l.contains(&label)).collect();
+    assert!(leaked.is_empty(), "the host's /etc was read through the link:\n{}", leaked.join("\n"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("/dev/shm is a symbolic link: not followed"), "{text}");
+    assert!(
+        body.contains(&format!("ipcwatch_collector_success{{collector=\"devshm\",{label}}} 0")),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_fuse_dev_shm_that_never_answers_stalls_nothing() {
+    let mut ns = Namespace::new("fuse");
+    let (port, pid, log) = daemon(&mut ns);
+    let calm = ns.hold(&["sem 0 1", "sem 0 1"]).1;
+    // A FUSE mount on /dev/shm whose server never reads a request: every statfs, stat or
+    // lookup on it waits for good.
+    let fuse = container(
+        &mut ns,
+        "fuse",
+        "exec python3 -c 'import os,subprocess; fd=os.open(\"/dev/fuse\", os.O_RDWR); os.set_inheritable(fd, True); \
+         subprocess.run([\"mount\",\"-i\",\"-t\",\"fuse\",\"-o\",f\"fd={fd},rootmode=40000,user_id=0,group_id=0\",\"hang\",\"/dev/shm\"], pass_fds=[fd], check=True); \
+         os.execvp(\"sh\", [\"sh\", \"-c\", \"exec \" + os.environ[\"HOLD\"]])'",
+    );
+    let arrays = |inode: u64| format!("sysvipc_semaphore_arrays{{ipc_namespace=\"{inode}\"}}");
+    assert!(
+        eventually(10, || {
+            let body = get(port, "/metrics").body;
+            body.contains(&format!("{} 1", arrays(fuse))) && body.contains(&format!("{} 2", arrays(calm)))
+        }),
+        "the namespaces are not watched:\n{}",
+        get(port, "/metrics").body
+    );
+    // Several ticks and census passes later the daemon is healthy, every namespace's series
+    // are there, and the FUSE one is said to be skipped.
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let healthy = crate::http::request(port, "GET", "/-/healthy").map(|r| r.status);
+        assert_eq!(healthy.ok(), Some(200), "{}", std::fs::read_to_string(&log).unwrap());
+    }
+    let body = get(port, "/metrics").body;
+    assert!(
+        body.contains(&format!("{} 1", arrays(fuse))) && body.contains(&format!("{} 2", arrays(calm))),
+        "{body}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("/dev/shm is on FUSE: not read"), "{text}");
+    // SIGTERM still ends it at once.
+    ns.cmd(&format!("signal {pid} 15"));
+    let code = ns.cmd(&format!("wait {pid}"));
+    assert_eq!(code, "0", "{}", std::fs::read_to_string(&log).unwrap());
+}

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use ipcwatch_sampler::posix::{list_dev_shm, ShmFile};
+use ipcwatch_sampler::posix::{open_dev_shm, ShmFile};
 use serde::Serialize;
 
 /// Files reported by name per namespace (the biggest).
@@ -83,7 +83,7 @@ fn in_use(procfs: &Path, pids: &[u32], dev: u64, text: &mut String) -> HashSet<u
 /// The `/dev/shm` that `pid` sees, with the files `pids` (its mount namespace's processes)
 /// use. `None` if it cannot be read.
 pub fn dev_shm_files(procfs: &Path, pid: u32, mnt_namespace: u64, pids: &[u32]) -> Option<DevShmFiles> {
-    let files = list_dev_shm(&procfs.join(pid.to_string()).join("root/dev/shm")).ok()?;
+    let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
     let mut out = DevShmFiles { mnt_namespace, ..Default::default() };
     let Some(dev) = files.first().map(|f| f.dev) else { return Some(out) };
     let mut text = String::new();

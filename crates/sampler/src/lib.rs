@@ -23,6 +23,7 @@ pub mod procfs;
 pub mod snapshot;
 #[allow(unsafe_code)]
 mod sys;
+mod within;
 
 use std::collections::HashMap;
 use std::io;
@@ -128,6 +129,9 @@ pub struct Sampler {
     /// Each /dev/shm (by the pid it is read through): when its files were last listed, its
     /// mount namespace, and the file counts then.
     shm_kept: HashMap<u32, ShmKept>,
+    /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
+    /// /dev/shm and /dev/mqueue.
+    mount_kinds: posix::MountKinds,
 }
 
 /// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
@@ -172,6 +176,7 @@ impl Sampler {
             target: None,
             posix_kept: HashMap::new(),
             shm_kept: HashMap::new(),
+            mount_kinds: posix::MountKinds::default(),
         }
     }
 
@@ -207,36 +212,38 @@ impl Sampler {
         if !self.config.posix {
             return;
         }
-        let dir = posix::dev_shm_of(&self.config.procfs, pid);
-        let mut usage = match posix::statfs_dev_shm(&dir) {
-            Ok(d) => d,
-            Err(e) => {
-                snap.warnings.push(format!("/dev/shm of pid {pid}: {e}"));
-                return;
-            }
-        };
+        let start = Instant::now();
+        let read = self.dev_shm(pid);
+        snap.collectors.push(CollectorReport {
+            name: "devshm",
+            ok: read.is_ok(),
+            source: if read.is_ok() { Origin::Syscall } else { Origin::None },
+            duration_seconds: start.elapsed().as_secs_f64(),
+            error: read.as_ref().err().map(|e| format!("/dev/shm of pid {pid}: {e}")),
+        });
+        snap.dev_shm = read.ok();
+    }
+
+    fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
+        let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
+        let mut usage = dir.usage()?;
         let fresh =
             self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).map(|k| (k.1, k.2));
         let (mnt, files) = match fresh {
             Some(kept) => kept,
-            None => match posix::count_dev_shm_files(&dir) {
-                Ok(files) => {
-                    let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
-                    if self.shm_kept.len() >= 4096 {
-                        self.shm_kept.clear();
-                    }
-                    self.shm_kept.insert(pid, (Instant::now(), mnt, files));
-                    (mnt, files)
+            None => {
+                let files = dir.count_files()?;
+                let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
+                if self.shm_kept.len() >= 4096 {
+                    self.shm_kept.clear();
                 }
-                Err(e) => {
-                    snap.warnings.push(format!("/dev/shm of pid {pid}: {e}"));
-                    return;
-                }
-            },
+                self.shm_kept.insert(pid, (Instant::now(), mnt, files));
+                (mnt, files)
+            }
         };
         usage.mnt_namespace = mnt;
         (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
-        snap.dev_shm = Some(usage);
+        Ok(usage)
     }
 
     /// POSIX message queues of the calling thread's IPC namespace, and their limits.
@@ -260,15 +267,23 @@ impl Sampler {
         let kept = self.posix_kept.get(&key);
         let device = kept.and_then(|k| k.device);
         // Where the namespace's mqueue can be counted with one stat: the host's /dev/mqueue,
-        // or a container's own, once a private mount has shown the namespace's device.
-        let cheap_dir = if initial {
+        // or a container's own, once a private mount has shown the namespace's device. A
+        // container's is reached without trusting it (no symlink, nothing on FUSE), and held
+        // open while it is read.
+        let container_mqueue = match (initial, hint.zip(device)) {
+            (false, Some((pid, dev))) => {
+                let kinds = &mut self.mount_kinds;
+                within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
+                    .ok()
+                    .filter(|d| d.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev))
+            }
+            _ => None,
+        };
+        let cheap_dir: Option<std::path::PathBuf> = if initial {
             Some(std::path::PathBuf::from("/dev/mqueue"))
                 .filter(|d| posix::is_mqueue_of(d, posix::any_device(d)))
         } else {
-            hint.zip(device).and_then(|(pid, dev)| {
-                Some(self.config.procfs.join(pid.to_string()).join("root/dev/mqueue"))
-                    .filter(|d| posix::is_mqueue_of(d, dev))
-            })
+            container_mqueue.as_ref().map(|d| d.proc_path().into())
         };
         let count = cheap_dir.as_deref().and_then(|d| posix::count_queues_in(d).ok());
         let due = kept.is_none_or(|k| k.read_at.elapsed() >= POSIX_DETAIL_EVERY);

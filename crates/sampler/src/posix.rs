@@ -14,6 +14,8 @@ use std::path::Path;
 use serde::{Serialize, Serializer};
 
 use crate::sys;
+use crate::within;
+pub use crate::within::MountKinds;
 
 /// `f_type` of an mqueue filesystem (MQUEUE_MAGIC).
 const MQUEUE_MAGIC: i64 = 0x1980_0202;
@@ -251,10 +253,16 @@ fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> 
     Ok(out)
 }
 
-/// The `/dev/shm` directory that process `pid` sees.
-pub fn dev_shm_of(procfs: &Path, pid: u32) -> std::path::PathBuf {
-    procfs.join(pid.to_string()).join("root/dev/shm")
+/// The `/dev/shm` that process `pid` sees, reached without trusting its container
+/// ([`crate::within`]): a symlink or a FUSE mount there is refused with the reason.
+/// `kinds` remembers what each mount seen is, so mountinfo is read once per new mount.
+pub fn open_dev_shm(procfs: &Path, pid: u32, kinds: &mut MountKinds) -> std::io::Result<DevShmDir> {
+    within::Dir::open(procfs, pid, &["dev", "shm"], within::FsKind::Tmpfs, kinds).map(DevShmDir)
 }
+
+/// A container's `/dev/shm`, known to be a tmpfs.
+#[derive(Debug)]
+pub struct DevShmDir(within::Dir);
 
 /// The inode of process `pid`'s mount namespace.
 pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
@@ -262,34 +270,60 @@ pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
     link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// A `/dev/shm`'s size and use (one statfs); the file counts are left at 0.
-pub fn statfs_dev_shm(dir: &Path) -> std::io::Result<DevShm> {
-    let fs = sys::statfs(dir)?;
-    Ok(DevShm {
-        size_bytes: fs.size_bytes,
-        used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
-        inodes_limit: fs.inodes,
-        inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
-        ..Default::default()
-    })
-}
-
-/// Files in a `/dev/shm`, and how many of them (and what bytes) are glibc named semaphores.
-pub fn count_dev_shm_files(dir: &Path) -> std::io::Result<(u64, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let (mut files, mut sems, mut sem_bytes) = (0, 0, 0);
-    for entry in std::fs::read_dir(dir)?.flatten().take(MAX_SHM_FILES) {
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        files += 1;
-        if entry.file_name().to_string_lossy().starts_with("sem.") {
-            sems += 1;
-            sem_bytes += meta.blocks() * 512;
-        }
+impl DevShmDir {
+    /// Its size and use (one statfs); the file counts are left at 0.
+    pub fn usage(&self) -> std::io::Result<DevShm> {
+        let fs = self.0.statfs()?;
+        Ok(DevShm {
+            size_bytes: fs.size_bytes,
+            used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
+            inodes_limit: fs.inodes,
+            inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
+            ..Default::default()
+        })
     }
-    Ok((files, sems, sem_bytes))
+
+    /// Files in it, and how many of them (and what bytes) are glibc named semaphores.
+    pub fn count_files(&self) -> std::io::Result<(u64, u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let (mut files, mut sems, mut sem_bytes) = (0, 0, 0);
+        let (_dir, entries) = self.0.read_dir()?;
+        for entry in entries.flatten().take(MAX_SHM_FILES) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            files += 1;
+            if entry.file_name().as_encoded_bytes().starts_with(b"sem.") {
+                sems += 1;
+                sem_bytes += meta.blocks() * 512;
+            }
+        }
+        Ok((files, sems, sem_bytes))
+    }
+
+    /// Every regular file in it, at most [`MAX_SHM_FILES`].
+    pub fn list(&self) -> std::io::Result<Vec<ShmFile>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        let (_dir, entries) = self.0.read_dir()?;
+        for entry in entries.flatten().take(MAX_SHM_FILES) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            out.push(ShmFile {
+                name: crate::names::lossless(&entry.file_name()),
+                owner: meta.uid(),
+                bytes: meta.blocks() * 512,
+                size: meta.size(),
+                modified: meta.mtime(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// One file in a `/dev/shm`.
@@ -307,28 +341,6 @@ pub struct ShmFile {
     pub dev: u64,
     #[serde(skip)]
     pub ino: u64,
-}
-
-/// Every regular file in `dir` (a `/dev/shm`), at most [`MAX_SHM_FILES`].
-pub fn list_dev_shm(dir: &Path) -> std::io::Result<Vec<ShmFile>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)?.flatten().take(MAX_SHM_FILES) {
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        out.push(ShmFile {
-            name: crate::names::lossless(&entry.file_name()),
-            owner: meta.uid(),
-            bytes: meta.blocks() * 512,
-            size: meta.size(),
-            modified: meta.mtime(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -363,18 +363,111 @@ pub fn statfs(path: &std::path::Path) -> io::Result<FsUsage> {
     // SAFETY: `c` is a NUL-terminated path and `buf` a zeroed statfs the kernel fills.
     check(unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) })?;
     // SAFETY: zero-initialised plain integers, filled by the kernel.
-    let b = unsafe { buf.assume_init() };
+    Ok(fs_usage(&unsafe { buf.assume_init() }))
+}
+
+fn fs_usage(b: &libc::statfs) -> FsUsage {
     let unit = b.f_frsize.max(b.f_bsize) as u64;
     // The statfs fields' widths differ between architectures; these casts are not no-ops
     // everywhere.
     #[allow(clippy::unnecessary_cast)]
-    Ok(FsUsage {
+    FsUsage {
         kind: b.f_type as i64,
         size_bytes: (b.f_blocks as u64).saturating_mul(unit),
         free_bytes: (b.f_bfree as u64).saturating_mul(unit),
         inodes: b.f_files as u64,
         free_inodes: b.f_ffree as u64,
-    })
+    }
+}
+
+/// `path` opened `O_PATH`: a handle on it that asks its file system nothing (no `open`).
+pub fn open_path(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: `c` is a NUL-terminated path; the result is a new descriptor or -1.
+    let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Directory `name` (one component) under `dir`, opened `O_PATH`, refusing any symlink and
+/// any way out of `dir` (`RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`): a container's link cannot
+/// lead the walk to the host's files.
+pub fn open_child_dir(dir: &impl std::os::fd::AsRawFd, name: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))?;
+    // struct open_how (the kernel's, 24 bytes); libc's is non-exhaustive.
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads the NUL-terminated `c` and the `how` struct of the size given,
+    // and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), c.as_ptr(), &how, std::mem::size_of::<OpenHow>())
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat2 and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// The id of the mount `fd` is on: the never-reused 64-bit one (Linux 6.8+) if `unique`,
+/// else the one /proc/PID/mountinfo shows. Read with `AT_STATX_DONT_SYNC`, so the file
+/// system (a FUSE server) is not asked.
+pub fn mount_id(fd: &impl std::os::fd::AsRawFd, unique: bool) -> io::Result<u64> {
+    let mut buf = MaybeUninit::<libc::statx>::zeroed();
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    let want = if unique { STATX_MNT_ID_UNIQUE } else { libc::STATX_MNT_ID };
+    // SAFETY: an empty path with AT_EMPTY_PATH names `fd` itself; `buf` is a zeroed statx
+    // the kernel fills.
+    check(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            want,
+            buf.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let s = unsafe { buf.assume_init() };
+    if s.stx_mask & want == 0 {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "statx gives no such mount id"));
+    }
+    Ok(s.stx_mnt_id)
+}
+
+/// `fstatfs(fd)`: only for a descriptor on a file system known to answer (tmpfs, mqueue).
+pub fn fstatfs(fd: &impl std::os::fd::AsRawFd) -> io::Result<FsUsage> {
+    let mut buf = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `buf` is a zeroed statfs the kernel fills for the open descriptor.
+    check(unsafe { libc::fstatfs(fd.as_raw_fd(), buf.as_mut_ptr()) })?;
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    Ok(fs_usage(&unsafe { buf.assume_init() }))
+}
+
+/// `O_PATH` directory `fd` opened again for reading (listing): only for a file system known
+/// to answer.
+pub fn reopen_dir(fd: &impl std::os::fd::AsRawFd) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: "." relative to the directory descriptor; the result is a new descriptor or -1.
+    let new = check(unsafe {
+        libc::openat(fd.as_raw_fd(), c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    })?;
+    // SAFETY: `new` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(new) })
 }
 
 /// A private, detached mount of the calling thread's IPC namespace's mqueue filesystem

@@ -1,0 +1,190 @@
+//! Directories inside a container (`/dev/shm`, `/dev/mqueue`), reached without trusting it.
+//!
+//! A container controls its own mounts and links. Through `/proc/PID/root` it could point
+//! the daemon at the host's files (an absolute symlink resolves against the daemon's root),
+//! or hang it for good (a FUSE mount whose server never answers: every `stat`, `statfs` or
+//! lookup on it waits). So the walk from the container's root:
+//! - follows no symlink and cannot leave the directory it is in (`openat2` with
+//!   `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`), one component at a time;
+//! - looks nothing up in a directory on FUSE, and asks no file system what it is: the kind
+//!   of each step's mount comes from the process's mountinfo (by the mount's id, read with
+//!   `statx(AT_STATX_DONT_SYNC)`), and only `O_PATH` handles are opened, which ask the file
+//!   system nothing. A mount's kind never changes, so it is remembered by the never-reused
+//!   mount id of Linux 6.8+ and mountinfo is read once per new mount, not every tick;
+//! - ends on the kind of file system expected (tmpfs for `/dev/shm`, mqueue for
+//!   `/dev/mqueue`), and only then reads it.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use crate::sys;
+
+/// What a mount is, as far as the walk cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    Tmpfs,
+    Mqueue,
+    Fuse,
+    Other,
+}
+
+impl FsKind {
+    fn of_name(fstype: &str) -> FsKind {
+        match fstype {
+            "tmpfs" => FsKind::Tmpfs,
+            "mqueue" => FsKind::Mqueue,
+            t if t.starts_with("fuse") => FsKind::Fuse,
+            _ => FsKind::Other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FsKind::Tmpfs => "tmpfs",
+            FsKind::Mqueue => "mqueue",
+            FsKind::Fuse => "FUSE",
+            FsKind::Other => "another file system",
+        }
+    }
+}
+
+/// The kinds of the mounts seen, by their never-reused id (Linux 6.8+).
+#[derive(Debug, Default)]
+pub struct MountKinds(HashMap<u64, FsKind>);
+
+/// Most mounts remembered; beyond it the memory starts over, so churning containers cannot
+/// grow it.
+const MAX_MOUNTS: usize = 4096;
+
+/// A directory inside process `pid`'s root, on a file system of the kind asked for.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// Walks `components` (`["dev", "shm"]`) from the root of process `pid` under `procfs`.
+    pub fn open(
+        procfs: &Path,
+        pid: u32,
+        components: &[&str],
+        want: FsKind,
+        kinds: &mut MountKinds,
+    ) -> io::Result<Dir> {
+        let mut fd = sys::open_path(&procfs.join(pid.to_string()).join("root"))?;
+        let mut at = String::new();
+        for c in components {
+            if kinds.of(&fd, procfs, pid)? == FsKind::Fuse {
+                return Err(refused(&at, FsKind::Fuse));
+            }
+            fd = sys::open_child_dir(&fd, c).map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) | Some(libc::EXDEV) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{at}/{c} is a symbolic link: not followed (it could lead out of the container)"),
+                ),
+                _ => e,
+            })?;
+            at.push('/');
+            at.push_str(c);
+        }
+        match kinds.of(&fd, procfs, pid)? {
+            k if k == want => Ok(Dir { fd }),
+            k => Err(refused(&at, k)),
+        }
+    }
+
+    /// Size and use of the file system (one `fstatfs`).
+    pub fn statfs(&self) -> io::Result<sys::FsUsage> {
+        sys::fstatfs(&self.fd)
+    }
+
+    /// The directory's own metadata (an mqueue root's size counts its queues).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        std::fs::metadata(self.proc_path())
+    }
+
+    /// Its entries, read through a descriptor of its own (no path walk).
+    pub fn read_dir(&self) -> io::Result<(std::fs::File, std::fs::ReadDir)> {
+        let dir = sys::reopen_dir(&self.fd)?;
+        let entries = std::fs::read_dir(format!("/proc/thread-self/fd/{}", dir.as_raw_fd()))?;
+        Ok((dir, entries))
+    }
+
+    /// A path that names this directory (through this thread's descriptor) while it is open.
+    pub fn proc_path(&self) -> String {
+        format!("/proc/thread-self/fd/{}", self.fd.as_raw_fd())
+    }
+}
+
+fn refused(at: &str, kind: FsKind) -> io::Error {
+    let at = if at.is_empty() { "/" } else { at };
+    let why = match kind {
+        FsKind::Fuse => "not read: a FUSE server may never answer",
+        _ => "not read",
+    };
+    io::Error::new(io::ErrorKind::InvalidData, format!("{at} is on {}: {why}", kind.name()))
+}
+
+impl MountKinds {
+    /// The kind of the mount `fd` is on, from process `pid`'s mountinfo (or memory).
+    fn of(&mut self, fd: &OwnedFd, procfs: &Path, pid: u32) -> io::Result<FsKind> {
+        let unique = sys::mount_id(fd, true).ok();
+        if let Some(k) = unique.and_then(|id| self.0.get(&id)) {
+            return Ok(*k);
+        }
+        // The open descriptor keeps the mount, so its (reusable) id cannot go to another
+        // mount while mountinfo is read.
+        let id = sys::mount_id(fd, false)?;
+        let mut text = String::new();
+        crate::read_text(&procfs.join(pid.to_string()).join("mountinfo"), &mut text)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let kind = mountinfo_kind(&text, id).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("mount {id} is not in the mountinfo"))
+        })?;
+        if let Some(unique) = unique {
+            if self.0.len() >= MAX_MOUNTS {
+                self.0.clear();
+            }
+            self.0.insert(unique, kind);
+        }
+        Ok(kind)
+    }
+}
+
+/// The kind of mount `id` in mountinfo text (`ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - TYPE ...`).
+fn mountinfo_kind(text: &str, id: u64) -> Option<FsKind> {
+    let line = text.lines().find(|l| l.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))?;
+    let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
+    Some(FsKind::of_name(fstype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_give_the_kind_of_a_mount_by_id() {
+        let text = "22 1 0:21 / /dev rw,nosuid shared:2 - devtmpfs udev rw\n\
+                    25 22 0:23 / /dev/shm rw,nosuid,nodev shared:4 - tmpfs tmpfs rw\n\
+                    31 22 0:40 / /dev/mqueue rw - mqueue mqueue rw\n\
+                    40 25 0:50 / /dev/shm rw - fuse.sshfs host:/ rw,user_id=0\n";
+        assert_eq!(mountinfo_kind(text, 25), Some(FsKind::Tmpfs));
+        assert_eq!(mountinfo_kind(text, 31), Some(FsKind::Mqueue));
+        assert_eq!(mountinfo_kind(text, 40), Some(FsKind::Fuse));
+        assert_eq!(mountinfo_kind(text, 22), Some(FsKind::Other));
+        assert_eq!(mountinfo_kind(text, 2), None);
+    }
+
+    #[test]
+    fn the_own_dev_shm_is_a_tmpfs_reached_without_links() {
+        let kinds = &mut MountKinds::default();
+        let dir = Dir::open(Path::new("/proc"), std::process::id(), &["dev", "shm"], FsKind::Tmpfs, kinds);
+        let dir = dir.expect("/dev/shm of this process");
+        assert!(dir.statfs().unwrap().size_bytes > 0);
+        assert!(!kinds.0.is_empty(), "the mounts' kinds are remembered");
+        let wrong = Dir::open(Path::new("/proc"), std::process::id(), &["dev", "shm"], FsKind::Mqueue, kinds);
+        assert!(wrong.unwrap_err().to_string().contains("/dev/shm is on tmpfs: not read"));
+    }
+}
