@@ -188,6 +188,22 @@ fn is_container_id(s: &str) -> bool {
 /// Docker (`docker-ID.scope`, `/docker/ID`), containerd (`cri-containerd-ID.scope`), CRI-O
 /// (`crio-ID.scope`) and Podman (`libpod-ID.scope`); a Kubernetes pod UID (`pod<uid>`, with
 /// dashes or the underscores systemd slices use); and the systemd unit.
+///
+/// A process can name its own cgroups (`systemd-run --user --scope --unit docker-ID`, or a
+/// container with cgroup delegation), so a runtime's name counts only where that runtime
+/// puts it (docs/metrics.md, "Who owns a namespace"):
+/// - Docker: `docker-ID.scope` directly under `system.slice`, or `ID` directly under `docker`;
+/// - Podman: `libpod-ID.scope` directly under `machine.slice`, or, rootless, directly under
+///   `user@UID.service/user.slice`;
+/// - Kubernetes: a pod's slice (`kubepods[-QOS]-pod<uid>.slice`) directly under
+///   `kubepods.slice` or `kubepods-QOS.slice` (cgroupfs: `pod<uid>` under `kubepods`,
+///   `burstable` or `besteffort`), and a container (`cri-containerd-ID.scope`,
+///   `crio-ID.scope`, `docker-ID.scope`, or a bare `ID` with cgroupfs) directly under it;
+/// - nothing else inside a user's tree (`user.slice`, `user-UID.slice`, `user@UID.service`).
+///
+/// The daemon may see paths relative to its own cgroup namespace (`/../../kubepods...` in a
+/// pod): the parent of the first component after the `..` is then the common ancestor, which
+/// the path does not name, and the component is taken on its own.
 pub fn identify_cgroup(text: &str) -> CgroupIdentity {
     let mut id = CgroupIdentity::default();
     // The unified hierarchy (0::) is preferred for the unit, then v1's name=systemd; ids are
@@ -204,40 +220,96 @@ pub fn identify_cgroup(text: &str) -> CgroupIdentity {
     });
     for line in lines {
         let Some(path) = line.splitn(3, ':').nth(2) else { continue };
-        let mut unit = None;
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            let stem = part.strip_suffix(".scope").unwrap_or(part);
-            if id.container_id.is_none() && !stem.starts_with("libpod-conmon-") {
-                let cid = ["docker-", "cri-containerd-", "crio-", "libpod-"]
-                    .iter()
-                    .find_map(|p| stem.strip_prefix(p))
-                    .unwrap_or(stem);
-                if is_container_id(cid) {
-                    id.container_id = Some(cid.to_string());
-                }
+        let raw: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let relative = raw.first() == Some(&"..");
+        let parts: Vec<&str> = raw.into_iter().filter(|p| *p != "..").collect();
+        let unit = parts
+            .iter()
+            .rev()
+            .find(|p| (p.ends_with(".service") || p.ends_with(".scope")) && !p.starts_with("session-"));
+        if id.unit.is_none() {
+            id.unit = unit.map(|u| u.to_string());
+        }
+        let user_tree = parts.iter().position(|p| {
+            *p == "user.slice"
+                || (p.starts_with("user-") && p.ends_with(".slice"))
+                || (p.starts_with("user@") && p.ends_with(".service"))
+        });
+        // The component before `i`; `None` at the top of a path relative to our own cgroup.
+        let parent = |i: usize| -> Option<&str> {
+            match i {
+                0 if relative => None,
+                0 => Some(""),
+                i => Some(parts[i - 1]),
             }
-            if id.pod_uid.is_none() {
-                // `pod<uid>` (cgroupfs), or `kubepods-burstable-pod<uid_with_underscores>.slice`.
-                let slice = part.strip_suffix(".slice").unwrap_or(part);
-                let candidates = [Some(slice), slice.rsplit_once('-').map(|(_, last)| last)];
-                for c in candidates.into_iter().flatten() {
-                    if let Some(uid) = c.strip_prefix("pod").map(|u| u.replace('_', "-")) {
-                        if uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-                            id.pod_uid = Some(uid);
-                            break;
-                        }
+        };
+        let under = |i: usize, ok: &dyn Fn(&str) -> bool| parent(i).is_none_or(ok);
+        // Where this line's pod slice was recognised: a pod's containers are its children.
+        let mut pod_at: Option<usize> = None;
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(u) = user_tree {
+                // Only rootless Podman's place: user@UID.service/user.slice/libpod-ID.scope.
+                let rootless = i >= 2
+                    && i > u
+                    && parts[i - 1] == "user.slice"
+                    && parts[i - 2].starts_with("user@")
+                    && parts[i - 2].ends_with(".service");
+                if id.container_id.is_none() && rootless {
+                    id.container_id = runtime_id(part, &["libpod-"]);
+                }
+                continue;
+            }
+            if pod_at.is_none() {
+                if let Some(uid) = pod_uid_of(part) {
+                    let kube_parent = |p: &str| {
+                        p.starts_with("kubepods") || ((p == "burstable" || p == "besteffort") && i >= 2)
+                    };
+                    if under(i, &kube_parent) {
+                        id.pod_uid.get_or_insert(uid);
+                        pod_at = Some(i);
+                        continue;
                     }
                 }
             }
-            if (part.ends_with(".service") || part.ends_with(".scope")) && !part.starts_with("session-") {
-                unit = Some(part.to_string());
+            if id.container_id.is_some() {
+                continue;
             }
-        }
-        if id.unit.is_none() {
-            id.unit = unit;
+            let in_pod = |_: &str| pod_at.is_some_and(|at| at + 1 == i);
+            let found =
+                if under(i, &|p| p == "system.slice") { runtime_id(part, &["docker-"]) } else { None }
+                    .or_else(|| under(i, &|p| p == "docker").then(|| runtime_id(part, &[""])).flatten())
+                    .or_else(|| {
+                        under(i, &|p| p == "machine.slice").then(|| runtime_id(part, &["libpod-"])).flatten()
+                    })
+                    .or_else(|| {
+                        under(i, &in_pod)
+                            .then(|| runtime_id(part, &["cri-containerd-", "crio-", "docker-", ""]))
+                            .flatten()
+                    });
+            id.container_id = found;
         }
     }
     id
+}
+
+/// `ID` from `PREFIX-ID.scope` (or `ID` with the empty prefix), for a 64-hex-digit id.
+fn runtime_id(part: &str, prefixes: &[&str]) -> Option<String> {
+    let stem = part.strip_suffix(".scope").unwrap_or(part);
+    if stem.starts_with("libpod-conmon-") {
+        return None;
+    }
+    prefixes.iter().find_map(|p| stem.strip_prefix(p)).filter(|c| is_container_id(c)).map(str::to_string)
+}
+
+/// The pod UID a cgroup component names: `pod<uid>` (cgroupfs) or
+/// `kubepods-burstable-pod<uid_with_underscores>.slice` (systemd).
+fn pod_uid_of(part: &str) -> Option<String> {
+    let slice = part.strip_suffix(".slice").unwrap_or(part);
+    let candidates = [Some(slice), slice.rsplit_once('-').map(|(_, last)| last)];
+    candidates.into_iter().flatten().find_map(|c| {
+        let uid = c.strip_prefix("pod")?.replace('_', "-");
+        (uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(uid)
+    })
 }
 
 /// Pod UID -> (namespace, name), from the kubelet's `/var/log/pods/<ns>_<pod>_<uid>` folders.

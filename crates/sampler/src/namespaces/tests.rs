@@ -82,3 +82,45 @@ fn this_process_is_found_in_its_namespace() {
     assert!(found.pids.contains(&me));
     assert!(scan.processes >= scan.namespaces.len());
 }
+
+/// Names anyone can give their own cgroups (`systemd-run --user --scope --unit docker-ID`,
+/// a container with cgroup delegation) name no container or pod.
+#[test]
+fn runtime_names_count_only_where_the_runtime_puts_them() {
+    let uid = "0b5f6c0e_1d2a_4c3b_9e8f_7a6b5c4d3e2f";
+    for fake in [
+        format!("0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{ID}.scope\n"),
+        format!("0::/user.slice/user-1000.slice/user@1000.service/app.slice/kubepods-besteffort-pod{uid}.slice/cri-containerd-{ID}.scope\n"),
+        format!("0::/user.slice/user-1000.slice/session-4.scope/docker/{ID}\n"),
+        format!("0::/system.slice/evil.service/docker-{ID}.scope\n"),
+        format!("0::/system.slice/evil.service/kubepods-besteffort-pod{uid}.slice/crio-{ID}.scope\n"),
+        format!("0::/machine.slice/libpod-conmon-{ID}.scope\n"),
+    ] {
+        let found = id(&fake);
+        assert_eq!((found.container_id.as_deref(), found.pod_uid.as_deref()), (None, None), "{fake}");
+    }
+    // A container's own nested cgroups cannot relabel it.
+    let nested = id(&format!(
+        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{ID}.scope/kubepods-pod11111111_2222_3333_4444_555555555555.slice/crio-{}.scope\n",
+        "a".repeat(64)
+    ));
+    assert_eq!(nested.container_id.as_deref(), Some(ID));
+    assert_eq!(nested.pod_uid.as_deref(), Some("0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"));
+}
+
+/// In a pod, the daemon reads other processes' cgroups relative to its own cgroup namespace.
+#[test]
+fn paths_relative_to_the_daemons_cgroup_namespace() {
+    let uid = "0b5f6c0e_1d2a_4c3b_9e8f_7a6b5c4d3e2f";
+    let other_pod = id(&format!(
+        "0::/../../../kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice/cri-containerd-{ID}.scope\n"
+    ));
+    assert_eq!(other_pod.container_id.as_deref(), Some(ID));
+    assert_eq!(other_pod.pod_uid.as_deref(), Some("0b5f6c0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"));
+    let sibling = id(&format!("0::/../docker-{ID}.scope\n"));
+    assert_eq!(sibling.container_id.as_deref(), Some(ID));
+    let user = id(&format!(
+        "0::/../../../user.slice/user-1000.slice/user@1000.service/app.slice/docker-{ID}.scope\n"
+    ));
+    assert_eq!(user.container_id, None);
+}
