@@ -597,8 +597,24 @@ fn valid_listen_address(a: &str) -> bool {
     dns_name && port.parse::<u16>().is_ok()
 }
 
+/// The line of `key` in `text`, from the TOML parser's spans: the key itself in whatever
+/// table holds it (validated keys are unique across tables), never a longer key that starts
+/// the same (`max` is not `max_connections`).
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| l.trim_start().starts_with(key) && l.contains('=')).map(|i| i + 1)
+    fn find(table: &toml::de::DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
+        table.iter().find_map(|(k, v)| {
+            if k.get_ref().as_ref() == key {
+                return Some(k.span());
+            }
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => find(t, key),
+                _ => None,
+            }
+        })
+    }
+    let table = toml::de::DeTable::parse(text).ok()?;
+    let span = find(table.get_ref(), key)?;
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -631,6 +647,16 @@ mod tests {
         assert!(e.contains("listen_addresses: `nonsense`"), "{e}");
         let e = Config::parse("[log]\nlevel = \"loud\"\n", "x.toml").unwrap_err().0;
         assert!(e.starts_with("x.toml:2:") && e.contains("loud"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_own_line_not_a_longer_key_that_starts_alike() {
+        let text = "[web]\nmax_connections = 512\n\n[namespaces]\n# max = 5\nmax = 0\n";
+        let e = Config::parse(text, "x.toml").unwrap_err().0;
+        assert!(e.starts_with("x.toml:6: max:"), "{e}");
+        // A key in an inline table, and one with spaces before `=`, are found as well.
+        let e = Config::parse("namespaces = { rescan = 0 }\n", "x.toml").unwrap_err().0;
+        assert!(e.starts_with("x.toml:1: rescan:"), "{e}");
     }
 
     #[test]
