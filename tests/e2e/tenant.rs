@@ -173,3 +173,44 @@ fn a_fuse_dev_shm_that_never_answers_stalls_nothing() {
     let code = ns.cmd(&format!("wait {pid}"));
     assert_eq!(code, "0", "{}", std::fs::read_to_string(&log).unwrap());
 }
+
+#[test]
+fn clients_cannot_flood_the_log() {
+    let mut ns = Namespace::new("log-flood");
+    let (_, cert, key) = crate::tls::certificates(&ns.dir);
+    let web = ns.path("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: {}\n  key_file: {}\n", cert.display(), key.display()),
+    )
+    .unwrap();
+    let port = free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--web.config.file", web.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    let ready =
+        eventually(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("first sample taken"));
+    assert!(ready, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    // 60 handshakes that send an IP address as SNI (rustls warns about each).
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
+    let before = lines();
+    for _ in 0..60 {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"), "no handshake");
+    }
+    assert_eq!(lines(), before, "{}", std::fs::read_to_string(&log).unwrap());
+
+    // A broken web configuration: every connection is refused, and logged at most 20 times.
+    std::fs::write(&web, "tls_server_config:\n  cert_file: /nonexistent\n").unwrap();
+    for _ in 0..100 {
+        let _ = crate::http::request(port, "GET", "/metrics");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refused = text.lines().filter(|l| l.contains("web configuration unusable")).count();
+    assert!((1..=20).contains(&refused), "{refused} lines:\n{text}");
+}
