@@ -214,3 +214,116 @@ fn clients_cannot_flood_the_log() {
     let refused = text.lines().filter(|l| l.contains("web configuration unusable")).count();
     assert!((1..=20).contains(&refused), "{refused} lines:\n{text}");
 }
+
+/// Hostile clients from tests/tools/flood.py, killed with the test; returns once they are
+/// connected.
+fn flood(args: &[&str]) -> (crate::ns::KillOnDrop, std::io::BufReader<std::process::ChildStdout>) {
+    use std::io::BufRead;
+    let mut child = crate::ns::dies_with_test("python3")
+        .arg(crate::alerts::repo("tests/tools/flood.py"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the flood did not start");
+    (crate::ns::KillOnDrop(child), out)
+}
+
+/// The slowest of `n` scrapes, each of which must succeed.
+fn worst_scrape(n: usize, mut scrape: impl FnMut() -> u16) -> std::time::Duration {
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        assert_eq!(scrape(), 200);
+        worst = worst.max(started.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    worst
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let body = get(port, "/metrics").body;
+    crate::http::samples(&body).get(name).copied().unwrap_or_else(|| panic!("no {name}:\n{body}"))
+}
+
+#[test]
+fn slowloris_connections_do_not_keep_scrapes_out() {
+    let mut ns = Namespace::new("slowloris");
+    let port = free_port();
+    let (_, log) = ns.spawn(IPCWATCH, &["--web.listen-address", &format!("127.0.0.1:{port}")]);
+    wait_ready(port, &log);
+    // 1,500 connections trickling their headers: more than the 512 slots.
+    let (_flood, _) = flood(&["slowloris", &port.to_string(), "1500", "30"]);
+    let worst = worst_scrape(20, || crate::http::request(port, "GET", "/metrics").map_or(0, |r| r.status));
+    eprintln!("slowloris: the slowest of 20 scrapes took {worst:?} with 1,500 slow connections open");
+    assert!(worst < std::time::Duration::from_secs(2), "{worst:?}");
+    assert!(metric(port, "ipcwatch_http_connections_evicted_total") > 0.0);
+}
+
+#[test]
+fn wrong_passwords_never_keep_a_right_one_waiting() {
+    let mut ns = Namespace::new("bcrypt-flood");
+    let (ca, _, _) = crate::tls::certificates(&ns.dir);
+    let web = ns.path("web.yml");
+    crate::tls::web_config(&web, "prometheus", "right");
+    let port = free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--web.config.file", web.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    let ready =
+        eventually(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("first sample taken"));
+    assert!(ready);
+    let scrape = || crate::tls::curl(&ca, port, "/metrics", Some("prometheus:right")).0;
+    assert_eq!(scrape(), 200, "the right password passes (and is remembered)");
+    // 520 clients sending a wrong password over TLS, as fast as they can.
+    let (_flood, _) = flood(&["wrongpass", &port.to_string(), "520", "20", ca.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let worst = worst_scrape(20, scrape);
+    eprintln!(
+        "bcrypt flood: the slowest of 20 scrapes took {worst:?} with 520 clients sending wrong passwords"
+    );
+    assert!(worst < std::time::Duration::from_secs(3), "{worst:?}");
+    let (_, text) = crate::tls::curl(&ca, port, "/metrics", Some("prometheus:right"));
+    let throttled = crate::http::samples(text.split("\r\n\r\n").nth(1).unwrap_or(""))
+        .get("ipcwatch_http_auth_throttled_total")
+        .copied();
+    assert!(throttled.is_some_and(|t| t > 0.0), "{throttled:?}");
+}
+
+#[test]
+fn clients_that_never_read_huge_answers_pin_no_memory() {
+    use std::io::Write;
+    let mut ns = Namespace::new("no-read");
+    // A chart with 100 dimensions: the per-queue bytes chart.
+    for _ in 0..100 {
+        ns.cmd("msg 0");
+    }
+    let port = free_port();
+    let (pid, log) = ns.spawn(IPCWATCH, &["--web.listen-address", &format!("127.0.0.1:{port}")]);
+    wait_ready(port, &log);
+    // Twelve clients ask for ten years of it in HTML and never read a byte.
+    let request = "GET /api/v1/data?chart=system.message_queue_bytes&after=-9223372036854775808&format=html HTTP/1.1\r\nHost: x\r\n\r\n";
+    let clients: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    eprintln!("12 clients not reading ten-year HTML answers: daemon RSS {} MB", rss_kb / 1024);
+    assert!(rss_kb < 64 * 1024, "RSS {rss_kb} kB");
+    // The daemon still answers everyone else.
+    assert_eq!(get(port, "/-/healthy").status, 200);
+    drop(clients);
+}

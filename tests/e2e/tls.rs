@@ -49,7 +49,7 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
 }
 
-fn web_config(path: &Path, user: &str, password: &str) {
+pub(crate) fn web_config(path: &Path, user: &str, password: &str) {
     let hash = bcrypt::hash(password, 6).unwrap();
     let text = format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  {user}: {hash}\n"
@@ -61,7 +61,7 @@ fn web_config(path: &Path, user: &str, password: &str) {
 }
 
 /// curl over TLS: (status, headers and body).
-fn curl(ca: &Path, port: u16, path: &str, user: Option<&str>) -> (u16, String) {
+pub(crate) fn curl(ca: &Path, port: u16, path: &str, user: Option<&str>) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-i", "--max-time", "10", "--cacert"])
         .arg(ca)

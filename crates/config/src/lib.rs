@@ -36,8 +36,11 @@ pub struct Config {
 pub struct Web {
     /// `host:port`, `[v6]:port` or `:port` (every interface).
     pub listen_addresses: Vec<String>,
-    /// Most connections served at once; further clients wait in the listen backlog.
+    /// Most connections open at once; a newcomer beyond it takes the slot of the one that
+    /// has waited longest without a request in flight.
     pub max_connections: usize,
+    /// Most connections one client address may hold.
+    pub max_connections_per_client: usize,
     /// exporter-toolkit's web configuration file (TLS, basic auth, headers); relative to
     /// this file's folder.
     pub config_file: Option<PathBuf>,
@@ -183,6 +186,7 @@ impl Default for Web {
         Web {
             listen_addresses: vec![":9917".into()],
             max_connections: 512,
+            max_connections_per_client: 64,
             config_file: None,
             telemetry_path: "/metrics".into(),
         }
@@ -396,6 +400,9 @@ impl Config {
         }
         if !(1..=65_536).contains(&self.web.max_connections) {
             return Err(("max_connections", "must be between 1 and 65536".into()));
+        }
+        if self.web.max_connections_per_client == 0 {
+            return Err(("max_connections_per_client", "must be at least 1".into()));
         }
         if !(1..=3600).contains(&self.alerts.exec_timeout) {
             return Err(("exec_timeout", "must be between 1 and 3600 seconds".into()));

@@ -17,7 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::web::{AuthCache, WebConfigFile};
+use crate::guard::{Conns, Ticket, TimedIo};
+use crate::web::{Auth, AuthCache, WebConfigFile};
 use crate::State;
 
 /// Slow clients get this long to send their request headers.
@@ -67,13 +68,16 @@ pub async fn bind(addresses: &[String]) -> Result<Vec<TcpListener>, BindError> {
 /// How the server bounds what clients can take.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Connections served at once; beyond it accept waits, and clients wait in the backlog.
+    /// Connections open at once. A newcomer beyond it takes the slot of the connection that
+    /// has waited longest without a request in flight, or is refused if every one is busy.
     pub max_connections: usize,
+    /// Connections one client address may hold; beyond it the same, within its own.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_connections: 512 }
+        Limits { max_connections: 512, max_connections_per_client: 64 }
     }
 }
 
@@ -90,7 +94,7 @@ impl Limits {
                     cap,
                     "max_connections lowered to fit the open-file limit (LimitNOFILE)"
                 );
-                Limits { max_connections: cap }
+                Limits { max_connections: cap, ..self }
             }
             _ => self,
         }
@@ -100,24 +104,34 @@ impl Limits {
 /// Accept errors (out of descriptors, mostly) back off from here, doubling up to a second.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// Accepts on one listener while a connection slot is free; errors are logged once per
-/// episode and backed off, so running out of descriptors neither spins nor floods the log.
+/// Accepts on one listener and admits each connection ([`Conns::admit`]); errors are logged
+/// once per episode and backed off, so running out of descriptors neither spins nor floods
+/// the log.
 async fn accept_loop(
     listener: TcpListener,
-    slots: Arc<tokio::sync::Semaphore>,
-    tx: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)>,
+    conns: Arc<Conns>,
+    auth: Arc<AuthCache>,
+    state: Arc<State>,
+    tx: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, Ticket)>,
 ) {
     let mut backoff = ACCEPT_BACKOFF.0;
     let mut failing = false;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("accepting connections again");
                     backoff = ACCEPT_BACKOFF.0;
                 }
-                if tx.send((stream, slot)).await.is_err() {
+                // An address that keeps failing basic auth is closed at once, before a TLS
+                // handshake is paid for.
+                if auth.throttled(peer.ip()) {
+                    state.auth_throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                // Refused (every slot it could take is busy): closed at once.
+                let Some(ticket) = conns.admit(peer.ip()) else { continue };
+                if tx.send((stream, ticket)).await.is_err() {
                     return;
                 }
             }
@@ -125,7 +139,6 @@ async fn accept_loop(
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(error = %e, "accepting a connection failed; backing off until it works again");
                 }
-                drop(slot);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
             }
@@ -144,23 +157,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let accept_tasks: Vec<_> =
-        listeners.into_iter().map(|l| tokio::spawn(accept_loop(l, slots.clone(), conn_tx.clone()))).collect();
+    let conns = Conns::new(limits.max_connections, limits.max_connections_per_client);
+    state.set_connections(conns.clone());
+    let auth = Arc::new(AuthCache::default());
+    let accept_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, conns.clone(), auth.clone(), state.clone(), conn_tx.clone())))
+        .collect();
     drop(conn_tx);
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_REQUEST_BYTES);
     let graceful = Arc::new(GracefulShutdown::new());
-    let auth = Arc::new(AuthCache::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            Some((stream, slot)) = conn_rx.recv() => {
+            Some((stream, ticket)) = conn_rx.recv() => {
                 let (state, web, auth, graceful, http) = (state.clone(), web.clone(), auth.clone(), graceful.clone(), http.clone());
                 tokio::spawn(async move {
-                    connection(stream, state, web, auth, &graceful, &http).await;
-                    drop(slot);
+                    let ticket = Arc::new(ticket);
+                    let evicted = ticket.evicted.clone();
+                    tokio::select! {
+                        _ = connection(stream, state, web, auth, ticket.clone(), &graceful, &http) => {}
+                        // Its slot went to a newcomer: the connection is dropped here.
+                        _ = evicted.notified() => {}
+                    }
+                    drop(ticket);
                 });
             }
             _ = &mut shutdown => break,
@@ -183,9 +205,12 @@ async fn connection(
     state: Arc<State>,
     web: Option<Arc<WebConfigFile>>,
     auth: Arc<AuthCache>,
+    ticket: Arc<Ticket>,
     graceful: &GracefulShutdown,
     http: &hyper::server::conn::http1::Builder,
 ) {
+    let peer = stream.peer_addr().map(|a| a.ip()).ok();
+    let stream = TimedIo::new(stream, Some(ticket.phase.clone()));
     let tls = match web.as_ref().map(|w| w.current()) {
         Some(Ok(loaded)) => loaded.tls.clone(),
         Some(Err(e)) => {
@@ -195,8 +220,13 @@ async fn connection(
         None => None,
     };
     let service = hyper::service::service_fn(move |req| {
-        let (state, web, auth) = (state.clone(), web.clone(), auth.clone());
-        async move { Ok::<_, Infallible>(authorized(&state, web.as_deref(), &auth, req).await) }
+        let (state, web, auth, ticket) = (state.clone(), web.clone(), auth.clone(), ticket.clone());
+        async move {
+            ticket.in_request(true);
+            let r = authorized(&state, web.as_deref(), &auth, peer, req).await;
+            ticket.in_request(false);
+            Ok::<_, Infallible>(r)
+        }
     });
     let result = match tls {
         Some(config) => {
@@ -222,6 +252,7 @@ async fn authorized<B>(
     state: &State,
     web: Option<&WebConfigFile>,
     auth: &AuthCache,
+    peer: Option<std::net::IpAddr>,
     req: Request<B>,
 ) -> Response<Full<Bytes>> {
     let loaded = match web.map(WebConfigFile::current) {
@@ -233,14 +264,28 @@ async fn authorized<B>(
         None => None,
     };
     let Some(loaded) = loaded else { return handle(state, req) };
-    let mut r =
-        if loaded.users.is_empty() || auth.check(&loaded.users, req.headers().get(AUTHORIZATION)).await {
-            handle(state, req)
-        } else {
+    let verdict = match loaded.users.is_empty() {
+        true => Auth::Passed,
+        false => auth.check(&loaded.users, req.headers().get(AUTHORIZATION), peer).await,
+    };
+    let mut r = match verdict {
+        Auth::Passed => handle(state, req),
+        Auth::Denied => {
             let mut r = respond(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
             r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
             r
-        };
+        }
+        Auth::Throttled => {
+            state.auth_throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut r = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                TEXT,
+                "Too many failed logins from this address, or too many waiting: try again in a minute\n",
+            );
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("60"));
+            r
+        }
+    };
     for (k, v) in &loaded.headers {
         r.headers_mut().insert(k.clone(), v.clone());
     }

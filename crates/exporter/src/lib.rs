@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod guard;
 mod http;
 mod landing;
 mod metrics;
@@ -55,6 +56,11 @@ pub struct State {
     holders: RwLock<Option<Arc<HoldersPublished>>>,
     /// Owner names of POSIX queues (NSS is looked up once per uid, not per render).
     user_names: std::sync::Mutex<ipcwatch_sampler::UserNames>,
+    /// The server's connections (set when it starts serving), for its own metrics.
+    connections: OnceLock<Arc<guard::Conns>>,
+    /// Requests answered 429 without a bcrypt check: their address failed too often, or
+    /// too many checks were waiting already.
+    pub(crate) auth_throttled: AtomicU64,
 }
 
 impl State {
@@ -67,7 +73,13 @@ impl State {
             telemetry_path: OnceLock::new(),
             holders: RwLock::new(None),
             user_names: std::sync::Mutex::new(ipcwatch_sampler::UserNames::default()),
+            connections: OnceLock::new(),
+            auth_throttled: AtomicU64::new(0),
         })
+    }
+
+    pub(crate) fn set_connections(&self, conns: Arc<guard::Conns>) {
+        let _ = self.connections.set(conns);
     }
 
     /// Serves the metrics at `path` instead of `/metrics` (set once, before serving).

@@ -124,6 +124,23 @@ const NAMESPACE_INFO: SelfMetric = SelfMetric {
     help: "What owns each IPC namespace; always 1. Join on ipc_namespace.",
     kind: "gauge",
 };
+const HTTP_OPEN: SelfMetric =
+    SelfMetric { name: "ipcwatch_http_connections", help: "HTTP connections open.", kind: "gauge" };
+const HTTP_EVICTED: SelfMetric = SelfMetric {
+    name: "ipcwatch_http_connections_evicted_total",
+    help: "Connections without a request in flight closed to make room for a new one (slow or idle clients).",
+    kind: "counter",
+};
+const HTTP_REFUSED: SelfMetric = SelfMetric {
+    name: "ipcwatch_http_connections_refused_total",
+    help: "Connections closed at once: every slot they could take was serving a request.",
+    kind: "counter",
+};
+const HTTP_AUTH_THROTTLED: SelfMetric = SelfMetric {
+    name: "ipcwatch_http_auth_throttled_total",
+    help: "Requests answered 429, and connections closed, without a password check: their address failed basic auth 10 times in a minute, or 4 checks were waiting already.",
+    kind: "counter",
+};
 const NAMESPACES: SelfMetric =
     SelfMetric { name: "ipcwatch_namespaces", help: "IPC namespaces found on the host.", kind: "gauge" };
 const NAMESPACES_WATCHED: SelfMetric =
@@ -490,6 +507,18 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
         }
         t.family(DISCOVERY.name, DISCOVERY.help, DISCOVERY.kind);
         t.sample(DISCOVERY.name, &[], Value::Float(p.discovery_seconds));
+    }
+    if let Some(c) = state.connections.get() {
+        let (evicted, refused) = c.counts();
+        for (m, v) in [
+            (&HTTP_OPEN, c.open() as u64),
+            (&HTTP_EVICTED, evicted),
+            (&HTTP_REFUSED, refused),
+            (&HTTP_AUTH_THROTTLED, state.auth_throttled.load(std::sync::atomic::Ordering::Relaxed)),
+        ] {
+            t.family(m.name, m.help, m.kind);
+            t.sample(m.name, &[], Value::Int(v));
+        }
     }
     let collectors =
         || namespaces.iter().flat_map(|n| n.published.snapshot.collectors.iter().map(move |c| (n, c)));

@@ -14,10 +14,16 @@ type Answer = (u16, &'static str, String);
 const JSON: &str = "application/json; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Netdata's window when a query names none (`after=-600`).
+const DEFAULT_WINDOW: i64 = 600;
 /// Relative times: Netdata treats |t| up to three years as seconds from now.
 const RELATIVE_MAX: i64 = 3 * 365 * 86_400;
 /// Most points one query returns (Netdata's history is at most this deep here anyway).
 const MAX_POINTS: usize = 100_000;
+/// Most values (points × dimensions) one answer holds: a chart of a thousand points and a
+/// hundred dimensions. An answer is built whole before it is sent, so this bounds what one
+/// request can make the daemon hold; a bigger query is refused with 400.
+pub(crate) const MAX_CELLS: usize = 100_000;
 
 fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -86,16 +92,23 @@ struct Result {
     db_points: usize,
 }
 
-fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options) -> Result {
+fn query(
+    c: &Chart,
+    queue_chart: bool,
+    params: &[(String, String)],
+    o: &Options,
+) -> std::result::Result<Result, String> {
     let times: Vec<i64> = c.times().iter().map(|t| t.floor() as i64).collect();
     let first_entry = times.first().copied().unwrap_or(0);
     let last_entry = times.last().copied().unwrap_or(0);
     let num = |k: &str| param(params, k).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as i64);
     // The newest complete second is the one before the last entry, as Netdata answers.
     let anchor = last_entry.saturating_sub(1);
-    // Nothing is kept for longer than this, so no window needs to reach further back; it
-    // also keeps every sum below in range whatever the client asks.
-    let oldest = anchor.saturating_sub(10 * RELATIVE_MAX);
+    // A window reaches back no further than the history that exists, or Netdata's default
+    // window where less exists (Netdata pads that with nulls, and so do we): a client asking
+    // for ten years gets what is kept, not ten years of nulls. It also keeps every sum below
+    // in range whatever it asks.
+    let oldest = first_entry.min(anchor.saturating_sub(DEFAULT_WINDOW - 1));
     let clamp = |t: i64| t.clamp(oldest, anchor);
     // Small values are seconds relative to now (before) and to `before` (after).
     let before = match num("before").unwrap_or(0) {
@@ -137,6 +150,12 @@ fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options)
     let last_end =
         if o.unaligned || group_secs == 1 { before } else { before - before.rem_euclid(group_secs) };
     let points = if group_secs == 1 { span } else { span / group_secs as usize };
+    if points.saturating_mul(dims.len().max(1)) > MAX_CELLS {
+        return Err(format!(
+            "The answer would hold {points} points of {} dimensions, more than {MAX_CELLS} values: ask for fewer points (points=) or dimensions (dimensions=).",
+            dims.len()
+        ));
+    }
     let mut rows = Vec::with_capacity(points);
     for k in 0..points as i64 {
         let end = last_end - k * group_secs;
@@ -165,7 +184,7 @@ fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options)
         rows.push((end, values));
     }
     let latest = dims.iter().map(|d| d.last()).collect();
-    Result {
+    Ok(Result {
         dims: dims.iter().map(|d| (d.id.clone(), d.name.clone())).collect(),
         rows,
         before,
@@ -176,7 +195,7 @@ fn query(c: &Chart, queue_chart: bool, params: &[(String, String)], o: &Options)
         group: group_name,
         points,
         db_points: times.len(),
-    }
+    })
 }
 
 /// Applies the value options (nonzero, abs, percentage, null2zero, flip).
@@ -349,8 +368,11 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
     let Some(c) = reg.chart(inner) else {
         return (404, TEXT, "No metrics where matched to query.".into());
     };
-    let mut r = query(c, is_queue_chart(inner), params, &o);
+    let r = query(c, is_queue_chart(inner), params, &o);
     drop(reg);
+    let Ok(mut r) = r else {
+        return (400, TEXT, r.err().unwrap_or_default());
+    };
     shape(&mut r, &o);
     let format = param(params, "format").unwrap_or("json");
     let (content, body) = match format {

@@ -363,25 +363,80 @@ const DECOY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV
 
 /// Remembers passwords that passed bcrypt for a user and hash, so a scraper's every request
 /// does not pay ~70 ms of bcrypt. Failures are never remembered: a wrong password always pays.
-#[derive(Default)]
 pub struct AuthCache {
     passed: Mutex<HashMap<(String, String), Vec<u8>>>,
     /// bcrypt runs one at a time, as in exporter-toolkit: it is CPU-bound by design.
     bcrypt: tokio::sync::Mutex<()>,
+    /// Checks waiting for bcrypt; beyond [`MAX_WAITING`] a request is answered at once.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Failed checks per client address in the current minute.
+    failures: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
 }
 
 /// Most remembered successes; beyond it the cache starts over.
 const AUTH_CACHE_MAX: usize = 1024;
+/// Checks that may wait for bcrypt; more are answered 429 without one, so a flood of wrong
+/// passwords neither queues without end nor holds connections (a cached right password never
+/// waits at all).
+const MAX_WAITING: usize = 4;
+/// Failed checks one address may cause in [`FAILURE_WINDOW`]; then 429 until it ends.
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most addresses remembered for failures; beyond it the memory starts over.
+const FAILURES_MAX: usize = 4096;
+
+/// What a basic-auth check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Passed,
+    Denied,
+    /// Not checked: the address failed too often, or too many checks are waiting.
+    Throttled,
+}
 
 fn same(a: &[u8], b: &[u8]) -> bool {
     // Constant-time for equal lengths: the cached password is compared without early exit.
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl Default for AuthCache {
+    fn default() -> Self {
+        AuthCache {
+            passed: Mutex::new(HashMap::new()),
+            bcrypt: tokio::sync::Mutex::new(()),
+            waiting: Default::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Counts a check that waits for bcrypt while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl AuthCache {
-    /// Whether the request's `Authorization: Basic` credentials match `users`.
-    pub async fn check(&self, users: &HashMap<String, String>, authorization: Option<&HeaderValue>) -> bool {
-        let Some((user, password)) = authorization.and_then(basic_credentials) else { return false };
+    /// Whether `ip` failed too often in the current minute: its connections are closed at
+    /// once, before any TLS handshake is paid for.
+    pub fn throttled(&self, ip: std::net::IpAddr) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.get(&ip).is_some_and(|(since, n)| since.elapsed() < FAILURE_WINDOW && *n >= MAX_FAILURES)
+    }
+
+    /// Whether the request's `Authorization: Basic` credentials match `users`, from client
+    /// `peer`.
+    pub async fn check(
+        &self,
+        users: &HashMap<String, String>,
+        authorization: Option<&HeaderValue>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Auth {
+        use std::sync::atomic::Ordering;
+        let Some((user, password)) = authorization.and_then(basic_credentials) else { return Auth::Denied };
         let (hash, known) = match users.get(&user) {
             Some(h) => (h.clone(), true),
             None => (DECOY_HASH.to_string(), false),
@@ -390,22 +445,47 @@ impl AuthCache {
         if known {
             let passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
             if passed.get(&key).is_some_and(|p| same(p, &password)) {
-                return true;
+                return Auth::Passed;
             }
         }
-        let _one_at_a_time = self.bcrypt.lock().await;
+        let now = std::time::Instant::now();
+        if peer.is_some_and(|ip| self.throttled(ip)) {
+            return Auth::Throttled;
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Auth::Throttled;
+        }
+        let waiting = Waiting(&self.waiting);
+        let one_at_a_time = self.bcrypt.lock().await;
         let (pw, h) = (password.clone(), key.1.clone());
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&pw, &h).unwrap_or(false))
             .await
             .unwrap_or(false);
+        drop((one_at_a_time, waiting));
         if ok && known {
             let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
             if passed.len() >= AUTH_CACHE_MAX {
                 passed.clear();
             }
             passed.insert(key, password);
+            return Auth::Passed;
         }
-        ok && known
+        if let Some(ip) = peer {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if failures.len() >= FAILURES_MAX {
+                failures.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
+                if failures.len() >= FAILURES_MAX {
+                    failures.clear();
+                }
+            }
+            let entry = failures.entry(ip).or_insert((now, 0));
+            if now.duration_since(entry.0) >= FAILURE_WINDOW {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+        Auth::Denied
     }
 }
 

@@ -180,24 +180,23 @@ async fn gzip_is_served_when_asked_and_head_renders_nothing() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_and_are_served_when_a_slot_frees() {
+async fn a_connection_beyond_the_cap_takes_the_slot_of_one_that_sends_nothing() {
     let state = State::new(BuildInfo { version: "t".into(), revision: "r".into() });
     state.publish(fresh());
     let listeners = bind(&["127.0.0.1:0".to_string()]).await.unwrap();
     let port = listeners[0].local_addr().unwrap().port();
-    let limits = ipcwatch_exporter::Limits { max_connections: 2 };
+    let limits = ipcwatch_exporter::Limits { max_connections: 2, max_connections_per_client: 2 };
     tokio::spawn(serve(listeners, state, limits, None, std::future::pending()));
-    // Two idle connections take both slots.
-    let idle1 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let idle2 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // Two connections that never send a request take both slots (slowloris).
+    let mut idle1 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _idle2 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // A third connects (the kernel's backlog) but is not served while they stay.
-    let third = tokio::spawn(get(port, "/-/healthy"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!third.is_finished(), "served beyond the cap");
-    drop(idle1);
-    let answer =
-        tokio::time::timeout(Duration::from_secs(5), third).await.expect("served once a slot freed").unwrap();
+    // A third is served at once, in the slot of the one that has waited longest.
+    let answer = tokio::time::timeout(Duration::from_secs(2), get(port, "/-/healthy"))
+        .await
+        .expect("served without waiting for a slot");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    drop(idle2);
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle1.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the oldest idle connection was let go: {closed:?}");
 }

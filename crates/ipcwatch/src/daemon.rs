@@ -151,7 +151,11 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let limits = Limits { max_connections: config.web.max_connections }.fitted_to_open_files();
+    let limits = Limits {
+        max_connections: config.web.max_connections,
+        max_connections_per_client: config.web.max_connections_per_client,
+    }
+    .fitted_to_open_files();
     let mut server =
         tokio::spawn(ipcwatch_exporter::serve(listeners, state.clone(), limits, web, async move {
             tokio::select! {

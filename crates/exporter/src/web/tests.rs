@@ -49,12 +49,37 @@ async fn basic_auth_caches_only_successes() {
         .unwrap()
     };
     let cache = AuthCache::default();
-    assert!(cache.check(&users, Some(&header("alice", "s3cret"))).await);
+    let peer = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+    assert_eq!(cache.check(&users, Some(&header("alice", "s3cret")), peer).await, Auth::Passed);
     assert_eq!(cache.passed.lock().unwrap().len(), 1, "a success is remembered");
-    assert!(cache.check(&users, Some(&header("alice", "s3cret"))).await);
-    assert!(!cache.check(&users, Some(&header("alice", "wrong"))).await);
-    assert!(!cache.check(&users, Some(&header("mallory", "s3cret"))).await);
-    assert!(!cache.check(&users, None).await);
-    assert!(!cache.check(&users, Some(&HeaderValue::from_static("Bearer abc"))).await);
+    assert_eq!(cache.check(&users, Some(&header("alice", "s3cret")), peer).await, Auth::Passed);
+    assert_eq!(cache.check(&users, Some(&header("alice", "wrong")), peer).await, Auth::Denied);
+    assert_eq!(cache.check(&users, Some(&header("mallory", "s3cret")), peer).await, Auth::Denied);
+    assert_eq!(cache.check(&users, None, peer).await, Auth::Denied);
+    assert_eq!(cache.check(&users, Some(&HeaderValue::from_static("Bearer abc")), peer).await, Auth::Denied);
     assert_eq!(cache.passed.lock().unwrap().len(), 1, "failures are not remembered");
+}
+
+#[tokio::test]
+async fn an_address_that_fails_too_often_is_throttled_but_a_cached_password_still_passes() {
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let users: HashMap<String, String> = [("alice".to_string(), hash)].into();
+    let header = |pw: &str| {
+        use base64::Engine;
+        HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{pw}"))
+        ))
+        .unwrap()
+    };
+    let cache = AuthCache::default();
+    let (bad, good) =
+        (Some(std::net::IpAddr::from([10, 0, 0, 9])), Some(std::net::IpAddr::from([10, 0, 0, 1])));
+    assert_eq!(cache.check(&users, Some(&header("s3cret")), good).await, Auth::Passed);
+    for _ in 0..MAX_FAILURES {
+        assert_eq!(cache.check(&users, Some(&header("wrong")), bad).await, Auth::Denied);
+    }
+    assert_eq!(cache.check(&users, Some(&header("wrong")), bad).await, Auth::Throttled);
+    assert_eq!(cache.check(&users, Some(&header("s3cret")), bad).await, Auth::Passed, "cached: no bcrypt");
+    assert_eq!(cache.check(&users, Some(&header("s3cret")), good).await, Auth::Passed);
 }
