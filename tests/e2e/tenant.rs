@@ -327,3 +327,86 @@ fn clients_that_never_read_huge_answers_pin_no_memory() {
     assert_eq!(get(port, "/-/healthy").status, 200);
     drop(clients);
 }
+
+#[test]
+fn a_notification_storm_runs_few_notifiers_without_capabilities_or_our_environment() {
+    let mut ns = Namespace::new("storm");
+    let log = ns.path("notified");
+    let script = ns.path("notify.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho start >> {log}\necho \"$(grep CapEff /proc/self/status) $(env | grep -c SECRET) $IPCWATCH_ALERT_NAME\" >> {log}\nsleep 0.3\necho end >> {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&script).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rules = ns.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let fast = std::fs::read_to_string(crate::alerts::repo("alerts/ipc.conf"))
+        .unwrap()
+        .replace("every: 10s", "every: 1s")
+        .replace("delay: down 5m multiplier 1.5 max 1h", "")
+        .replace("delay: down 15m multiplier 1.5 max 1h", "");
+    std::fs::write(rules.join("ipc.conf"), fast).unwrap();
+    let config = ns.path("storm.toml");
+    std::fs::write(
+        &config,
+        format!("[namespaces]\nrescan = 1\n[alerts]\nrules = \"rules\"\nexec = \"{}\"\n", script.display()),
+    )
+    .unwrap();
+    let port = free_port();
+    // A secret in the daemon's environment, which no notifier may see.
+    let (pid, daemon_log) = ns.spawn(
+        "env",
+        &[
+            "IPCWATCH_TEST_SECRET=leak",
+            IPCWATCH,
+            "--config",
+            config.to_str().unwrap(),
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    wait_ready(port, &daemon_log);
+    // 60 namespaces at their SEMMNI of 1: each raises semaphore_arrays_used at once.
+    for _ in 0..60 {
+        ns.hold(&["sysctl sem 250 100 32 1", "sem 0 1"]);
+    }
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(60, || text().matches("semaphore_arrays_used").count() >= 60),
+        "{} notifications:\n{}",
+        text().matches("semaphore_arrays_used").count(),
+        std::fs::read_to_string(&daemon_log).unwrap()
+    );
+    let text = text();
+    // At most four ran at once.
+    let mut running = 0i32;
+    let mut most = 0;
+    for line in text.lines() {
+        match line {
+            "start" => running += 1,
+            "end" => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert!((1..=4).contains(&most), "{most} notifiers ran at once");
+    // None had a capability or saw the daemon's environment.
+    for line in text.lines().filter(|l| l.starts_with("CapEff")) {
+        assert!(line.starts_with("CapEff:\t0000000000000000 0 "), "{line}");
+    }
+    // The daemon kept few descriptors and still accepts.
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    assert!(fds < 200, "{fds} descriptors open");
+    assert_eq!(get(port, "/-/healthy").status, 200);
+    assert!(get(port, "/metrics")
+        .body
+        .contains("ipcwatch_notifications_dropped_total{reason=\"exec_busy\"}"));
+}

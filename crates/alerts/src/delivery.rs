@@ -120,26 +120,132 @@ enum Message {
     Configure(DeliveryConfig),
 }
 
+/// Notifications waiting for the delivery task; beyond it they are dropped (and counted).
+const QUEUE: usize = 1024;
+/// Exec notifiers running at once; more wait, up to [`EXEC_WAITING`], and beyond are dropped.
+const EXEC_AT_ONCE: usize = 4;
+const EXEC_WAITING: usize = 256;
+/// The same alert's same status is run through the exec notifier at most once in this long
+/// (a flapping or repeating alert in a thousand namespaces is still a thousand programs).
+const REPEAT_MIN: Duration = Duration::from_secs(60);
+/// Drops are logged at most once in this long, with the counts so far.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Notifications dropped since start, by why: the queue to the delivery task was full, too
+/// many exec notifiers were running and waiting, or the same alert and status ran the exec
+/// notifier less than a minute ago.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub queue_full: std::sync::atomic::AtomicU64,
+    pub exec_busy: std::sync::atomic::AtomicU64,
+    pub repeat: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryStats {
+    /// (reason label, count) for each reason.
+    pub fn dropped(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("queue_full", self.queue_full.load(Relaxed)),
+            ("exec_busy", self.exec_busy.load(Relaxed)),
+            ("repeat", self.repeat.load(Relaxed)),
+        ]
+    }
+}
+
 /// A handle the sampling loop keeps; cloning shares the same delivery task.
 #[derive(Clone)]
 pub struct Delivery {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::Sender<Message>,
+    config: mpsc::UnboundedSender<Message>,
+    stats: std::sync::Arc<DeliveryStats>,
 }
 
 impl Delivery {
     /// Starts the delivery task on `runtime`.
     pub fn start(config: DeliveryConfig, runtime: &tokio::runtime::Handle) -> Delivery {
-        let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(run(config, rx));
-        Delivery { tx }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        // Reconfigurations are rare and never dropped.
+        let (config_tx, config_rx) = mpsc::unbounded_channel();
+        let stats = std::sync::Arc::new(DeliveryStats::default());
+        runtime.spawn(run(config, rx, config_rx, stats.clone()));
+        Delivery { tx, config: config_tx, stats }
     }
 
+    /// Hands a notification over without ever blocking; a full queue drops it (counted).
     pub fn notify(&self, n: Notification) {
-        let _ = self.tx.send(Message::Notify(Box::new(n)));
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Message::Notify(Box::new(n))) {
+            self.stats.queue_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn configure(&self, config: DeliveryConfig) {
-        let _ = self.tx.send(Message::Configure(config));
+        let _ = self.config.send(Message::Configure(config));
+    }
+
+    /// What was dropped, for the daemon's own metrics.
+    pub fn stats(&self) -> std::sync::Arc<DeliveryStats> {
+        self.stats.clone()
+    }
+}
+
+/// Runs exec notifiers at most [`EXEC_AT_ONCE`] at a time, and says why one is not run.
+struct ExecRunner {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    last: HashMap<(String, String), (Status, Instant)>,
+    stats: std::sync::Arc<DeliveryStats>,
+    logged: Option<Instant>,
+}
+
+impl ExecRunner {
+    fn new(stats: std::sync::Arc<DeliveryStats>) -> ExecRunner {
+        ExecRunner {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(EXEC_AT_ONCE)),
+            queued: Default::default(),
+            last: HashMap::new(),
+            stats,
+            logged: None,
+        }
+    }
+
+    fn run(&mut self, config: &DeliveryConfig, n: &Notification) {
+        use std::sync::atomic::Ordering;
+        if n.exec.is_none() && config.exec.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let key = (n.name.clone(), n.chart.clone());
+        if self.last.get(&key).is_some_and(|(s, at)| *s == n.status && now.duration_since(*at) < REPEAT_MIN) {
+            self.stats.repeat.fetch_add(1, Ordering::Relaxed);
+            return self.log_drops();
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= EXEC_AT_ONCE + EXEC_WAITING {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.stats.exec_busy.fetch_add(1, Ordering::Relaxed);
+            return self.log_drops();
+        }
+        if self.last.len() >= 10_000 {
+            self.last.retain(|_, (_, at)| now.duration_since(*at) < REPEAT_MIN);
+        }
+        self.last.insert(key, (n.status, now));
+        run_exec(config, n, self.slots.clone(), self.queued.clone());
+    }
+
+    /// One line per [`DROP_LOG_EVERY`] at most, with the counts so far.
+    fn log_drops(&mut self) {
+        let now = Instant::now();
+        if self.logged.is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY) {
+            return;
+        }
+        self.logged = Some(now);
+        let [(_, queue_full), (_, exec_busy), (_, repeat)] = self.stats.dropped();
+        tracing::warn!(
+            queue_full,
+            exec_busy,
+            repeat,
+            "alert notifications dropped so far (ipcwatch_notifications_dropped_total); exec notifiers run {EXEC_AT_ONCE} at a time"
+        );
     }
 }
 
@@ -188,21 +294,28 @@ fn severity(s: Status) -> &'static str {
     }
 }
 
-async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn run(
+    mut config: DeliveryConfig,
+    mut rx: mpsc::Receiver<Message>,
+    mut config_rx: mpsc::UnboundedReceiver<Message>,
+    stats: std::sync::Arc<DeliveryStats>,
+) {
     let mut client = client(config.alertmanager_ca.as_deref());
     let mut alerts: HashMap<(String, String), AmAlert> = HashMap::new();
     let mut targets = make_targets(&config.alertmanagers);
+    let mut exec = ExecRunner::new(stats);
     loop {
         let next = targets.iter().map(|t| t.next_attempt).min();
-        let message = match next {
-            Some(at) => tokio::select! {
-                m = rx.recv() => match m { Some(m) => Some(m), None => return },
-                _ = tokio::time::sleep_until(at) => None,
-            },
-            None => match rx.recv().await {
-                Some(m) => Some(m),
-                None => return,
-            },
+        let wake = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let message = tokio::select! {
+            m = rx.recv() => match m { Some(m) => Some(m), None => return },
+            Some(m) = config_rx.recv() => Some(m),
+            _ = wake => None,
         };
         match message {
             Some(Message::Configure(c)) => {
@@ -216,7 +329,7 @@ async fn run(mut config: DeliveryConfig, mut rx: mpsc::UnboundedReceiver<Message
                 continue;
             }
             Some(Message::Notify(n)) => {
-                run_exec(&config, &n);
+                exec.run(&config, &n);
                 if track(&mut alerts, &n, &config.instance) {
                     // A change goes out at once to every Alertmanager not backing off.
                     for t in targets.iter_mut().filter(|t| !t.failing) {
@@ -383,7 +496,12 @@ enum ExecEnd {
     Error(String),
 }
 
-fn run_exec(config: &DeliveryConfig, n: &Notification) {
+fn run_exec(
+    config: &DeliveryConfig,
+    n: &Notification,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let program = match (&n.exec, &config.exec) {
         (Some(p), _) => PathBuf::from(p),
         (None, Some(p)) => p.clone(),
@@ -393,6 +511,8 @@ fn run_exec(config: &DeliveryConfig, n: &Notification) {
     let timeout = config.exec_timeout;
     let (name, status) = (n.name.clone(), n.status.name());
     tokio::spawn(async move {
+        let _slot = slots.acquire_owned().await;
+        let _counted = Dequeue(queued);
         let shown = program.display();
         match exec(&program, env, timeout).await {
             ExecEnd::Done => tracing::debug!(program = %shown, alert = %name, status, "exec notifier done"),
@@ -409,11 +529,27 @@ fn run_exec(config: &DeliveryConfig, n: &Notification) {
     });
 }
 
+/// Takes a finished notifier off the count of those running and waiting.
+struct Dequeue(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Dequeue {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The search path a notifier gets: its environment is the alert's and nothing of ours.
+const NOTIFIER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Runs a notifier with the alert in its environment; its stderr is captured for the log.
+/// It gets a clean environment (PATH and the alert) and, the daemon having set
+/// no_new_privs and dropped this thread's capabilities, no capabilities even as root.
 async fn exec(program: &Path, env: Vec<(String, String)>, timeout: Duration) -> ExecEnd {
     use tokio::io::AsyncReadExt;
     let mut cmd = tokio::process::Command::new(program);
-    cmd.envs(env)
+    cmd.env_clear()
+        .env("PATH", NOTIFIER_PATH)
+        .envs(env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -510,8 +646,11 @@ mod tests {
             alertmanager_ca: None,
             alertmanager_auth: None,
         };
-        run_exec(&config(&fast), &note(Status::Warning, 0.0));
-        run_exec(&config(&slow), &note(Status::Warning, 0.0));
+        let mut runner = ExecRunner::new(Default::default());
+        runner.run(&config(&fast), &note(Status::Warning, 0.0));
+        let mut other = note(Status::Warning, 0.0);
+        other.chart = "another.chart".into();
+        runner.run(&config(&slow), &other);
         tokio::time::sleep(Duration::from_millis(4000)).await;
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "semaphore_arrays_used WARNING 90\n");
         assert!(!late.exists(), "the slow notifier was killed at its timeout");
@@ -548,5 +687,25 @@ mod tests {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_606_160.9), "2026-11-25T11:29:20Z");
+    }
+
+    #[tokio::test]
+    async fn the_same_alert_and_status_runs_the_notifier_once_a_minute() {
+        let stats = std::sync::Arc::new(DeliveryStats::default());
+        let mut runner = ExecRunner::new(stats.clone());
+        let config = DeliveryConfig {
+            exec: Some(PathBuf::from("/bin/true")),
+            exec_timeout: Duration::from_secs(5),
+            alertmanagers: Vec::new(),
+            alertmanager_ca: None,
+            alertmanager_auth: None,
+            instance: "i".into(),
+        };
+        runner.run(&config, &note(Status::Warning, 1.0));
+        runner.run(&config, &note(Status::Warning, 2.0));
+        assert_eq!(stats.dropped()[2], ("repeat", 1));
+        // A new status is no repeat.
+        runner.run(&config, &note(Status::Clear, 3.0));
+        assert_eq!(stats.dropped()[2], ("repeat", 1));
     }
 }

@@ -12,7 +12,7 @@ pub mod engine;
 pub mod expr;
 pub mod rules;
 
-pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig};
+pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig, DeliveryStats};
 pub use engine::{
     alarms_json, format_value, Alert, Board, Engine, Host, Notification, Outcome, Status, Transition,
 };

@@ -58,6 +58,8 @@ pub struct State {
     user_names: std::sync::Mutex<ipcwatch_sampler::UserNames>,
     /// The server's connections (set when it starts serving), for its own metrics.
     connections: OnceLock<Arc<guard::Conns>>,
+    /// Alert notifications dropped by delivery (set when it starts).
+    delivery: OnceLock<Arc<ipcwatch_alerts::DeliveryStats>>,
     /// Requests answered 429 without a bcrypt check: their address failed too often, or
     /// too many checks were waiting already.
     pub(crate) auth_throttled: AtomicU64,
@@ -74,8 +76,14 @@ impl State {
             holders: RwLock::new(None),
             user_names: std::sync::Mutex::new(ipcwatch_sampler::UserNames::default()),
             connections: OnceLock::new(),
+            delivery: OnceLock::new(),
             auth_throttled: AtomicU64::new(0),
         })
+    }
+
+    /// Shows what alert delivery dropped in /metrics.
+    pub fn set_delivery_stats(&self, stats: Arc<ipcwatch_alerts::DeliveryStats>) {
+        let _ = self.delivery.set(stats);
     }
 
     pub(crate) fn set_connections(&self, conns: Arc<guard::Conns>) {

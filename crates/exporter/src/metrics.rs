@@ -124,6 +124,11 @@ const NAMESPACE_INFO: SelfMetric = SelfMetric {
     help: "What owns each IPC namespace; always 1. Join on ipc_namespace.",
     kind: "gauge",
 };
+const NOTIFICATIONS_DROPPED: SelfMetric = SelfMetric {
+    name: "ipcwatch_notifications_dropped_total",
+    help: "Alert notifications not delivered, by reason: queue_full (the delivery queue held 1024), exec_busy (4 exec notifiers running and 256 waiting), repeat (the same alert and status ran the exec notifier less than a minute ago).",
+    kind: "counter",
+};
 const HTTP_OPEN: SelfMetric =
     SelfMetric { name: "ipcwatch_http_connections", help: "HTTP connections open.", kind: "gauge" };
 const HTTP_EVICTED: SelfMetric = SelfMetric {
@@ -507,6 +512,12 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
         }
         t.family(DISCOVERY.name, DISCOVERY.help, DISCOVERY.kind);
         t.sample(DISCOVERY.name, &[], Value::Float(p.discovery_seconds));
+    }
+    if let Some(d) = state.delivery.get() {
+        t.family(NOTIFICATIONS_DROPPED.name, NOTIFICATIONS_DROPPED.help, NOTIFICATIONS_DROPPED.kind);
+        for (reason, n) in d.dropped() {
+            t.sample(NOTIFICATIONS_DROPPED.name, &[("reason", reason)], Value::Int(n));
+        }
     }
     if let Some(c) = state.connections.get() {
         let (evicted, refused) = c.counts();

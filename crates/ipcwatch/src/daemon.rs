@@ -86,6 +86,8 @@ fn start_census(
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP, with `flags` on top.
 pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogHandle) -> anyhow::Result<()> {
     ipcwatch_sampler::use_passwd_file(config.passwd_file());
+    // Before any thread: what the daemon runs (exec notifiers) never regains capabilities.
+    namespaces::no_new_privileges().context("setting no_new_privs")?;
     let rules = config.rules()?;
     let state = State::new(build_info());
     state.set_stale_after(config.stale_after());
@@ -144,6 +146,7 @@ async fn serve(
     let web = config.web_config_path().map(|p| WebConfigFile::open(&p).map(Arc::new)).transpose();
     let web = web.map_err(|e| ConfigError(format!("web config: {e}")))?;
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
+    state.set_delivery_stats(delivery.stats());
     let _ = sampling.delivery.send(delivery);
     let Sampling { control: control_tx, first: first_rx, thread: sampler_thread, census, .. } = sampling;
 

@@ -339,6 +339,13 @@ pub fn keep_thread_capabilities(keep: u64) -> io::Result<()> {
     crate::sys::keep_thread_capabilities(keep)
 }
 
+/// Sets no_new_privs for the calling thread and all it starts after (call it before any
+/// thread): the programs the daemon runs (exec notifiers) can never gain capabilities, even
+/// when the daemon runs as root.
+pub fn no_new_privileges() -> io::Result<()> {
+    crate::sys::no_new_privileges()
+}
+
 /// Why a visit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VisitError {

@@ -217,6 +217,14 @@ pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
 /// Keeps only the capabilities in `keep` (bit numbers as in `<linux/capability.h>`) in the
 /// calling thread's effective, permitted and inheritable sets, and clears its ambient set.
 /// Other threads keep theirs: capabilities are per thread.
+/// `PR_SET_NO_NEW_PRIVS` for the calling thread and every thread and child it creates after:
+/// no exec can grant privileges again (a root process's exec otherwise regains every
+/// capability in the bounding set; setuid and file capabilities are ignored).
+pub fn no_new_privileges() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
 pub fn keep_thread_capabilities(keep: u64) -> io::Result<()> {
     #[repr(C)]
     struct Header {
