@@ -20,6 +20,32 @@ fn ok(cmd: &mut Command) -> String {
     text
 }
 
+/// `unshare` arguments that run the installed `ipcwatch ARGS` inside `root` as its unit would,
+/// in throw-away user, IPC, PID and mount namespaces with a /proc of their own.
+fn in_root(root: &Path, args: &[&str]) -> Vec<String> {
+    let script = format!(
+        "mount -t proc proc {root}/proc && exec chroot {root} /usr/bin/ipcwatch \"$@\"",
+        root = root.display()
+    );
+    [
+        "--user",
+        "--map-root-user",
+        "--ipc",
+        "--pid",
+        "--fork",
+        "--mount",
+        "--kill-child",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(args.iter().map(|a| a.to_string()))
+    .collect()
+}
+
 /// A folder removed when the test ends, also when it panics.
 struct TempDir(PathBuf);
 
@@ -127,23 +153,9 @@ fn the_package_is_lintian_clean_and_installs_and_starts_on_a_fresh_debian_12() {
     // `snapshot` answers.
     let port = free_port();
     let log = dir.0.join("daemon.log");
-    let script = format!(
-        "mount -t proc proc {root}/proc && exec chroot {root} /usr/bin/ipcwatch --config /etc/ipcwatch/ipcwatch.toml --web.listen-address 127.0.0.1:{port}",
-        root = root.display()
-    );
+    let listen = format!("127.0.0.1:{port}");
     let child = dies_with_test("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--ipc",
-            "--pid",
-            "--fork",
-            "--mount",
-            "--kill-child",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .args(in_root(&root, &["--config", "/etc/ipcwatch/ipcwatch.toml", "--web.listen-address", &listen]))
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -153,20 +165,6 @@ fn the_package_is_lintian_clean_and_installs_and_starts_on_a_fresh_debian_12() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("loaded alert rules from /etc/ipcwatch/alerts"), "rules not loaded:\n{text}");
     assert!(eventually(5, || get(port, "/metrics").body.contains("sysvipc_semaphore_arrays_limit{")));
-    let snapshot = format!(
-        "mount -t proc proc {root}/proc && exec chroot {root} /usr/bin/ipcwatch snapshot",
-        root = root.display()
-    );
-    let table = ok(Command::new("unshare").args([
-        "--user",
-        "--map-root-user",
-        "--ipc",
-        "--pid",
-        "--fork",
-        "--mount",
-        "sh",
-        "-c",
-        &snapshot,
-    ]));
+    let table = ok(Command::new("unshare").args(in_root(&root, &["snapshot"])));
     assert!(table.contains("SEMMNI"), "{table}");
 }

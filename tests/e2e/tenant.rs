@@ -19,14 +19,7 @@ fn dev_shm_names_that_differ_only_in_invalid_utf8_stay_two_series() {
         let bytes = [b'd', b'u', b'p', b];
         std::fs::write(shm.join(std::ffi::OsStr::from_bytes(&bytes)), vec![1u8; 16384]).unwrap();
     }
-    let config = ns.path("ipcwatch.toml");
-    std::fs::write(&config, "[holders]\ninterval = 1\n").unwrap();
-    let port = free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
+    let (port, _, _) = daemon(&mut ns);
     let names = || -> Vec<String> {
         let body = get(port, "/metrics").body;
         let mut n: Vec<String> = body

@@ -135,9 +135,13 @@ pub fn init(level: LogLevel) -> LogHandle {
         tracing_subscriber::registry().with(layer).with(fmt.with_filter(limited)).init();
     }
     let reporter = throttle.clone();
-    let _ = std::thread::Builder::new().name("ipcwatch-log".into()).spawn(move || loop {
-        std::thread::sleep(WINDOW / 6);
-        reporter.report();
+    let _ = std::thread::Builder::new().name("ipcwatch-log".into()).spawn(move || {
+        // Started before the daemon sorts out its threads' capabilities: it needs none.
+        let _ = ipcwatch_sampler::namespaces::keep_thread_capabilities(0);
+        loop {
+            std::thread::sleep(WINDOW / 6);
+            reporter.report();
+        }
     });
     LogHandle { level: handle, throttle }
 }

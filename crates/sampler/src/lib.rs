@@ -214,6 +214,13 @@ impl Sampler {
         }
         let start = Instant::now();
         let read = self.dev_shm(pid);
+        // No /dev/shm, or a plain directory there (a chroot): nothing to report, no failure.
+        let absent = |e: &std::io::Error| {
+            matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::Unsupported)
+        };
+        if read.as_ref().is_err_and(absent) {
+            return;
+        }
         snap.collectors.push(CollectorReport {
             name: "devshm",
             ok: read.is_ok(),

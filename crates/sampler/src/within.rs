@@ -75,8 +75,8 @@ impl Dir {
     ) -> io::Result<Dir> {
         let mut fd = sys::open_path(&procfs.join(pid.to_string()).join("root"))?;
         let mut at = String::new();
-        for c in components {
-            if kinds.of(&fd, procfs, pid)? == FsKind::Fuse {
+        for (i, c) in components.iter().enumerate() {
+            if kinds.of(&fd, procfs, pid, i == 0)? == FsKind::Fuse {
                 return Err(refused(&at, FsKind::Fuse));
             }
             fd = sys::open_child_dir(&fd, c).map_err(|e| match e.raw_os_error() {
@@ -89,7 +89,7 @@ impl Dir {
             at.push('/');
             at.push_str(c);
         }
-        match kinds.of(&fd, procfs, pid)? {
+        match kinds.of(&fd, procfs, pid, components.is_empty())? {
             k if k == want => Ok(Dir { fd }),
             k => Err(refused(&at, k)),
         }
@@ -118,18 +118,23 @@ impl Dir {
     }
 }
 
+/// FUSE is refused as an attack (`InvalidData`); another file system than the one wanted is
+/// simply not there to read (`Unsupported`: a chroot's plain /dev/shm directory).
 fn refused(at: &str, kind: FsKind) -> io::Error {
     let at = if at.is_empty() { "/" } else { at };
-    let why = match kind {
-        FsKind::Fuse => "not read: a FUSE server may never answer",
-        _ => "not read",
-    };
-    io::Error::new(io::ErrorKind::InvalidData, format!("{at} is on {}: {why}", kind.name()))
+    match kind {
+        FsKind::Fuse => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{at} is on FUSE: not read, a FUSE server may never answer"),
+        ),
+        k => io::Error::new(io::ErrorKind::Unsupported, format!("{at} is on {}: not read", k.name())),
+    }
 }
 
 impl MountKinds {
     /// The kind of the mount `fd` is on, from process `pid`'s mountinfo (or memory).
-    fn of(&mut self, fd: &OwnedFd, procfs: &Path, pid: u32) -> io::Result<FsKind> {
+    /// `root`: `fd` is the process's root directory.
+    fn of(&mut self, fd: &OwnedFd, procfs: &Path, pid: u32, root: bool) -> io::Result<FsKind> {
         let unique = sys::mount_id(fd, true).ok();
         if let Some(k) = unique.and_then(|id| self.0.get(&id)) {
             return Ok(*k);
@@ -138,11 +143,22 @@ impl MountKinds {
         // mount while mountinfo is read.
         let id = sys::mount_id(fd, false)?;
         let mut text = String::new();
-        crate::read_text(&procfs.join(pid.to_string()).join("mountinfo"), &mut text)
+        let proc_dir = procfs.join(pid.to_string());
+        crate::read_text(&proc_dir.join("mountinfo"), &mut text)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        let kind = mountinfo_kind(&text, id).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("mount {id} is not in the mountinfo"))
-        })?;
+        let kind = match mountinfo_kind(&text, id) {
+            Some(k) => k,
+            // A chrooted process's mountinfo leaves out the mount its root lies on. In our own
+            // mount namespace that mount is the operator's (a chrooted service, a one-shot
+            // snapshot in a chroot), not a tenant's: taken as an ordinary one.
+            None if root && same_mount_namespace(&proc_dir) => FsKind::Other,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("mount {id} is not in the mountinfo: not read"),
+                ))
+            }
+        };
         if let Some(unique) = unique {
             if self.0.len() >= MAX_MOUNTS {
                 self.0.clear();
@@ -151,6 +167,12 @@ impl MountKinds {
         }
         Ok(kind)
     }
+}
+
+/// Whether the process at `proc_dir` shares the calling thread's mount namespace.
+fn same_mount_namespace(proc_dir: &Path) -> bool {
+    let ns = |p: &Path| std::fs::read_link(p.join("ns/mnt")).ok();
+    ns(proc_dir).is_some_and(|m| Some(m) == ns(Path::new("/proc/thread-self")))
 }
 
 /// The kind of mount `id` in mountinfo text (`ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - TYPE ...`).
