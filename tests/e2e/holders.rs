@@ -36,44 +36,96 @@ fn config(ns: &Namespace, name: &str, text: &str) -> String {
 }
 
 #[test]
-fn sets_left_by_a_dead_process_go_stale_and_those_of_a_live_one_do_not() {
-    let mut ns = Namespace::new("apache");
-    // The child creates its accept-lock sets, operates on them, and dies.
-    let dead = ns.once(&["sem 0x1001 1", "post 0", "sem 0x1002 1", "post 1"]);
-    let dead_ids: Vec<i64> = [&dead[0], &dead[2]].iter().map(|a| id_of(a)).collect();
-    // A live server's set: in use as long as its process runs, however old.
-    let (live_pid, live) = ns.keep(&["sem 0x2001 1", "post 2"]);
-    let live_id = id_of(&live[1]);
+fn arrays_and_queues_are_stale_only_when_no_process_of_their_creator_may_hold_them() {
+    let mut ns = Namespace::with_users("apache");
+    // Dead creator: uid 4242 made and used two arrays, and no process of uid 4242 lives.
+    ns.once_as(4242, &["sem 0x1001 1", "post 0", "sem 0x1002 1", "post 1"]);
+    let dead_ids = vec![0, 1];
+    // Apache-shaped: a long-lived parent (uid 4343) makes an array; a child of the same uid
+    // uses it and exits, so every pid the kernel recorded is dead while the parent lives.
+    let (parent, _) = ns.keep_as(4343, &["sem 0x2001 1"]);
+    ns.once_as(4343, &["post 2"]);
+    // Never used: a live creator's queue and array (no pid recorded at all).
+    ns.keep_as(4444, &["msg 0x3001", "sem 0x3002 1"]);
     let short = config(&ns, "short.toml", "[holders]\nstale_after = 2\norphan_after = 2\n");
 
     // Used just now: not stale yet under stale_after = 2 s.
     assert!(ids(&stale(&mut ns, &["--config", short.as_str()]), "sem").is_empty());
     std::thread::sleep(Duration::from_millis(3100));
-    let objects = stale(&mut ns, &["--config", short.as_str()]);
-    assert_eq!(ids(&objects, "sem"), dead_ids, "{objects:?}");
-    for o in objects.iter().filter(|o| o["kind"] == "sem") {
-        assert_eq!(o["owner_name"], "root");
-        assert_eq!(o["state"], "stale");
-        assert!(o["idle_seconds"].as_i64().unwrap() >= 2, "{o}");
-        assert_eq!(o["prunable"], true);
-        let pids = o["pids"].as_array().unwrap();
-        assert_eq!(pids.len(), 1, "{o}");
-        assert_eq!(pids[0]["role"], "last_op");
-        assert_eq!(pids[0]["alive"], "dead");
-        assert_eq!(o["ipcrm"], format!("ipcrm -s {}", o["id"]));
+    for args in [vec!["--config", short.as_str()], vec!["--older-than", "0s"]] {
+        let objects = stale(&mut ns, &args);
+        assert_eq!(ids(&objects, "sem"), dead_ids, "parent {parent} lives: {objects:?}");
+        assert!(ids(&objects, "msg").is_empty(), "{objects:?}");
+        for o in &objects {
+            assert_eq!(
+                (&o["owner_name"], &o["state"], &o["prunable"]),
+                (&"4242".into(), &"stale".into(), &true.into())
+            );
+            assert!(o["idle_seconds"].as_i64().unwrap() >= 2, "{o}");
+            let pids = o["pids"].as_array().unwrap();
+            assert_eq!((&pids[0]["role"], &pids[0]["alive"]), (&"last_op".into(), &"dead".into()), "{o}");
+            assert_eq!(o["ipcrm"], format!("ipcrm -s {}", o["id"]));
+            let evidence = o["evidence"].as_str().unwrap();
+            assert!(evidence.contains("no live process of its creator's uid 4242"), "{evidence}");
+        }
     }
-    // The default stale_after (1 h) lists nothing this young; --older-than 0s lists the dead
-    // child's sets at once, and never the live one's.
+    // The default stale_after (1 h) lists nothing this young.
     assert!(ids(&stale(&mut ns, &[]), "sem").is_empty());
-    let objects = stale(&mut ns, &["--older-than", "0s"]);
-    assert_eq!(ids(&objects, "sem"), dead_ids);
-    assert!(!ids(&objects, "sem").contains(&live_id), "pid {live_pid} is alive");
 
-    // The text form names the namespace, owner and the removal command.
-    let (code, text) = ns.run(IPCWATCH, &["snapshot", "--stale", "--older-than", "0s"]);
+    // prune takes exactly the dead creator's arrays, at any threshold.
+    let (code, text) = ns.run(IPCWATCH, &["prune", "--older-than", "0s", "--yes"]);
     assert_eq!(code, "0", "{text}");
-    assert!(text.contains(&format!("ipcrm -s {}", dead_ids[0])), "{text}");
-    assert!(text.contains("last_op") && text.contains("dead"), "{text}");
+    assert_eq!(text.matches(" removed").count(), 2, "{text}");
+    assert!(text.contains("evidence: unused for"), "{text}");
+    let (_, ipcs) = ns.run("ipcs", &[]);
+    assert!(!ipcs.contains("0x00001001") && !ipcs.contains("0x00001002"), "{ipcs}");
+    for key in ["0x00002001", "0x00003001", "0x00003002"] {
+        assert!(ipcs.contains(key), "{key} (its creator may live) was removed: {ipcs}");
+    }
+}
+
+#[test]
+fn a_crash_loops_leaks_are_kept_until_the_operator_gives_the_evidence() {
+    let mut ns = Namespace::with_users("crashloop");
+    // Arrays made by root (whose older processes live on: this driver) and used by children
+    // that died: the crash loop's leftovers.
+    ns.once(&["sem 0x6001 1", "post 0", "sem 0x6002 1", "post 1"]);
+    // Start times are whole seconds after a whole-second boot time: a clear gap.
+    std::thread::sleep(Duration::from_millis(3100));
+    // The server that runs now, started after them, with an array of its own in use.
+    let (server, _) = ns.keep(&["sem 0x6003 1", "post 2"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    // By default the creator rule keeps them: root's older processes may hold them.
+    assert!(ids(&stale(&mut ns, &["--older-than", "0s"]), "sem").is_empty());
+    let (code, text) = ns.run(IPCWATCH, &["prune", "--older-than", "0s", "--yes"]);
+    assert_eq!((code.as_str(), text.matches(" removed").count()), ("0", 0), "{text}");
+    // The operator's evidence: made before the running server started.
+    let server = server.to_string();
+    let (code, text) = ns.run(
+        IPCWATCH,
+        &[
+            "prune",
+            "--older-than",
+            "0s",
+            "--owner",
+            "root",
+            "--created-before-start-of",
+            &server,
+            "--yes",
+            "--json",
+        ],
+    );
+    assert_eq!(code, "0", "{text}");
+    let done: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pruned = done[0]["pruned"].as_array().unwrap();
+    let removed: Vec<i64> =
+        pruned.iter().filter(|p| p["outcome"] == "removed").map(|p| p["id"].as_i64().unwrap()).collect();
+    assert_eq!(removed, [0, 1], "{text}");
+    for p in pruned {
+        assert!(p["evidence"].as_str().unwrap().contains("--created-before-start-of"), "{p}");
+    }
+    let (_, ipcs) = ns.run("ipcs", &[]);
+    assert!(ipcs.contains("0x00006003"), "the server's own array was removed: {ipcs}");
 }
 
 #[test]
@@ -98,8 +150,8 @@ fn segments_are_orphaned_after_orphan_after_with_nothing_attached() {
 
 #[test]
 fn prune_removes_exactly_the_stale_objects_and_refuses_a_live_one_even_by_id() {
-    let mut ns = Namespace::new("prune");
-    let dead = ns.once(&["sem 0x4001 2", "post 0", "msg 0x4002", "send 0 100", "shm 0x4003 8192"]);
+    let mut ns = Namespace::with_users("prune");
+    let dead = ns.once_as(4242, &["sem 0x4001 2", "post 0", "msg 0x4002", "send 0 100", "shm 0x4003 8192"]);
     let dead_msg = id_of(&dead[2]);
     let (_, live) = ns.keep(&["sem 0x4101 1", "post 1", "msg 0x4102", "send 1 10"]);
     let live_sem = id_of(&live[1]);
@@ -145,27 +197,34 @@ fn prune_removes_exactly_the_stale_objects_and_refuses_a_live_one_even_by_id() {
 
 #[test]
 fn the_daemon_counts_owners_destroyed_attached_bytes_and_removals_in_use() {
-    let mut ns = Namespace::new("census");
+    let mut ns = Namespace::with_users("census");
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let conf = config(&ns, "census.toml", "[holders]\ninterval = 1\nstale_after = 1\norphan_after = 1\n");
-    // Left behind: one stale set and one orphaned segment. Held: a segment attached and then
-    // destroyed (SHM_DEST), and a set a live process uses.
-    ns.once(&["sem 0x5001 3", "post 0", "shm 0x5002 8192"]);
+    let conf = config(
+        &ns,
+        "census.toml",
+        "[namespaces]\nmode = \"own\"\n[holders]\ninterval = 1\nstale_after = 1\norphan_after = 1\n",
+    );
+    // Left behind by uid 4242, which has no process left: one stale set and one orphaned
+    // segment. Held by root: a segment attached and then destroyed (SHM_DEST), and a set a
+    // live process uses.
+    ns.once_as(4242, &["sem 0x5001 3", "post 0", "shm 0x5002 8192"]);
     let (_, held) = ns.keep(&["shm 0x5003 131072", "attach 1 0", "rm shm 1", "sem 0x5004 2", "post 1"]);
     let in_use = id_of(&held[4]);
     let (_, log) =
         ns.spawn(IPCWATCH, &["--config", &conf, "--web.listen-address", &addr, "--log.level", "info"]);
     wait_ready(port, &log);
     let owner = |name: &str| format!("{name}{{owner=\"root\",uid=\"0\"}}");
-    let m = wait_metrics(port, |m| m.get(&owner("sysvipc_owner_stale_semaphore_arrays")) == Some(&1.0));
-    assert_eq!(m.get(&owner("sysvipc_owner_semaphore_arrays")), Some(&2.0), "{m:?}");
-    assert_eq!(m.get(&owner("sysvipc_owner_semaphores")), Some(&5.0));
-    assert_eq!(m.get(&owner("sysvipc_owner_stale_semaphore_arrays")), Some(&1.0), "{m:?}");
-    assert_eq!(m.get(&owner("sysvipc_owner_shared_memory_segments")), Some(&2.0));
+    let gone = |name: &str| format!("{name}{{owner=\"4242\",uid=\"4242\"}}");
+    let m = wait_metrics(port, |m| m.get(&gone("sysvipc_owner_stale_semaphore_arrays")) == Some(&1.0));
+    assert_eq!(m.get(&owner("sysvipc_owner_semaphore_arrays")), Some(&1.0), "{m:?}");
+    assert_eq!(m.get(&gone("sysvipc_owner_semaphores")), Some(&3.0));
+    assert_eq!(m.get(&owner("sysvipc_owner_semaphores")), Some(&2.0));
+    assert_eq!(m.get(&owner("sysvipc_owner_stale_semaphore_arrays")), Some(&0.0), "{m:?}");
+    assert_eq!(m.get(&owner("sysvipc_owner_shared_memory_segments")), Some(&1.0));
     assert_eq!(m.get(&owner("sysvipc_owner_destroyed_attached_segments")), Some(&1.0));
     assert_eq!(m.get(&owner("sysvipc_owner_destroyed_attached_bytes")), Some(&131072.0));
-    assert_eq!(m.get(&owner("sysvipc_owner_orphaned_bytes")), Some(&8192.0));
+    assert_eq!(m.get(&gone("sysvipc_owner_orphaned_bytes")), Some(&8192.0));
     assert_eq!(m.get(&owner("sysvipc_owner_removed_in_use_total")), None, "nothing removed yet: {m:?}");
 
     // Removed behind the back of the live process that uses it (as logind's RemoveIPC does).
@@ -189,10 +248,10 @@ fn the_daemon_counts_owners_destroyed_attached_bytes_and_removals_in_use() {
 
 #[test]
 fn the_shipped_netdata_rules_raise_on_stale_arrays_and_charts_show_owners() {
-    let mut ns = Namespace::new("census-alert");
-    // Twelve arrays left behind by a process that exited: over the warning threshold of 10.
+    let mut ns = Namespace::with_users("census-alert");
+    // Twelve arrays left behind by a user with no process left: over the warning threshold.
     let script: Vec<String> = (0..12).flat_map(|i| ["sem 0 1".to_string(), format!("post {i}")]).collect();
-    ns.once(&script.iter().map(String::as_str).collect::<Vec<_>>());
+    ns.once_as(4242, &script.iter().map(String::as_str).collect::<Vec<_>>());
     // The shipped rules, evaluated every second instead of every minute.
     let rules = ns.path("rules");
     std::fs::create_dir_all(&rules).unwrap();
@@ -202,7 +261,10 @@ fn the_shipped_netdata_rules_raise_on_stale_arrays_and_charts_show_owners() {
     let conf = config(
         &ns,
         "census.toml",
-        &format!("[alerts]\nrules = \"{}\"\n[holders]\ninterval = 1\nstale_after = 1\n", rules.display()),
+        &format!(
+            "[namespaces]\nmode = \"own\"\n[alerts]\nrules = \"{}\"\n[holders]\ninterval = 1\nstale_after = 1\n",
+            rules.display()
+        ),
     );
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");

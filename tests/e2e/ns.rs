@@ -47,6 +47,58 @@ impl Namespace {
         )
     }
 
+    /// A new IPC namespace only, as real root (CI runs as root): processes in it can take
+    /// any uid (`once_as`, `keep_as`), which a user namespace that maps root alone cannot.
+    pub fn with_users(name: &str) -> Namespace {
+        assert!(
+            std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")),
+            "this test makes objects as other users: it needs root (CI runs as root)"
+        );
+        Namespace::start(name, &["--ipc"])
+    }
+
+    /// Like [`Namespace::once`], as user `uid` (in a [`Namespace::with_users`] namespace).
+    pub fn once_as(&mut self, uid: u32, commands: &[&str]) -> Vec<String> {
+        let testkit = testkit();
+        let script = commands.join(";").replace(' ', ",");
+        let ids = [format!("--reuid={uid}"), format!("--regid={uid}")];
+        let (code, text) = self.run(
+            "setpriv",
+            &[&ids[0], &ids[1], "--clear-groups", testkit.to_str().unwrap(), "--once", &script],
+        );
+        assert_eq!(code, "0", "{text}");
+        let answers: Vec<String> = text.lines().map(str::to_string).collect();
+        for (c, a) in commands.iter().zip(&answers) {
+            assert!(a.starts_with("ok"), "`{c}` failed as uid {uid}: {a}");
+        }
+        answers
+    }
+
+    /// Like [`Namespace::keep`], as user `uid`: a process that lives on; its pid and answers.
+    pub fn keep_as(&mut self, uid: u32, commands: &[&str]) -> (u32, Vec<String>) {
+        let script = commands.join(";").replace(' ', ",");
+        let testkit = testkit();
+        let ids = [format!("--reuid={uid}"), format!("--regid={uid}")];
+        let (pid, out) = self.spawn(
+            "setpriv",
+            &[&ids[0], &ids[1], "--clear-groups", testkit.to_str().unwrap(), "--hold", &script],
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let text = loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if text.contains("holding\n") {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "the holder did not start: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let answers: Vec<String> = text.lines().take_while(|l| *l != "holding").map(str::to_string).collect();
+        for (c, a) in commands.iter().zip(&answers) {
+            assert!(a.starts_with("ok"), "`{c}` failed as uid {uid}: {a}");
+        }
+        (pid, answers)
+    }
+
     fn start(name: &str, unshare: &[&str]) -> Namespace {
         let dir = std::env::temp_dir().join(format!("ipcwatch-e2e-{}-{}", name, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

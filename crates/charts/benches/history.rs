@@ -25,6 +25,7 @@ fn snapshot(t: f64) -> Snapshot {
             key: Key(i),
             id: i,
             owner: 0,
+            creator: 0,
             mode: 0o600,
             messages: (i as u64 * 31 + t as u64) % 50,
             bytes: (i as u64 * 97 + t as u64) % 16384,

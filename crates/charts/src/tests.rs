@@ -7,6 +7,7 @@ fn queue(id: i32, messages: u64, bytes: u64) -> MessageQueue {
         key: Key(0),
         id,
         owner: 0,
+        creator: 0,
         mode: 0o600,
         messages,
         bytes,

@@ -20,6 +20,7 @@ fn sample(queues: usize) -> Arc<FleetPublished> {
             key: Key(i as i32 * 7919),
             id: i as i32,
             owner: 0,
+            creator: 0,
             mode: 0o600,
             messages: i as u64,
             bytes: i as u64 * 100,

@@ -20,6 +20,9 @@ pub const MAX_SEMAPHORE_PIDS: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct Gathered {
     pub snapshot: Snapshot,
+    /// The namespace's live processes, for the creator rule (unread: every array and queue
+    /// may be held by its creator, and none is stale).
+    pub residents: crate::Residents,
     sem_pids: Vec<i32>,
     /// Per array of `snapshot.semaphores.items`: where its pids are in `sem_pids`, or `None`
     /// when they could not be read (no read permission and no CAP_IPC_OWNER, or the cap).
@@ -55,8 +58,9 @@ impl Gathered {
 
     /// A snapshot with each array's semaphore pids given (`None`: unreadable), for tests and
     /// benchmarks that feed made-up objects.
+    /// No process lives in such a namespace.
     pub fn from_parts(snapshot: Snapshot, pids: Vec<Option<Vec<i32>>>) -> Gathered {
-        let mut g = Gathered { snapshot, ..Default::default() };
+        let mut g = Gathered { snapshot, residents: crate::Residents::none(), ..Default::default() };
         for p in pids {
             g.sem_spans.push(p.map(|p| {
                 let start = g.sem_pids.len() as u32;
@@ -65,6 +69,16 @@ impl Gathered {
             }));
         }
         g
+    }
+
+    /// Whether any array or queue is idle long enough to be stale, so the creator rule needs
+    /// the namespace's processes ([`crate::Residents::read`]); most censuses need none.
+    pub fn needs_residents(&self, now: i64, thresholds: crate::Thresholds) -> bool {
+        let idle = |used: i64| now - used >= thresholds.stale_after;
+        let sems = self.snapshot.semaphores.as_ref().map_or(&[][..], |s| &s.items[..]);
+        let queues = self.snapshot.message_queues.as_ref().map_or(&[][..], |q| &q.items[..]);
+        sems.iter().any(|a| idle(a.last_op_time.max(a.changed_time)))
+            || queues.iter().any(|q| idle(q.last_send_time.max(q.last_recv_time).max(q.changed_time)))
     }
 
     fn semaphore_pids(&self, index: usize) -> Option<&[i32]> {
@@ -262,6 +276,8 @@ pub struct StaleObject {
     /// Whether `prune` may remove it: every recorded pid is dead. Stale arrays and queues
     /// always are; an orphaned segment whose creator still runs is not.
     pub prunable: bool,
+    /// What the kernel's evidence says, in words: why nothing that runs can hold it.
+    pub evidence: String,
     /// The command that removes it (in its own namespace).
     pub ipcrm: String,
 }
@@ -373,9 +389,11 @@ impl Census {
                 if let Some(pid) = judged.live_pid {
                     next.push(Tracked::new(Kind::Semaphores, a.id, a.key, a.owner, pid, used_at));
                 }
-                if judged.all_dead && now - used_at >= thresholds.stale_after {
+                let creator = g.residents.creator(a.creator, a.changed_time);
+                if judged.all_dead && now - used_at >= thresholds.stale_after && creator_gone(&creator) {
                     self.per_owner.entry(a.owner).or_default().stale_semaphore_arrays += 1;
                     let pids = self.pid_uses(uses());
+                    let evidence = evidence(now - used_at, &pids, a.creator, &creator);
                     pass.stale.push(self.stale(
                         &Seen {
                             kind: Kind::Semaphores,
@@ -389,6 +407,7 @@ impl Census {
                         now,
                         pids,
                         true,
+                        evidence,
                     ));
                 }
             }
@@ -408,11 +427,13 @@ impl Census {
                 if let Some(pid) = judged.live_pid {
                     next.push(Tracked::new(Kind::MessageQueue, q.id, q.key, q.owner, pid, used_at));
                 }
-                if judged.all_dead && now - used_at >= thresholds.stale_after {
+                let creator = g.residents.creator(q.creator, q.changed_time);
+                if judged.all_dead && now - used_at >= thresholds.stale_after && creator_gone(&creator) {
                     let u = self.per_owner.entry(q.owner).or_default();
                     u.stale_message_queues += 1;
                     u.stale_message_bytes += q.bytes;
                     let pids = self.pid_uses(uses.into_iter());
+                    let evidence = evidence(now - used_at, &pids, q.creator, &creator);
                     pass.stale.push(self.stale(
                         &Seen {
                             kind: Kind::MessageQueue,
@@ -426,6 +447,7 @@ impl Census {
                         now,
                         pids,
                         true,
+                        evidence,
                     ));
                 }
             }
@@ -453,6 +475,8 @@ impl Census {
                     u.orphaned_segments += 1;
                     u.orphaned_bytes += s.size_bytes;
                     let pids = self.pid_uses(uses.into_iter());
+                    let evidence =
+                        format!("nothing attached for {}; {}", crate::age(now - used_at), pid_words(&pids));
                     pass.stale.push(self.stale(
                         &Seen {
                             kind: Kind::SharedMemory,
@@ -466,6 +490,7 @@ impl Census {
                         now,
                         pids,
                         judged.all_dead,
+                        evidence,
                     ));
                 }
             }
@@ -492,6 +517,7 @@ impl Census {
         now: i64,
         pids: Vec<PidUse>,
         prunable: bool,
+        evidence: String,
     ) -> StaleObject {
         StaleObject {
             kind: o.kind,
@@ -505,6 +531,7 @@ impl Census {
             idle_seconds: (now - o.used_at).max(0),
             pids,
             prunable,
+            evidence,
             ipcrm: format!("ipcrm {} {}", o.kind.ipcrm_flag(), o.id),
         }
     }
@@ -653,4 +680,30 @@ struct Seen {
     /// Segment size, bytes queued, or an array's semaphores.
     size: u64,
     used_at: i64,
+}
+
+/// Whether the creator rule lets an array or queue be stale.
+fn creator_gone(c: &crate::Creator) -> bool {
+    matches!(c, crate::Creator::Gone | crate::Creator::Waived { .. })
+}
+
+/// The recorded pids in words: `last_op pid 12 dead, last_send none`.
+fn pid_words(pids: &[PidUse]) -> String {
+    if pids.is_empty() {
+        return "no pid recorded (never used)".into();
+    }
+    let words: Vec<String> =
+        pids.iter().map(|p| format!("{} pid {} {}", p.role, p.pid, p.alive.as_str())).collect();
+    words.join(", ")
+}
+
+/// Why a stale array or queue cannot be held by anything that runs.
+fn evidence(idle: i64, pids: &[PidUse], cuid: u32, creator: &crate::Creator) -> String {
+    let creator = match creator {
+        crate::Creator::Waived { pid, started } => format!(
+            "creator (uid {cuid}) ruled out by the operator: made before pid {pid} started at {started} (--created-before-start-of)"
+        ),
+        _ => format!("no live process of its creator's uid {cuid} started before it was made"),
+    };
+    format!("unused for {}; {}; {creator}", crate::age(idle), pid_words(pids))
 }

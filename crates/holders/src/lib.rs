@@ -17,7 +17,7 @@
 
 mod census;
 mod devshm;
-mod processes;
+pub(crate) mod processes;
 mod prune;
 mod report;
 mod watch;
@@ -26,7 +26,7 @@ pub use census::{
     markdown_table, Census, Gathered, OwnerUsage, Pass, PidUse, StaleObject, Usage, OWNER_FIGURES,
 };
 pub use devshm::{dev_shm_files, processes_by_mount_namespace, DevShmFiles, ShmFileUse, LARGEST_FILES};
-pub use processes::{boot_time, start_ticks, Alive, Processes};
+pub use processes::{boot_time, by_ipc_namespace, start_ticks, Alive, Creator, Processes, Residents};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};
 pub use watch::{msgqueue_limit, msgqueue_limits, real_uid, HoldersPublished, NamespaceHolders, Watch};

@@ -126,6 +126,128 @@ impl Processes {
     }
 }
 
+/// The live processes of one IPC namespace, as the creator rule needs them: for each
+/// effective uid, the earliest start. An array or queue records no creator pid, only the
+/// creator's uid (`cuid`) and when it was made (`ctime`), so while a process of that uid
+/// started before then lives, the creator may live and hold the object.
+#[derive(Debug, Clone, Default)]
+pub struct Residents {
+    /// Whether the namespace's processes were read at all; if not, every object may be held.
+    known: bool,
+    earliest: HashMap<u32, i64>,
+    /// Processes whose uid or start could not be read: they could be anyone, from any time.
+    unreadable: usize,
+    /// The operator's evidence: objects made before this process (pid, start) started are
+    /// not held by the older processes of their creator's uid.
+    waived_before: Option<(u32, i64)>,
+}
+
+/// Why an object may still be held by its creator, or why that was ruled out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Creator {
+    /// No live process of the creator's uid predates the object.
+    Gone,
+    /// The operator's evidence (`--created-before-start-of PID`) rules the creator out.
+    Waived { pid: u32, started: i64 },
+    /// A live process of the creator's uid (pid, start) predates the object: it may hold it.
+    MayLive { pid: Option<u32>, reason: String },
+}
+
+impl Residents {
+    /// No process at all: what tests with fed snapshots mean.
+    pub fn none() -> Residents {
+        Residents { known: true, ..Default::default() }
+    }
+
+    /// Reads `pids` (one IPC namespace's processes) under `procfs`: each one's effective uid
+    /// (/proc/PID/status, which hidepid and ProtectProc do not hide from CAP_SYS_PTRACE) and
+    /// start time.
+    pub fn read(procfs: &Path, pids: &[u32]) -> Residents {
+        let mut out = Residents::none();
+        let boot = std::fs::read_to_string(procfs.join("stat")).ok().and_then(|s| boot_time(&s));
+        let ticks = objects::clock_ticks().max(1);
+        let mut text = String::new();
+        for pid in pids {
+            let dir = procfs.join(pid.to_string());
+            let uid = ipcwatch_sampler::read_text(&dir.join("status"), &mut text)
+                .ok()
+                .and_then(|_| effective_uid(&text));
+            let start = ipcwatch_sampler::read_text(&dir.join("stat"), &mut text)
+                .ok()
+                .and_then(|_| start_ticks(&text))
+                .zip(boot)
+                .map(|(t, b)| b + (t / ticks) as i64);
+            match (uid, start) {
+                (Some(uid), Some(start)) => {
+                    let e = out.earliest.entry(uid).or_insert(start);
+                    *e = (*e).min(start);
+                }
+                // Gone in between: nothing to hold.
+                _ if !dir.exists() => {}
+                _ => out.unreadable += 1,
+            }
+        }
+        out
+    }
+
+    /// Takes the operator's evidence: objects made before process `pid` (now running)
+    /// started are not held by older processes.
+    pub fn waive_before(&mut self, pid: u32, started: i64) {
+        self.waived_before = Some((pid, started));
+    }
+
+    /// Whether the creator (effective uid `uid`) of an object made at `created` may live.
+    pub fn creator(&self, uid: u32, created: i64) -> Creator {
+        if let Some((pid, started)) = self.waived_before.filter(|(_, started)| created < *started) {
+            return Creator::Waived { pid, started };
+        }
+        if !self.known {
+            return Creator::MayLive { pid: None, reason: "the namespace's processes were not read".into() };
+        }
+        if self.unreadable > 0 {
+            return Creator::MayLive {
+                pid: None,
+                reason: format!("{} of the namespace's processes could not be read", self.unreadable),
+            };
+        }
+        match self.earliest.get(&uid) {
+            Some(start) if *start <= created + START_SLACK => Creator::MayLive {
+                pid: None,
+                reason: format!("a process of uid {uid} started before it was created, and lives"),
+            },
+            _ => Creator::Gone,
+        }
+    }
+}
+
+/// When process `pid` under `procfs` started (Unix seconds).
+pub fn start_of(procfs: &Path, pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(procfs.join(pid.to_string()).join("stat")).ok()?;
+    let boot = boot_time(&std::fs::read_to_string(procfs.join("stat")).ok()?)?;
+    Some(boot + (start_ticks(&stat)? / objects::clock_ticks().max(1)) as i64)
+}
+
+/// The effective uid (second field of `Uid:`) in /proc/PID/status.
+fn effective_uid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The pids of every process under `procfs`, by IPC namespace inode.
+pub fn by_ipc_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
+    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(procfs) else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/ipc")).ok();
+        let inode =
+            link.as_ref().and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok());
+        if let Some(inode) = inode {
+            out.entry(inode).or_default().push(pid);
+        }
+    }
+    out
+}
+
 /// `btime` from /proc/stat: the boot time in Unix seconds.
 pub fn boot_time(stat: &str) -> Option<i64> {
     stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
@@ -159,6 +281,22 @@ mod tests {
         assert_eq!(p.alive(me, 0), Alive::Alive);
         // A use long before this process started was some other process with our pid.
         assert_eq!(p.alive(me, 1_000_000), Alive::Dead);
+    }
+
+    #[test]
+    fn the_creator_may_live_while_a_process_of_its_uid_predates_the_object() {
+        let me = std::process::id();
+        let residents = Residents::read(Path::new("/proc"), &[me]);
+        let uid = effective_uid(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+        let now = crate::unix_now();
+        assert!(matches!(residents.creator(uid, now), Creator::MayLive { .. }), "we started before now");
+        assert_eq!(residents.creator(uid, 1_000_000), Creator::Gone, "made before we started");
+        assert_eq!(residents.creator(uid.wrapping_add(1), now), Creator::Gone, "another uid");
+        assert!(matches!(Residents::default().creator(uid, 0), Creator::MayLive { .. }), "unread: kept");
+        let mut waived = residents.clone();
+        waived.waive_before(me, now + 10);
+        assert_eq!(waived.creator(uid, now), Creator::Waived { pid: me, started: now + 10 });
+        assert!(matches!(waived.creator(uid, now + 20), Creator::MayLive { .. }), "made after: not waived");
     }
 
     #[test]

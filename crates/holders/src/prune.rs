@@ -16,6 +16,10 @@ pub struct Filter {
     pub owner: Option<String>,
     pub kinds: Vec<Kind>,
     pub ids: Vec<i32>,
+    /// The operator's evidence for leaks the creator rule keeps: arrays and queues made
+    /// before this process (the server running now) started are not held by the older
+    /// processes of their creator's uid.
+    pub created_before_start_of: Option<u32>,
 }
 
 impl Filter {
@@ -34,6 +38,9 @@ pub enum Outcome {
     /// A dry run: it would be removed.
     WouldRemove,
     Removed,
+    /// IPC_RMID was done, but a process attached the segment in the microseconds between the
+    /// last check and the removal: it lives on (key gone) until that process detaches.
+    RemovedWhileAttached,
     /// Not removed: it is not stale (any more), or a recorded process may still use it.
     Kept(String),
     /// The removal call failed.
@@ -57,25 +64,68 @@ pub fn prune(
     candidates: &[StaleObject],
     thresholds: Thresholds,
     yes: bool,
+    residents: &crate::Residents,
 ) -> Vec<PruneReport> {
     candidates
         .iter()
         .map(|o| {
-            let outcome = match recheck(procfs, o, thresholds) {
+            let outcome = match recheck(procfs, o, thresholds, residents) {
                 Err(reason) => Outcome::Kept(reason),
-                Ok(()) if !yes => Outcome::WouldRemove,
-                Ok(()) => match objects::remove(o.kind, o.id) {
-                    Ok(()) => Outcome::Removed,
-                    Err(e) => Outcome::Failed(e.to_string()),
-                },
+                Ok(_) if !yes => Outcome::WouldRemove,
+                Ok(checked) => remove_unchanged(o, checked),
             };
             PruneReport { object: o.clone(), outcome }
         })
         .collect()
 }
 
-/// Whether `o` is, right now, the same object and still removable.
-fn recheck(procfs: &Path, o: &StaleObject, thresholds: Thresholds) -> Result<(), String> {
+/// What shows an object's use: its times and, for a segment, its attachments. The same stamp
+/// before and after a check means nothing used it in between.
+type Stamp = (i64, i64, i64, u64);
+
+fn stamp(kind: Kind, id: i32) -> Option<Stamp> {
+    match kind {
+        Kind::Semaphores => {
+            objects::semaphore_array(id).ok()?.map(|a| (a.last_op_time, a.changed_time, 0, 0))
+        }
+        Kind::MessageQueue => objects::message_queue(id)
+            .ok()?
+            .map(|q| (q.last_send_time, q.last_recv_time, q.changed_time, q.messages)),
+        Kind::SharedMemory => {
+            objects::segment(id).ok()?.map(|s| (s.attach_time, s.detach_time, s.changed_time, s.attached))
+        }
+    }
+}
+
+/// Removes `o` if its stamp is still the one the re-check judged: one syscall before
+/// IPC_RMID, so what can still slip in between is a use in those microseconds. A segment
+/// attached in that gap is reported as such, never as removed.
+fn remove_unchanged(o: &StaleObject, checked: Stamp) -> Outcome {
+    if stamp(o.kind, o.id) != Some(checked) {
+        return Outcome::Kept("it was used while it was being checked".into());
+    }
+    if let Err(e) = objects::remove(o.kind, o.id) {
+        return Outcome::Failed(e.to_string());
+    }
+    // IPC_RMID on an attached segment only marks it: it stays (destroyed) until detached.
+    let attached = o.kind == Kind::SharedMemory
+        && objects::segment(o.id).ok().flatten().is_some_and(|s| s.destroyed && s.attached > 0);
+    if attached {
+        Outcome::RemovedWhileAttached
+    } else {
+        Outcome::Removed
+    }
+}
+
+/// Whether `o` is, right now, the same object and still removable; its stamp then.
+/// `residents` were read once for the whole prune: a process that starts later cannot
+/// predate an object that exists already, so it cannot be its creator.
+fn recheck(
+    procfs: &Path,
+    o: &StaleObject,
+    thresholds: Thresholds,
+    residents: &crate::Residents,
+) -> Result<Stamp, String> {
     let gone = || "it no longer exists".to_string();
     let read_failed = |e: std::io::Error| format!("cannot read it: {e}");
     let mut snapshot = Snapshot::default();
@@ -101,7 +151,8 @@ fn recheck(procfs: &Path, o: &StaleObject, thresholds: Thresholds) -> Result<(),
                 Some(SharedMemory { segments: 1, bytes: s.size_bytes, items: vec![s], ..Default::default() });
         }
     }
-    let gathered = Gathered::with_snapshot(snapshot);
+    let mut gathered = Gathered::with_snapshot(snapshot);
+    gathered.residents = residents.clone();
     let mut census = Census::new(procfs, HoldersConfig { thresholds, max_owners: 1 });
     let pass = census.pass(&gathered, crate::unix_now(), thresholds);
     let Some(now) = pass.stale.iter().find(|n| n.id == o.id) else {
@@ -129,7 +180,8 @@ fn recheck(procfs: &Path, o: &StaleObject, thresholds: Thresholds) -> Result<(),
             .collect();
         return Err(live.join(", "));
     }
-    Ok(())
+    // The stamp is read after the judgment: a use in between makes the removal refuse.
+    stamp(o.kind, o.id).ok_or_else(|| "it no longer exists".to_string())
 }
 
 fn duration(t: Thresholds, kind: Kind) -> String {

@@ -76,10 +76,30 @@ pub fn stale_objects(
     };
     let now = crate::unix_now();
     let holders = HoldersConfig { thresholds, max_owners: usize::MAX };
+    // The operator's evidence: the start of the process named by --created-before-start-of.
+    let waive = match filter.created_before_start_of {
+        Some(pid) => Some((
+            pid,
+            crate::processes::start_of(&procfs, pid).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("--created-before-start-of: no process {pid} under {}", procfs.display()),
+                )
+            })?,
+        )),
+        None => None,
+    };
+    // One walk of /proc for every namespace's processes (the creator rule).
+    let by_ipc = crate::by_ipc_namespace(&procfs);
     let mut out = Vec::with_capacity(targets.len());
     for (identity, pids) in targets {
         let visit = visitor.visit(identity.inode, &pids, || {
-            let gathered = Gathered::take(&mut sampler);
+            let mut gathered = Gathered::take(&mut sampler);
+            let residents = by_ipc.get(&identity.inode).map_or(&[][..], Vec::as_slice);
+            gathered.residents = crate::Residents::read(&procfs, residents);
+            if let Some((pid, started)) = waive {
+                gathered.residents.waive_before(pid, started);
+            }
             let pass: Pass = Census::new(&procfs, holders).pass(&gathered, now, thresholds);
             let mut objects: Vec<StaleObject> =
                 pass.stale.into_iter().filter(|o| filter.matches(o)).collect();
@@ -89,7 +109,7 @@ pub fn stale_objects(
                 }
             }
             let pruned = match act {
-                Some(yes) => prune(&procfs, &objects, thresholds, yes),
+                Some(yes) => prune(&procfs, &objects, thresholds, yes, &gathered.residents),
                 None => Vec::new(),
             };
             let error = (!gathered.snapshot.ok()).then(|| {
@@ -204,6 +224,9 @@ pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
             let last = match n.pruned.get(i).map(|p| &p.outcome) {
                 Some(Outcome::WouldRemove) => "would remove (dry run; --yes removes)".to_string(),
                 Some(Outcome::Removed) => "removed".to_string(),
+                Some(Outcome::RemovedWhileAttached) => {
+                    "removed, but attached in the last microseconds: it lives until detached".to_string()
+                }
                 Some(Outcome::Kept(why)) => format!("kept: {why}"),
                 Some(Outcome::Failed(why)) => format!("failed: {why}"),
                 None => o.ipcrm.clone(),
@@ -222,6 +245,7 @@ pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
                 pids,
                 last
             );
+            let _ = writeln!(out, "{:<11} evidence: {}", "", o.evidence);
         }
     }
     if listed == 0 {

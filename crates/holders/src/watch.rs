@@ -80,13 +80,16 @@ impl Watch {
         let mut queue_owners: Vec<u32> = Vec::new();
         // Which processes share each mount namespace: the users of its /dev/shm files.
         let by_mount = crate::processes_by_mount_namespace(&self.procfs);
+        // The creator rule's processes, by IPC namespace: read only where an object is idle
+        // long enough to be stale.
+        let by_ipc = crate::by_ipc_namespace(&self.procfs);
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
                 Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
                 None if *inode == home => Ok(Gathered::take(&mut self.sampler)),
                 None => continue,
             };
-            let gathered = match gathered {
+            let mut gathered = match gathered {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::debug!(namespace = inode, error = %e, "census: cannot enter the namespace");
@@ -96,6 +99,10 @@ impl Watch {
             };
             if let Some(q) = gathered.snapshot.posix.as_ref().and_then(|p| p.queues.as_ref()) {
                 queue_owners.extend(q.items.iter().map(|q| q.owner));
+            }
+            if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
+                let residents = by_ipc.get(inode).map_or(&[][..], Vec::as_slice);
+                gathered.residents = crate::Residents::read(&self.procfs, residents);
             }
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));

@@ -97,8 +97,11 @@ enum Command {
         older_than: Option<i64>,
     },
     /// Remove stale and orphaned objects (see `snapshot --stale`). A dry run unless --yes;
-    /// each object is re-checked just before removal, and none with a live creator, attached
-    /// or last-using process is ever removed. Exit 1 if an object asked for by --id is kept.
+    /// each object is re-checked just before removal. Never removed: a segment whose creator
+    /// or last user lives, or that is attached; an array or queue whose last users live, or
+    /// whose creator may live (a process of its creator's uid started before it was made and
+    /// runs: docs/holders.md). Each object says the evidence used. Exit 1 if an object asked
+    /// for by --id is kept.
     Prune {
         /// Really remove (without it, only lists what would be removed).
         #[arg(long)]
@@ -119,6 +122,11 @@ enum Command {
         /// own; entering it needs CAP_SYS_ADMIN.
         #[arg(long, value_name = "INODE")]
         namespace: Option<u64>,
+        /// Your evidence for leaks the creator rule keeps: arrays and queues made before
+        /// process PID (the server that runs now) started are not held by the older
+        /// processes of their creator's uid. Apache crash loops: the pid of today's parent.
+        #[arg(long, value_name = "PID")]
+        created_before_start_of: Option<u32>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -306,9 +314,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out(&text)?;
             Ok(if found.iter().all(|n| n.error.is_none()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Some(Command::Prune { yes, owner, older_than, kind, id, namespace, json }) => {
+        Some(Command::Prune {
+            yes,
+            owner,
+            older_than,
+            kind,
+            id,
+            namespace,
+            json,
+            created_before_start_of,
+        }) => {
             let scope = namespace.map_or(Scope::Own, Scope::One);
-            let filter = Filter { owner: owner.clone(), kinds: kind.clone(), ids: id.clone() };
+            let filter = Filter {
+                owner: owner.clone(),
+                kinds: kind.clone(),
+                ids: id.clone(),
+                created_before_start_of: *created_before_start_of,
+            };
             let config = one_shot_config(&cli)?;
             let t = thresholds(&config, *older_than);
             let done = ipcwatch_holders::stale_objects(

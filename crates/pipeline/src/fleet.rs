@@ -552,6 +552,7 @@ mod tests {
                 key: Key(0),
                 id: i as i32,
                 owner: 0,
+                creator: 0,
                 mode: 0o600,
                 messages: 1,
                 bytes: *b,

@@ -17,6 +17,7 @@ fn queue(id: i32, bytes: u64) -> MessageQueue {
         key: Key(id * 10),
         id,
         owner: 0,
+        creator: 0,
         mode: 0o600,
         messages: bytes / 10,
         bytes,

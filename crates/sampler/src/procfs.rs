@@ -114,13 +114,14 @@ where
 /// Parses `/proc/sysvipc/sem`.
 pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
     parse_table(text, |columns| {
-        let [key, id, perms, nsems, uid, otime, ctime] =
-            columns.require(["key", "semid", "perms", "nsems", "uid", "otime", "ctime"])?;
+        let [key, id, perms, nsems, uid, cuid, otime, ctime] =
+            columns.require(["key", "semid", "perms", "nsems", "uid", "cuid", "otime", "ctime"])?;
         Ok(move |r: &Row<'_>| {
             Ok(SemaphoreArray {
                 key: Key(r.num(key)?),
                 id: r.num(id)?,
                 owner: r.num(uid)?,
+                creator: r.num(cuid)?,
                 mode: r.octal(perms)? & 0o777,
                 semaphores: r.num(nsems)?,
                 last_op_time: r.num(otime)?,
@@ -133,14 +134,17 @@ pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
 /// Parses `/proc/sysvipc/msg`. The text has no capacity (`msg_qbytes`): it is `None`.
 pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
     parse_table(text, |columns| {
-        let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, stime, rtime, ctime] = columns.require([
-            "key", "msqid", "perms", "cbytes", "qnum", "lspid", "lrpid", "uid", "stime", "rtime", "ctime",
-        ])?;
+        let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, cuid, stime, rtime, ctime] =
+            columns.require([
+                "key", "msqid", "perms", "cbytes", "qnum", "lspid", "lrpid", "uid", "cuid", "stime", "rtime",
+                "ctime",
+            ])?;
         Ok(move |r: &Row<'_>| {
             Ok(MessageQueue {
                 key: Key(r.num(key)?),
                 id: r.num(id)?,
                 owner: r.num(uid)?,
+                creator: r.num(cuid)?,
                 mode: r.octal(perms)? & 0o777,
                 messages: r.num(qnum)?,
                 bytes: r.num(cbytes)?,

@@ -151,6 +151,9 @@ pub struct SemaphoreArray {
     pub id: i32,
     /// Owner uid.
     pub owner: u32,
+    /// Creator's uid (`cuid`, its effective uid then): the census's evidence of who may hold
+    /// it, since the kernel records no creator pid for arrays.
+    pub creator: u32,
     /// Permission bits (JSON: octal text such as `"600"`).
     #[serde(serialize_with = "octal")]
     pub mode: u32,
@@ -180,6 +183,8 @@ pub struct MessageQueue {
     pub key: Key,
     pub id: i32,
     pub owner: u32,
+    /// Creator's uid (`cuid`); the kernel records no creator pid for queues.
+    pub creator: u32,
     #[serde(serialize_with = "octal")]
     pub mode: u32,
     pub messages: u64,
