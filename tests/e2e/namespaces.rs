@@ -92,6 +92,13 @@ fn each_namespace_is_watched_against_its_own_limits_and_a_gone_one_leaves() {
         })
     };
     assert!(eventually(15, at_am), "Alertmanager has no alert with the namespace: {}", am.alerts());
+    // The log line names the namespace, its chart and its owner.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("alert status changed") && l.contains(&format!("chart={near_chart}")))
+        .unwrap_or_else(|| panic!("no log line for {near_chart}:\n{text}"));
+    assert!(line.contains(&format!("ipc_namespace=\"{near_ns}\"")) && line.contains("owner="), "{line}");
 
     // Its last process ends: its series leave within two ticks, its alert is resolved.
     ns.cmd(&format!("signal {near_pid} 9"));

@@ -227,7 +227,17 @@ impl Pipeline {
     /// views become `prefix.name` (Netdata's own ids stay with the daemon's namespace), and
     /// `labels` (ipc_namespace and the owner) go with every notification and view.
     pub fn set_scope(&mut self, prefix: Option<String>, labels: Vec<(&'static str, String)>) {
-        self.scope = Some(Scope { prefix, labels });
+        // `pod=db/postgres-0 container_id=4f1d...`: the owner labels, for log lines.
+        let owner = labels
+            .iter()
+            .filter(|(k, _)| *k != "ipc_namespace" && *k != "pod_namespace" && *k != "pod_uid")
+            .map(|(k, v)| match (*k, labels.iter().find(|(k, _)| *k == "pod_namespace")) {
+                ("pod", Some((_, ns))) => format!("pod={ns}/{v}"),
+                _ => format!("{k}={v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.scope = Some(Scope { prefix, labels, owner });
         self.board_generation = u64::MAX; // rebuild the view with the new names
     }
 
@@ -278,19 +288,22 @@ impl Pipeline {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             self.engine.evaluate(&registry, snapshot.timestamp)
         };
+        // Every line says which namespace and owner the alert is about.
+        let (ipc_namespace, owner) = self.scope.as_ref().map_or(("", ""), |s| (s.namespace(), s.owner.as_str()));
         for t in &outcome.transitions {
             let (old, new) = (t.old_status.name(), t.status.name());
             let error = t.error.as_deref().unwrap_or("");
+            let chart = self.scope.as_ref().map_or_else(|| t.chart.clone(), |s| s.chart(&t.chart));
             if t.status.is_raised() {
-                tracing::warn!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+                tracing::warn!(alert = %t.name, %chart, ipc_namespace, owner, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
             } else {
-                tracing::info!(alert = %t.name, chart = %t.chart, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
+                tracing::info!(alert = %t.name, %chart, ipc_namespace, owner, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
             }
         }
         let mut notifications = outcome.notifications;
         for n in &mut notifications {
             self.scoped(n);
-            tracing::info!(alert = %n.name, chart = %n.chart, status = n.status.name(), value = n.value, "alert notification sent");
+            tracing::info!(alert = %n.name, chart = %n.chart, ipc_namespace, owner, status = n.status.name(), value = n.value, "alert notification sent");
         }
         if self.engine.generation() != self.board_generation {
             let mut board = self.engine.board();
@@ -359,9 +372,15 @@ struct Scope {
     /// `None` keeps Netdata's chart ids (the daemon's own namespace).
     prefix: Option<String>,
     labels: Vec<(&'static str, String)>,
+    /// What owns the namespace, as one text for log lines (empty: nothing known).
+    owner: String,
 }
 
 impl Scope {
+    fn namespace(&self) -> &str {
+        self.labels.iter().find(|(k, _)| *k == "ipc_namespace").map_or("", |(_, v)| v.as_str())
+    }
+
     /// `system.ipc_semaphores` in namespace N is `ipc_ns_N.ipc_semaphores`.
     fn chart(&self, id: &str) -> String {
         match &self.prefix {
