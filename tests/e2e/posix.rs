@@ -203,3 +203,33 @@ fn the_rlimit_charge_formula_matches_a_real_emfile() {
     assert_eq!(user(&m, "posix_mqueue_user_bytes_limit"), Some(limit as f64));
     crate::daemon::promtool_check(&body);
 }
+
+#[test]
+fn a_fill_shorter_than_the_alerts_interval_still_raises_it() {
+    let mut ns = Namespace::with_mount("short-fill");
+    let (code, out) = ns.run("mount", &["-t", "tmpfs", "-o", "size=1m", "tmpfs", "/dev/shm"]);
+    assert_eq!(code, "0", "{out}");
+    // The shipped rules as they are: evaluated every 10 s.
+    let (port, _, log) = daemon(&mut ns, "[namespaces]\nmode = \"own\"\n");
+    let alarm = || {
+        let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
+        doc["alarms"]["ipc.posix_shm_bytes.posix_shm_used"].clone()
+    };
+    let status = || alarm()["status"].as_str().unwrap_or("").to_string();
+    assert!(eventually(12, || status() == "CLEAR"), "{}", status());
+    // Just after an evaluation, 94% of /dev/shm for 3 s, gone before the next one: only the
+    // history of the interval shows it.
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let just_evaluated = || alarm()["next_update"].as_f64().is_some_and(|next| next - now() >= 8.5);
+    assert!(eventually(12, just_evaluated), "{}", alarm());
+    ns.cmd("write /dev/shm/burst 985000");
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, out) = ns.run("rm", &["/dev/shm/burst"]);
+    assert_eq!(code, "0", "{out}");
+    assert!(
+        eventually(12, || status() == "CRITICAL"),
+        "status {}:\n{}",
+        status(),
+        std::fs::read_to_string(&log).unwrap()
+    );
+}

@@ -289,7 +289,8 @@ impl Pipeline {
             self.engine.evaluate(&registry, snapshot.timestamp)
         };
         // Every line says which namespace and owner the alert is about.
-        let (ipc_namespace, owner) = self.scope.as_ref().map_or(("", ""), |s| (s.namespace(), s.owner.as_str()));
+        let (ipc_namespace, owner) =
+            self.scope.as_ref().map_or(("", ""), |s| (s.namespace(), s.owner.as_str()));
         for t in &outcome.transitions {
             let (old, new) = (t.old_status.name(), t.status.name());
             let error = t.error.as_deref().unwrap_or("");
