@@ -286,3 +286,39 @@ fn the_shipped_netdata_rules_raise_on_stale_arrays_and_charts_show_owners() {
         "{growing}"
     );
 }
+
+#[test]
+fn a_dead_servers_dev_shm_files_are_listed_and_pruned_and_used_ones_never() {
+    let mut ns = Namespace::with_mount("devshm-prune");
+    let (code, out) = ns.run("mount", &["-t", "tmpfs", "-o", "size=4m", "tmpfs", "/dev/shm"]);
+    assert_eq!(code, "0", "{out}");
+    // A crashed PostgreSQL's dynamic shared memory: written, then nobody maps or holds it.
+    ns.cmd("write /dev/shm/PostgreSQL.1804289383 65536");
+    // A live server's: one mapped, one held open.
+    ns.cmd("write /dev/shm/PostgreSQL.846930886 65536");
+    ns.cmd("write /dev/shm/sem.lock 32");
+    ns.keep(&["map /dev/shm/PostgreSQL.846930886", "open /dev/shm/sem.lock"]);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let (code, text) = ns.run(IPCWATCH, &["snapshot", "--stale", "--older-than", "0s", "--json"]);
+    assert_eq!(code, "0", "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let files = list[0]["dev_shm_files"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["PostgreSQL.1804289383"], "{text}");
+    assert!(files[0]["evidence"].as_str().unwrap().contains("maps it or holds it open"), "{text}");
+
+    // Without --dev-shm prune leaves files alone; with it, only the left-over one goes.
+    let (code, text) = ns.run(IPCWATCH, &["prune", "--older-than", "0s", "--yes"]);
+    assert_eq!(code, "0", "{text}");
+    assert!(text.contains("kept: prune takes files with --dev-shm only"), "{text}");
+    let (code, text) = ns.run(IPCWATCH, &["prune", "--older-than", "0s", "--dev-shm", "--yes"]);
+    assert_eq!(code, "0", "{text}");
+    assert_eq!(text.matches(" removed").count(), 1, "{text}");
+    let (_, left) = ns.run("ls", &["/dev/shm"]);
+    assert!(!left.contains("PostgreSQL.1804289383"), "{left}");
+    assert!(
+        left.contains("PostgreSQL.846930886") && left.contains("sem.lock"),
+        "a used file was removed: {left}"
+    );
+}

@@ -99,3 +99,93 @@ pub fn dev_shm_files(procfs: &Path, pid: u32, mnt_namespace: u64, pids: &[u32]) 
     out.largest = all;
     Some(out)
 }
+
+/// A `/dev/shm` file nothing uses, old enough to be called left over.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleFile {
+    #[serde(flatten)]
+    pub file: ShmFile,
+    pub owner_name: std::sync::Arc<str>,
+    pub idle_seconds: i64,
+    pub evidence: String,
+    /// The command that removes it, from the host.
+    pub remove: String,
+}
+
+/// What happened to one left-over file (`prune --dev-shm`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePrune {
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: crate::Outcome,
+}
+
+/// The files of the `/dev/shm` that `pid` sees that no process of its mount namespace maps
+/// or holds open, and that nobody modified for `older_than` seconds.
+pub fn stale_files(
+    procfs: &Path,
+    pid: u32,
+    older_than: i64,
+    names: &mut ipcwatch_sampler::UserNames,
+) -> Option<Vec<StaleFile>> {
+    let mnt = mount_namespace(procfs, pid)?;
+    let users = processes_by_mount_namespace(procfs).remove(&mnt).unwrap_or_default();
+    let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
+    let Some(dev) = files.first().map(|f| f.dev) else { return Some(Vec::new()) };
+    let used = in_use(procfs, &users, dev, &mut String::new());
+    let now = crate::unix_now();
+    Some(
+        files
+            .into_iter()
+            .filter(|f| !used.contains(&f.ino) && now - f.modified >= older_than)
+            .map(|f| StaleFile {
+                owner_name: names.name(f.owner),
+                idle_seconds: (now - f.modified).max(0),
+                evidence: format!(
+                    "not modified for {}; none of the {} processes of mount namespace {mnt} maps it or holds it open",
+                    crate::age(now - f.modified),
+                    users.len()
+                ),
+                remove: format!("nsenter --target {pid} --mount rm -- '/dev/shm/{}'", f.name.replace('\'', "'\\''")),
+                file: f,
+            })
+            .collect(),
+    )
+}
+
+/// Removes `files` (from [`stale_files`] for the same `pid`), each re-judged just before:
+/// still the same file, and still used by no process of the mount namespace.
+pub fn prune_files(procfs: &Path, pid: u32, files: &[StaleFile], yes: bool) -> Vec<FilePrune> {
+    use crate::Outcome;
+    let dir = open_dev_shm(procfs, pid, &mut Default::default());
+    files
+        .iter()
+        .map(|f| {
+            let outcome = match &dir {
+                Err(e) => Outcome::Failed(format!("/dev/shm: {e}")),
+                Ok(_) if !yes => Outcome::WouldRemove,
+                Ok(dir) => {
+                    // A fresh look at who maps or holds it, right before the removal.
+                    let users = mount_namespace(procfs, pid)
+                        .and_then(|m| processes_by_mount_namespace(procfs).remove(&m))
+                        .unwrap_or_default();
+                    if in_use(procfs, &users, f.file.dev, &mut String::new()).contains(&f.file.ino) {
+                        Outcome::Kept("a process maps it or holds it open now".into())
+                    } else {
+                        match dir.remove(&f.file) {
+                            Ok(()) => Outcome::Removed,
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                                Outcome::Kept("another file has its name now".into())
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                Outcome::Kept("it no longer exists".into())
+                            }
+                            Err(e) => Outcome::Failed(e.to_string()),
+                        }
+                    }
+                }
+            };
+            FilePrune { name: f.file.name.clone(), outcome }
+        })
+        .collect()
+}

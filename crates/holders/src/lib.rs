@@ -25,7 +25,10 @@ mod watch;
 pub use census::{
     markdown_table, Census, Gathered, OwnerUsage, Pass, PidUse, StaleObject, Usage, OWNER_FIGURES,
 };
-pub use devshm::{dev_shm_files, processes_by_mount_namespace, DevShmFiles, ShmFileUse, LARGEST_FILES};
+pub use devshm::{
+    dev_shm_files, processes_by_mount_namespace, prune_files, stale_files, DevShmFiles, FilePrune,
+    ShmFileUse, StaleFile, LARGEST_FILES,
+};
 pub use processes::{boot_time, by_ipc_namespace, start_ticks, Alive, Creator, Processes, Residents};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};

@@ -20,6 +20,8 @@ pub struct Filter {
     /// before this process (the server running now) started are not held by the older
     /// processes of their creator's uid.
     pub created_before_start_of: Option<u32>,
+    /// `prune` also removes left-over /dev/shm files (listed by `snapshot --stale` always).
+    pub dev_shm: bool,
 }
 
 impl Filter {

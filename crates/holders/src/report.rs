@@ -32,6 +32,13 @@ pub struct NamespaceCensus {
     /// For `prune`: what happened to each object listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pruned: Vec<PruneReport>,
+    /// Left-over files of the namespace's /dev/shm (no process of its mount namespace maps
+    /// or holds them open, unmodified for orphan_after), after the owner filter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dev_shm_files: Vec<crate::StaleFile>,
+    /// For `prune --dev-shm`: what happened to each of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned_files: Vec<crate::FilePrune>,
     pub error: Option<String>,
 }
 
@@ -119,12 +126,41 @@ pub fn stale_objects(
             });
             (objects, pruned, error)
         });
+        // /dev/shm belongs to the mount namespace, reached through the namespace's process.
+        let mut names = ipcwatch_sampler::UserNames::default();
+        let files: Vec<crate::StaleFile> = if filter.kinds.is_empty() && filter.ids.is_empty() {
+            crate::stale_files(&procfs, identity.pid, thresholds.orphan_after, &mut names)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| {
+                    filter
+                        .owner
+                        .as_deref()
+                        .is_none_or(|w| *f.owner_name == *w || f.file.owner.to_string() == w)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let pruned_files = match act {
+            Some(yes) if filter.dev_shm => crate::prune_files(&procfs, identity.pid, &files, yes),
+            _ => Vec::new(),
+        };
         out.push(match visit {
-            Ok((objects, pruned, error)) => NamespaceCensus { namespace: identity, objects, pruned, error },
+            Ok((objects, pruned, error)) => NamespaceCensus {
+                namespace: identity,
+                objects,
+                pruned,
+                dev_shm_files: files,
+                pruned_files,
+                error,
+            },
             Err(e) => NamespaceCensus {
                 namespace: identity,
                 objects: Vec::new(),
                 pruned: Vec::new(),
+                dev_shm_files: files,
+                pruned_files,
                 error: Some(e.to_string()),
             },
         });
@@ -222,13 +258,7 @@ pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
                     .join(", ")
             };
             let last = match n.pruned.get(i).map(|p| &p.outcome) {
-                Some(Outcome::WouldRemove) => "would remove (dry run; --yes removes)".to_string(),
-                Some(Outcome::Removed) => "removed".to_string(),
-                Some(Outcome::RemovedWhileAttached) => {
-                    "removed, but attached in the last microseconds: it lives until detached".to_string()
-                }
-                Some(Outcome::Kept(why)) => format!("kept: {why}"),
-                Some(Outcome::Failed(why)) => format!("failed: {why}"),
+                Some(o) => outcome_text(o),
                 None => o.ipcrm.clone(),
             };
             let _ = writeln!(
@@ -247,11 +277,47 @@ pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
             );
             let _ = writeln!(out, "{:<11} evidence: {}", "", o.evidence);
         }
+        for (i, f) in n.dev_shm_files.iter().enumerate() {
+            listed += 1;
+            let last = match (pruning, n.pruned_files.get(i).map(|p| &p.outcome)) {
+                (_, Some(o)) => outcome_text(o),
+                (true, None) => "kept: prune takes files with --dev-shm only".to_string(),
+                (false, None) => f.remove.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<11} {:<4} {:<10} {:>8} {:<10} {:>12} {:<8} {:>7}  {:<28} {}",
+                n.namespace.inode,
+                "file",
+                "-",
+                "-",
+                f.owner_name,
+                f.file.bytes,
+                "unused",
+                age(f.idle_seconds),
+                format!("/dev/shm/{}", f.file.name),
+                last
+            );
+            let _ = writeln!(out, "{:<11} evidence: {}", "", f.evidence);
+        }
     }
     if listed == 0 {
         out.push_str("no stale or orphaned objects\n");
     }
     out
+}
+
+/// What prune did, in words.
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::WouldRemove => "would remove (dry run; --yes removes)".to_string(),
+        Outcome::Removed => "removed".to_string(),
+        Outcome::RemovedWhileAttached => {
+            "removed, but attached in the last microseconds: it lives until detached".to_string()
+        }
+        Outcome::Kept(why) => format!("kept: {why}"),
+        Outcome::Failed(why) => format!("failed: {why}"),
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,11 @@ enum Command {
         /// processes of their creator's uid. Apache crash loops: the pid of today's parent.
         #[arg(long, value_name = "PID")]
         created_before_start_of: Option<u32>,
+        /// Also remove left-over /dev/shm files: unmodified for orphan_after (or
+        /// --older-than), and mapped or held open by no process of their mount namespace
+        /// (a crashed PostgreSQL's; prefer restarting the server, which removes its own).
+        #[arg(long)]
+        dev_shm: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -323,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             namespace,
             json,
             created_before_start_of,
+            dev_shm,
         }) => {
             let scope = namespace.map_or(Scope::Own, Scope::One);
             let filter = Filter {
@@ -330,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 kinds: kind.clone(),
                 ids: id.clone(),
                 created_before_start_of: *created_before_start_of,
+                dev_shm: *dev_shm,
             };
             let config = one_shot_config(&cli)?;
             let t = thresholds(&config, *older_than);

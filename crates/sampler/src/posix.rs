@@ -302,6 +302,13 @@ impl DevShmDir {
         Ok((files, sems, sem_bytes))
     }
 
+    /// Removes `file` if the directory still holds that very file (same device and inode, a
+    /// regular file): a file put in its place since it was judged is left alone.
+    pub fn remove(&self, file: &ShmFile) -> std::io::Result<()> {
+        let (dir, _) = self.0.read_dir()?;
+        sys::unlink_if_same(&dir, &file.raw_name, file.dev, file.ino)
+    }
+
     /// Every regular file in it, at most [`MAX_SHM_FILES`].
     pub fn list(&self) -> std::io::Result<Vec<ShmFile>> {
         use std::os::unix::fs::MetadataExt;
@@ -314,6 +321,7 @@ impl DevShmDir {
             }
             out.push(ShmFile {
                 name: crate::names::lossless(&entry.file_name()),
+                raw_name: entry.file_name(),
                 owner: meta.uid(),
                 bytes: meta.blocks() * 512,
                 size: meta.size(),
@@ -330,6 +338,9 @@ impl DevShmDir {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShmFile {
     pub name: String,
+    /// The name as the file system has it, to remove the file by.
+    #[serde(skip)]
+    pub raw_name: std::ffi::OsString,
     pub owner: u32,
     /// Bytes allocated (`st_blocks` × 512): what counts against `size=`. Sparse files take less
     /// than their size.

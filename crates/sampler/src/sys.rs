@@ -459,6 +459,32 @@ pub fn mount_id(fd: &impl std::os::fd::AsRawFd, unique: bool) -> io::Result<u64>
     Ok(s.stx_mnt_id)
 }
 
+/// Removes `name` from directory `dir` if it is still the regular file (`dev`, `ino`) that
+/// was judged: checked with `fstatat` (no symlink followed) just before `unlinkat`.
+pub fn unlink_if_same(
+    dir: &impl std::os::fd::AsRawFd,
+    name: &std::ffi::OsStr,
+    dev: u64,
+    ino: u64,
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))?;
+    if name.as_bytes().contains(&b'/') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a single file name"));
+    }
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `c` is NUL-terminated, `st` a zeroed stat the kernel fills; no symlink followed.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    if st.st_dev != dev || st.st_ino != ino || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "another file has its name now"));
+    }
+    // SAFETY: `c` is a NUL-terminated single name relative to the open directory.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
+}
+
 /// `fstatfs(fd)`: only for a descriptor on a file system known to answer (tmpfs, mqueue).
 pub fn fstatfs(fd: &impl std::os::fd::AsRawFd) -> io::Result<FsUsage> {
     let mut buf = MaybeUninit::<libc::statfs>::zeroed();
