@@ -223,3 +223,142 @@ fn a_reload_to_mode_own_lets_the_other_namespaces_go() {
         m.iter().filter(|(k, _)| k.starts_with("sysvipc_semaphore_arrays{")).map(|(_, v)| *v).collect();
     assert_eq!(own, [1.0]);
 }
+
+/// (`sysvipc_namespace_info` line of namespace `inode`.)
+fn info_line(port: u16, inode: u64) -> String {
+    get(port, "/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with(&format!("sysvipc_namespace_info{{ipc_namespace=\"{inode}\",")))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_joiner_changes_neither_the_anchor_nor_dev_shm_and_a_gone_anchor_is_replaced() {
+    let mut ns = Namespace::with_mount("anchor");
+    // A container: its own IPC and mount namespaces, a 1 MiB /dev/shm, one array.
+    let script = ns.path("container.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\nmount -t tmpfs -o size=1m tmpfs /dev/shm\nexec {} --hold 'check-namespace;sem,0,1'\n",
+            crate::ns::testkit().display()
+        ),
+    )
+    .unwrap();
+    let (holder, out) = ns.spawn("unshare", &["--ipc", "--mount", "sh", script.to_str().unwrap()]);
+    assert!(eventually(10, || std::fs::read_to_string(&out).unwrap_or_default().contains("holding")));
+    let inode: u64 = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("ok ipc:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
+    let config = ns.path("anchor.toml");
+    std::fs::write(&config, "[namespaces]\nrescan = 1\n").unwrap();
+    let port = crate::http::free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    wait_ready(port, &log);
+    let anchored = |pid: u32| info_line(port, inode).contains(&format!("pid=\"{pid}\""));
+    assert!(eventually(10, || anchored(holder)), "{}", info_line(port, inode));
+    let shm_size = || {
+        ns_samples(&get(port, "/metrics").body)
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("posix_shm_size_bytes{{ipc_namespace=\"{inode}\"")))
+            .map(|(_, v)| *v)
+    };
+    assert!(eventually(10, || shm_size() == Some(1048576.0)), "{:?}", shm_size());
+
+    // A joiner of the IPC namespace only (the host's mount namespace, its 25 GB /dev/shm).
+    let pid = holder.to_string();
+    let (joiner, _) = ns.spawn("nsenter", &["-t", &pid, "--ipc", "sleep", "60"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(anchored(holder), "a joiner took the anchor: {}", info_line(port, inode));
+    assert_eq!(shm_size(), Some(1048576.0), "the joiner's /dev/shm was read");
+    let started = info_line(port, inode);
+
+    // The anchor ends while the joiner holds the namespace: it is re-anchored at once, and
+    // keeps its series (the same namespace), with no stream of warnings.
+    ns.cmd(&format!("signal {holder} 9"));
+    assert!(eventually(5, || anchored(joiner)), "{}", info_line(port, inode));
+    assert!(get(port, "/metrics")
+        .body
+        .contains(&format!("sysvipc_semaphore_arrays{{ipc_namespace=\"{inode}\"}} 1")));
+    assert_ne!(info_line(port, inode), started, "the anchor's start is in the label");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.matches("WARN").count() < 4, "{text}");
+}
+
+#[test]
+fn a_new_namespace_on_a_reused_inode_starts_with_no_history_or_alerts() {
+    let mut ns = Namespace::new("reuse");
+    let rules = ns.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let fast = std::fs::read_to_string(crate::alerts::repo("alerts/ipc.conf"))
+        .unwrap()
+        .replace("every: 10s", "every: 1s");
+    std::fs::write(rules.join("ipc.conf"), fast).unwrap();
+    let config = ns.path("reuse.toml");
+    std::fs::write(&config, "[namespaces]\nrescan = 1\n[alerts]\nrules = \"rules\"\n").unwrap();
+    let port = crate::http::free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    wait_ready(port, &log);
+    // Five namespaces at their SEMMNI of 1: each raises semaphore_arrays_used.
+    let status = |inode: u64| {
+        let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();
+        doc["alarms"][format!("ipc_ns_{inode}.ipc_semaphore_arrays.semaphore_arrays_used")]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut ended = Vec::new();
+    for _ in 0..5 {
+        let (pid, inode, _) = ns.hold(&["sysctl sem 250 100 32 1", "sem 0 1"]);
+        ended.push((pid, inode));
+    }
+    for (_, inode) in &ended {
+        assert!(eventually(10, || status(*inode) == "CRITICAL"), "{inode}: {}", status(*inode));
+    }
+    let before: Vec<(u64, String)> = ended.iter().map(|(_, i)| (*i, info_line(port, *i))).collect();
+    for (pid, _) in &ended {
+        ns.cmd(&format!("signal {pid} 9"));
+        ns.cmd(&format!("wait {pid}"));
+    }
+    // New namespaces until the kernel hands one of those inodes out again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reused = loop {
+        assert!(std::time::Instant::now() < deadline, "no inode was reused");
+        let (pid, inode, _) = ns.hold(&[]);
+        if let Some((_, old)) = before.iter().find(|(i, _)| *i == inode) {
+            break (pid, inode, old.clone());
+        }
+        ns.cmd(&format!("signal {pid} 9"));
+        ns.cmd(&format!("wait {pid}"));
+    };
+    let (pid, inode, old_info) = reused;
+    assert!(
+        eventually(10, || info_line(port, inode).contains(&format!("pid=\"{pid}\""))),
+        "{}",
+        info_line(port, inode)
+    );
+    assert_ne!(info_line(port, inode), old_info, "the same started label");
+    // No alert state and no history from the namespace that had the inode before.
+    assert!(eventually(5, || status(inode) == "CLEAR"), "{}", status(inode));
+    let data: serde_json::Value = serde_json::from_str(
+        &get(port, &format!("/api/v1/data?chart=ipc_ns_{inode}.ipc_semaphore_arrays&after=-60&format=json"))
+            .body,
+    )
+    .unwrap();
+    let values: Vec<f64> = data["data"].as_array().unwrap().iter().filter_map(|r| r[1].as_f64()).collect();
+    assert!(values.iter().all(|v| *v == 0.0), "history of the old namespace: {values:?}");
+}

@@ -473,6 +473,7 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
             let i = &n.identity;
             let s = |v: &Option<String>| v.clone().unwrap_or_default();
             let (pid, host) = (i.pid.to_string(), if i.host { "true" } else { "false" });
+            let started = i.started.to_string();
             let (cid, uid, pod, pns, unit) =
                 (s(&i.container_id), s(&i.pod_uid), s(&i.pod), s(&i.pod_namespace), s(&i.unit));
             let labels = [
@@ -485,6 +486,7 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
                 ("unit", &unit),
                 ("comm", &i.comm),
                 ("pid", &pid),
+                ("started", &started),
             ];
             t.sample(NAMESPACE_INFO.name, &labels, Value::Int(1));
         }

@@ -303,7 +303,7 @@ impl Fleet {
         let prefix = (identity.inode != self.home).then(|| format!("ipc_ns_{}", identity.inode));
         pipeline.set_scope(prefix, Self::labels(&identity));
         let inode = identity.inode;
-        let anchor = self.anchor(inode, &pids);
+        let anchor = self.anchor(inode, &[identity.pid]);
         let member = Member {
             label: inode.to_string().into(),
             identity: Arc::new(identity),
@@ -350,11 +350,23 @@ impl Fleet {
         }
         for (inode, f) in found {
             let kept = inode == self.home || keepers.contains(&inode);
+            // A new anchor with none of the processes seen before: the kernel reused the
+            // inode of an ended namespace. The old one ends (its alerts resolved) and the new
+            // one starts with no history and no alert state.
+            let reused = self.members.get(&inode).is_some_and(|m| {
+                inode != self.home
+                    && m.identity.pid != f.identity.pid
+                    && !m.pids.iter().any(|p| f.pids.binary_search(p).is_ok())
+            });
+            if reused {
+                tracing::info!(ipc_namespace = inode, comm = %f.identity.comm, "a new IPC namespace reuses an ended one's inode");
+                self.remove(inode, now, out);
+            }
             match self.members.get_mut(&inode) {
                 Some(m) => {
-                    if m.pids.first() != f.pids.first() || m.anchor.is_none() {
+                    if m.identity.pid != f.identity.pid || m.anchor.is_none() {
                         m.anchor = None;
-                        let anchor = self.anchor(inode, &f.pids);
+                        let anchor = self.anchor(inode, &[f.identity.pid]);
                         let m = self.members.get_mut(&inode).expect("just seen");
                         m.anchor = anchor;
                     }
@@ -457,6 +469,10 @@ impl Fleet {
                 label: m.label.clone(),
                 published: tick.published,
             });
+        }
+        if !gone.is_empty() {
+            // Its processes are gone: it ended, or others hold it now; the next tick looks.
+            self.next_scan = None;
         }
         for inode in gone {
             self.remove(inode, now, &mut notifications);

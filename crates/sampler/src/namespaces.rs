@@ -33,9 +33,16 @@ pub struct Identity {
     pub pod_namespace: Option<String>,
     /// The systemd unit of the oldest process (a service, or a container's scope).
     pub unit: Option<String>,
-    /// The oldest process in the namespace: its pid and command name.
+    /// The namespace's anchor: its oldest process whose parent is outside the namespace (a
+    /// container's init), else its oldest; its pid and command name.
     pub pid: u32,
     pub comm: String,
+    /// When the anchor started (Unix seconds; 0 if unknown). With the inode it tells two
+    /// namespaces apart: the kernel reuses the inodes of ended namespaces.
+    pub started: i64,
+    /// The anchor's start in clock ticks after boot, exact where `started` is rounded.
+    #[serde(skip)]
+    pub start_ticks: u64,
 }
 
 impl Identity {
@@ -100,14 +107,39 @@ pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
     scan_known(procfs, pod_logs, &[])
 }
 
-/// [`scan`], taking the identity of namespaces already known (same inode, same oldest
-/// process) from `known` instead of reading their cgroup again: a rescan reads the cgroup
-/// of new namespaces only.
+/// A process's start (clock ticks after boot) and parent, from `/proc/PID/stat`.
+fn start_and_parent(dir: &Path, text: &mut String) -> Option<(u64, u32)> {
+    crate::read_text(&dir.join("stat"), text).ok()?;
+    // Fields after the command name (which may hold spaces and parentheses).
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let ppid = f.nth(1)?.parse().ok()?;
+    let start = f.nth(17)?.parse().ok()?;
+    Some((start, ppid))
+}
+
+/// The anchor among a namespace's processes (pid, start ticks, parent pid): the oldest whose
+/// parent is outside the namespace (a container's init, a service's main process), else the
+/// oldest. A process that joined later (`nsenter`) never wins over one that was there first,
+/// whatever its pid: pids wrap.
+pub fn choose_anchor(procs: &[(u32, u64, u32)]) -> Option<u32> {
+    let inside = |ppid: u32| procs.iter().any(|(p, ..)| *p == ppid);
+    let oldest = |outside: bool| {
+        procs
+            .iter()
+            .filter(|(_, _, ppid)| !outside || !inside(*ppid))
+            .min_by_key(|(pid, start, _)| (*start, *pid))
+    };
+    oldest(true).or_else(|| oldest(false)).map(|(pid, ..)| *pid)
+}
+
+/// [`scan`], keeping the anchor of namespaces already known (`known`) while it lives: a
+/// process that joins later never takes its place. An anchor that is gone is replaced by
+/// [`choose_anchor`]. The anchor's command name and cgroup (container, pod, unit) are read
+/// again on every scan, as a process may exec or move.
 pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Result<Scan> {
     let known: HashMap<u64, &Identity> = known.iter().map(|k| (k.inode, *k)).collect();
     let mut scan = Scan::default();
-    // inode -> pids; the lowest pid stands for the oldest process (reading every process's
-    // start time would double the cost of a scan).
     let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
     // One path buffer for every process: a scan of thousands allocates once.
     let mut path = procfs.to_path_buf();
@@ -131,14 +163,35 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
     let mut pods: Option<HashMap<String, (String, String)>> = None;
     let mut text = String::new();
     let host = host_namespace(procfs).unwrap_or(INIT_IPC_NAMESPACE);
+    let boot = std::fs::read_to_string(procfs.join("stat"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<i64>().ok());
+    let ticks = crate::objects::clock_ticks().max(1);
     for (inode, mut procs) in members {
         procs.sort_unstable();
-        let pid = procs[0];
-        // A placeholder identity (no comm read yet) is read in full.
-        if let Some(k) = known.get(&inode).filter(|k| k.pid == pid && !k.comm.is_empty()) {
-            scan.namespaces.push(Found { identity: (*k).clone(), pids: procs });
-            continue;
-        }
+        // The known anchor, if it is still the same process in this namespace.
+        let kept = known.get(&inode).and_then(|k| {
+            let alive = procs.binary_search(&k.pid).is_ok()
+                && start_and_parent(&procfs.join(k.pid.to_string()), &mut text).map(|(s, _)| s)
+                    == Some(k.start_ticks);
+            alive.then_some((k.pid, k.start_ticks))
+        });
+        let (pid, start_ticks) = match kept {
+            Some(a) => a,
+            None => {
+                // New, or its anchor is gone: every process's start and parent, once.
+                let stats: Vec<(u32, u64, u32)> = procs
+                    .iter()
+                    .filter_map(|p| {
+                        start_and_parent(&procfs.join(p.to_string()), &mut text).map(|(s, pp)| (*p, s, pp))
+                    })
+                    .collect();
+                match choose_anchor(&stats) {
+                    Some(a) => (a, stats.iter().find(|(p, ..)| *p == a).map_or(0, |(_, s, _)| *s)),
+                    None => (procs[0], 0),
+                }
+            }
+        };
         let dir = procfs.join(pid.to_string());
         text.clear();
         let comm = crate::read_text(&dir.join("comm"), &mut text)
@@ -165,6 +218,8 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
             unit: cgroup.unit,
             pid,
             comm,
+            started: boot.filter(|_| start_ticks > 0).map_or(0, |b| b + (start_ticks / ticks) as i64),
+            start_ticks,
         };
         scan.namespaces.push(Found { identity, pids: procs });
     }
@@ -466,6 +521,8 @@ impl Visitor {
                     return crate::sys::enter_ipc_namespace(&ns).map_err(VisitError::Enter);
                 }
                 Ok(_) => continue,
+                // That process is gone: the next one may still be there.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => last = Some(VisitError::Open { path, source }),
             }
         }

@@ -124,3 +124,21 @@ fn paths_relative_to_the_daemons_cgroup_namespace() {
     ));
     assert_eq!(user.container_id, None);
 }
+
+/// (pid, start ticks, parent pid): a namespace's processes as /proc/PID/stat tells them.
+#[test]
+fn the_anchor_is_the_oldest_process_whose_parent_is_outside_never_a_later_joiner() {
+    // A container: init 900 (parent 50, the runtime's shim, outside) and its child 950.
+    let container = [(900, 1_000, 50), (950, 1_200, 900)];
+    assert_eq!(choose_anchor(&container), Some(900));
+    // `nsenter --ipc` later, with a lower pid after the pids wrapped: it started later.
+    let joined = [(900, 1_000, 50), (950, 1_200, 900), (300, 9_000, 7)];
+    assert_eq!(choose_anchor(&joined), Some(900));
+    // A short-lived child with a lower pid (wrapped) is not the anchor either.
+    let wrapped = [(900, 1_000, 50), (12, 5_000, 900)];
+    assert_eq!(choose_anchor(&wrapped), Some(900));
+    // Every parent inside (the init gone, reparented to a subreaper inside): the oldest.
+    let inside = [(10, 2_000, 11), (11, 1_500, 10)];
+    assert_eq!(choose_anchor(&inside), Some(11));
+    assert_eq!(choose_anchor(&[]), None);
+}
