@@ -83,16 +83,7 @@ impl Namespace {
             "setpriv",
             &[&ids[0], &ids[1], "--clear-groups", testkit.to_str().unwrap(), "--hold", &script],
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let text = loop {
-            let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if text.contains("holding\n") {
-                break text;
-            }
-            assert!(std::time::Instant::now() < deadline, "the holder did not start: {text}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let answers: Vec<String> = text.lines().take_while(|l| *l != "holding").map(str::to_string).collect();
+        let answers = holding(&out);
         for (c, a) in commands.iter().zip(&answers) {
             assert!(a.starts_with("ok"), "`{c}` failed as uid {uid}: {a}");
         }
@@ -206,16 +197,7 @@ impl Namespace {
         } else {
             self.spawn(testkit, &["--hold", &script])
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let text = loop {
-            let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if text.contains("holding\n") {
-                break text;
-            }
-            assert!(std::time::Instant::now() < deadline, "the holder did not start: {text}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let answers: Vec<String> = text.lines().take_while(|l| *l != "holding").map(str::to_string).collect();
+        let answers = holding(&out);
         for (c, a) in std::iter::once(&"check-namespace").chain(commands).zip(&answers) {
             assert!(a.starts_with("ok"), "`{c}` failed in the holder: {a}");
         }
@@ -250,6 +232,20 @@ impl Drop for Namespace {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The answers a `testkit --hold` process wrote to `out` before it said `holding`.
+fn holding(out: &std::path::Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if text.contains("holding\n") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the holder did not start: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    text.lines().take_while(|l| *l != "holding").map(str::to_string).collect()
 }
 
 /// `ipcs -u` figures, the reference we compare against.

@@ -167,6 +167,20 @@ fn a_fuse_dev_shm_that_never_answers_stalls_nothing() {
     assert_eq!(code, "0", "{}", std::fs::read_to_string(&log).unwrap());
 }
 
+/// The daemon in `ns` with web configuration `web` (TLS: /-/ready is not plain HTTP), once
+/// its first sample is taken; its port and log.
+fn tls_daemon(ns: &mut Namespace, web: &std::path::Path) -> (u16, std::path::PathBuf) {
+    let port = free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--web.config.file", web.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    let ready =
+        eventually(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("first sample taken"));
+    assert!(ready, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    (port, log)
+}
+
 #[test]
 fn clients_cannot_flood_the_log() {
     let mut ns = Namespace::new("log-flood");
@@ -177,14 +191,7 @@ fn clients_cannot_flood_the_log() {
         format!("tls_server_config:\n  cert_file: {}\n  key_file: {}\n", cert.display(), key.display()),
     )
     .unwrap();
-    let port = free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--web.config.file", web.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    let ready =
-        eventually(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("first sample taken"));
-    assert!(ready, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let (port, log) = tls_daemon(&mut ns, &web);
     // 60 handshakes that send an IP address as SNI (rustls warns about each).
     let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
     let before = lines();
@@ -262,14 +269,7 @@ fn wrong_passwords_never_keep_a_right_one_waiting() {
     let (ca, _, _) = crate::tls::certificates(&ns.dir);
     let web = ns.path("web.yml");
     crate::tls::web_config(&web, "prometheus", "right");
-    let port = free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--web.config.file", web.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    let ready =
-        eventually(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("first sample taken"));
-    assert!(ready);
+    let (port, _) = tls_daemon(&mut ns, &web);
     let scrape = || crate::tls::curl(&ca, port, "/metrics", Some("prometheus:right")).0;
     assert_eq!(scrape(), 200, "the right password passes (and is remembered)");
     // 520 clients sending a wrong password over TLS, as fast as they can.

@@ -33,7 +33,10 @@ fn the_shipped_rules_load_without_errors() {
     assert!(rules.iter().all(|r| r.crit.is_some()), "every shipped rule has a crit level");
     let arrays = rules.iter().find(|r| r.name == "semaphore_arrays_used").unwrap();
     assert_eq!(arrays.on, "system.ipc_semaphore_arrays");
-    assert_eq!(arrays.calc.as_ref().unwrap().text, "$arrays * 100 / $ipc_semaphores_arrays_max");
+    // The highest count of the last 10 s (`lookup: max -10s unaligned of arrays`), in $this.
+    assert_eq!(arrays.calc.as_ref().unwrap().text, "$this * 100 / $ipc_semaphores_arrays_max");
+    let lookup = arrays.lookup.as_ref().expect("a lookup");
+    assert_eq!((lookup.after, lookup.of.as_deref()), (-10.0, Some(&["arrays".to_string()][..])));
     assert_eq!(arrays.every, Some(10.0));
     assert_eq!(arrays.delay, Delay { up: 0.0, down: 300.0, multiplier: 1.5, max: 3600.0 });
     assert_eq!(
