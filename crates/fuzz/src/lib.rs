@@ -83,12 +83,27 @@ fn expression(input: &[u8]) {
     }
 }
 
-/// The census's outside input: /proc/PID/stat and /proc/stat text, and `--older-than`.
+/// The census's outside input: /proc/PID/stat, /proc/PID/status and /proc/stat text, and
+/// `--older-than`.
 fn holders(input: &[u8]) {
     let t = text(input);
     let _ = ipcwatch_holders::start_ticks(t);
     let _ = ipcwatch_holders::boot_time(t);
     let _ = ipcwatch_holders::parse_duration(t);
+    let _ = ipcwatch_holders::effective_uid(t);
+}
+
+/// What a container writes that identifies it or steers the walks into it: its cgroup
+/// paths, its mountinfo, its stat lines, and the host's passwd (`--path.rootfs`).
+fn namespaces(input: &[u8]) {
+    let t = text(input);
+    let _ = ipcwatch_sampler::namespaces::identify_cgroup(t);
+    let _ = ipcwatch_sampler::namespaces::parse_start_and_parent(t);
+    for id in [0, 1, 25, 40, u64::MAX] {
+        let _ = ipcwatch_sampler::posix::mountinfo_kind(t, id);
+    }
+    let _ = ipcwatch_sampler::parse_passwd(t);
+    let _ = ipcwatch_sampler::lossless(std::ffi::OsStr::new(t));
 }
 
 fn config(input: &[u8]) {
@@ -151,11 +166,24 @@ pub const TARGETS: &[Target] = &[
         seeds: &[
             "4242 (httpd (worker)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10\n",
             "cpu  1 2 3\nbtime 1795600000\nprocesses 42\n",
+            "Name:\tapache2\nUid:\t0\t33\t33\t33\nGid:\t0\t33\t33\t33\n",
             "1h30m",
             "0s",
         ],
         dictionary: &[")", "(", " ", "\n", "btime ", "s", "m", "h", "d", "w", "99999999999999999999"],
         run: holders,
+    },
+    Target {
+        name: "namespaces",
+        seeds: &[
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b5f6c0e_1d2a_4c3b_9e8f_7a6b5c4d3e2f.slice/cri-containerd-4f1d2c3b4a5968778695a4b3c2d1e0f1f2e3d4c5b6a798897a6b5c4d3e2f1a0b.scope\n",
+            "0::/../../user.slice/user-1000.slice/user@1000.service/app.slice/docker-4f1d2c3b4a5968778695a4b3c2d1e0f1f2e3d4c5b6a798897a6b5c4d3e2f1a0b.scope\n12:pids:/docker/abc\n",
+            "25 22 0:23 / /dev/shm rw,nosuid shared:4 - tmpfs tmpfs rw\n40 25 0:50 / /dev/shm rw - fuse.sshfs host:/ rw\n",
+            "900 (we ird) name)) S 50 900 900 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10\n",
+            "root:x:0:0:root:/root:/bin/bash\npostgres:x:106:113::/var/lib/postgresql:/bin/bash\n",
+        ],
+        dictionary: &["/", "..", ":", " - ", "\n", ")", "pod", ".slice", ".scope", "docker-", "user@", "fuse", "tmpfs", "\\"],
+        run: namespaces,
     },
     Target {
         name: "rules",

@@ -29,7 +29,9 @@ pub use devshm::{
     dev_shm_files, processes_by_mount_namespace, prune_files, stale_files, DevShmFiles, FilePrune,
     ShmFileUse, StaleFile, LARGEST_FILES,
 };
-pub use processes::{boot_time, by_ipc_namespace, start_ticks, Alive, Creator, Processes, Residents};
+pub use processes::{
+    boot_time, by_ipc_namespace, effective_uid, start_ticks, Alive, Creator, Processes, Residents,
+};
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};
 pub use watch::{msgqueue_limit, msgqueue_limits, real_uid, HoldersPublished, NamespaceHolders, Watch};

@@ -228,7 +228,7 @@ pub fn start_of(procfs: &Path, pid: u32) -> Option<i64> {
 }
 
 /// The effective uid (second field of `Uid:`) in /proc/PID/status.
-fn effective_uid(status: &str) -> Option<u32> {
+pub fn effective_uid(status: &str) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 

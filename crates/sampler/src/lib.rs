@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::Error;
-pub use names::{lossless, use_passwd_file, UserNames};
+pub use names::{lossless, parse_passwd, use_passwd_file, UserNames};
 pub use snapshot::*;
 pub use sys::user_name;
 

@@ -70,7 +70,7 @@ pub fn read_passwd(path: &Path) -> Vec<(u32, String)> {
     parse_passwd(&String::from_utf8_lossy(&text))
 }
 
-fn parse_passwd(text: &str) -> Vec<(u32, String)> {
+pub fn parse_passwd(text: &str) -> Vec<(u32, String)> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

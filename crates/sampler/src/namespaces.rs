@@ -110,6 +110,11 @@ pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
 /// A process's start (clock ticks after boot) and parent, from `/proc/PID/stat`.
 fn start_and_parent(dir: &Path, text: &mut String) -> Option<(u64, u32)> {
     crate::read_text(&dir.join("stat"), text).ok()?;
+    parse_start_and_parent(text)
+}
+
+/// The start (field 22) and parent (field 4) in `/proc/PID/stat` text.
+pub fn parse_start_and_parent(text: &str) -> Option<(u64, u32)> {
     // Fields after the command name (which may hold spaces and parentheses).
     let rest = &text[text.rfind(')')? + 1..];
     let mut f = rest.split_whitespace();

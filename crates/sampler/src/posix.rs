@@ -15,7 +15,7 @@ use serde::{Serialize, Serializer};
 
 use crate::sys;
 use crate::within;
-pub use crate::within::MountKinds;
+pub use crate::within::{mountinfo_kind, FsKind, MountKinds};
 
 /// `f_type` of an mqueue filesystem (MQUEUE_MAGIC).
 const MQUEUE_MAGIC: i64 = 0x1980_0202;

@@ -176,7 +176,7 @@ fn same_mount_namespace(proc_dir: &Path) -> bool {
 }
 
 /// The kind of mount `id` in mountinfo text (`ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - TYPE ...`).
-fn mountinfo_kind(text: &str, id: u64) -> Option<FsKind> {
+pub fn mountinfo_kind(text: &str, id: u64) -> Option<FsKind> {
     let line = text.lines().find(|l| l.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))?;
     let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
     Some(FsKind::of_name(fstype))
