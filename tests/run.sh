@@ -14,6 +14,7 @@
 #   kubernetes-validate, cloudcoil-models-prometheus-operator (PyPI)
 #                                                           validate the rendered Kubernetes base strictly
 #   kubectl (on the machine image; no Debian package)      renders the kustomize base
+#   netdata, netdata-pandas (PyPI, in target/netdata-clients) Netdata's real clients for /api/v1
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
 cd "$(dirname "$0")/.."
@@ -50,6 +51,14 @@ if ! python3 -c 'import kubernetes_validate, cloudcoil.models.prometheus_operato
     echo "tests/run.sh: installing kubernetes-validate and prometheus-operator's CRD models (PyPI)" >&2
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
         kubernetes-validate==1.37.0 cloudcoil-models-prometheus-operator==0.80.1.0
+fi
+# Netdata's real Python clients (Home Assistant's and netdata-pandas), in a venv of their own.
+clients=target/netdata-clients
+if ! "$clients/bin/python" -c 'import netdata, netdata_pandas' >/dev/null 2>&1; then
+    echo "tests/run.sh: installing Netdata's Python clients in $clients" >&2
+    python3 -m venv "$clients"
+    # netdata-pandas's HTTP library (asks, on anyio 3) needs a trio that still has MultiError.
+    "$clients/bin/pip" install -q --disable-pip-version-check netdata==1.3.0 netdata-pandas==0.0.46 trio==0.22.2
 fi
 if ! command -v cargo-deb >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-deb" >&2

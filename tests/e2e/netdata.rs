@@ -340,3 +340,34 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
         "no CDN"
     );
 }
+
+/// Netdata's real Python clients, unchanged (installed by tests/run.sh in a venv):
+/// Home Assistant's integration client and netdata-pandas read the known values.
+#[test]
+fn home_assistants_client_and_netdata_pandas_read_the_known_values() {
+    let python = crate::alerts::repo("target/netdata-clients/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: tests/run.sh installs Netdata's Python clients",
+        python.display()
+    );
+    let mut ns = Namespace::new("clients");
+    ns.cmd("sem 0 3");
+    ns.cmd("sem 0 2");
+    let config = ns.path("clients.toml");
+    std::fs::write(&config, "[namespaces]\nmode = \"own\"\n").unwrap();
+    let port = crate::http::free_port();
+    let (_, log) = ns.spawn(
+        IPCWATCH,
+        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
+    );
+    wait_ready(port, &log);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = std::process::Command::new(&python)
+        .arg(crate::alerts::repo("tests/tools/netdata_clients.py"))
+        .args([port.to_string(), "2".into(), "5".into()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.trim_end().ends_with("ok"), "{stdout}{stderr}");
+}

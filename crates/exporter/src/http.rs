@@ -317,7 +317,8 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     if too_big {
         return respond(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "request body too large\n");
     }
-    let path = req.uri().path();
+    let (path, query) = crate::netdata::path_and_query(req.uri().path(), req.uri().query());
+    let path = path.as_str();
     let metrics = path == state.telemetry_path();
     let api = path.strip_prefix("/api/v1/").filter(|e| API_ENDPOINTS.contains(e));
     let known = metrics
@@ -350,7 +351,7 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
         }
         _ if api.is_some() => {
             let endpoint = api.unwrap_or("");
-            match crate::netdata::answer(state, endpoint, req.uri().query().unwrap_or("")) {
+            match crate::netdata::answer(state, endpoint, &query) {
                 Some((status, content_type, body)) => {
                     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                     let mut r = respond(status, content_type, if head { String::new() } else { body });
@@ -372,8 +373,7 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
         "/-/ready" if state.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
         _ => {
-            let all =
-                req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "all" || p.starts_with("all=")));
+            let all = query.split('&').any(|p| p == "all" || p.starts_with("all="));
             match state.latest() {
                 // Built on request from the alerts the last evaluation left, not every tick.
                 Some(p) => {

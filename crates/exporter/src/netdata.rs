@@ -55,26 +55,96 @@ fn find(p: &FleetPublished, id: &str) -> Option<ChartRef> {
 
 /// `+` and `%XX` decoded (query strings).
 fn decode(s: &str) -> String {
+    percent_decode(s, true)
+}
+
+/// `%XX` decoded, where XX are two hex digits (`%+1` is no escape: `from_str_radix` would
+/// take the sign); with `plus`, `+` is a space (query strings, not paths).
+fn percent_decode(s: &str, plus: bool) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'+' if plus => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The request's path and query as Netdata reads them: it decodes the path before it splits
+/// off the query, so `/api/v1/data%3Fchart=x` (yarl's encoding, which Home Assistant's
+/// client sends) is the data endpoint with `chart=x`.
+pub(crate) fn path_and_query(path: &str, query: Option<&str>) -> (String, String) {
+    let query = query.unwrap_or("");
+    if !path.contains('%') {
+        return (path.to_string(), query.to_string());
+    }
+    let decoded = percent_decode(path, false);
+    match decoded.split_once('?') {
+        Some((p, q)) if query.is_empty() => (p.to_string(), q.to_string()),
+        Some((p, q)) => (p.to_string(), format!("{q}&{query}")),
+        None => (decoded, query.to_string()),
+    }
+}
+
+/// A Netdata simple pattern: words separated by any of `separators`, each a glob with `*`,
+/// negated by a leading `!`. The first word that matches decides (a negated one excludes);
+/// nothing matching excludes. `*` is everything, `!a*|*` everything but `a...`.
+pub(crate) struct SimplePattern(Vec<(bool, String)>);
+
+impl SimplePattern {
+    pub(crate) fn new(text: &str, separators: &[char]) -> SimplePattern {
+        SimplePattern(
+            text.split(|c| separators.contains(&c))
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .take(256)
+                .map(|w| match w.strip_prefix('!') {
+                    Some(rest) => (false, rest.to_string()),
+                    None => (true, w.to_string()),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `name` is selected.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        self.0.iter().find(|(_, glob)| glob_matches(glob, name)).is_some_and(|(positive, _)| *positive)
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_matches(glob: &str, name: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    if parts.len() == 1 {
+        return glob == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first)
+        || !name[first.len()..].ends_with(last)
+        || name.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The query's parameters, decoded; a key without `=` has an empty value.
@@ -469,5 +539,49 @@ fn fmt5(v: f64) -> String {
         format!("{v:.5}")
     } else {
         "null".into()
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_two_hex_digits_and_nothing_else() {
+        assert_eq!(decode("a%41b"), "aAb");
+        assert_eq!(decode("%+1"), "% 1", "a sign is not a hex digit: no byte 1, and + is a space");
+        assert_eq!(decode("%-1x"), "%-1x");
+        assert_eq!(decode("a+b"), "a b");
+        assert_eq!(decode("%3F%3f"), "??");
+        assert_eq!(decode("%00"), "\0");
+        assert_eq!(decode("%4"), "%4", "cut short");
+        assert_eq!(decode("%"), "%");
+        // Overlong UTF-8 (a `/` as two bytes) is no character: replaced, never a `/`.
+        assert_eq!(decode("%C0%AF"), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn the_path_is_decoded_before_the_query_is_split_off() {
+        let (path, query) = path_and_query("/api/v1/data%3Fchart=system.ipc_semaphores&after=-1", None);
+        assert_eq!((path.as_str(), query.as_str()), ("/api/v1/data", "chart=system.ipc_semaphores&after=-1"));
+        let (path, query) = path_and_query("/api/v1/data%3Fchart=x", Some("points=1"));
+        assert_eq!((path.as_str(), query.as_str()), ("/api/v1/data", "chart=x&points=1"));
+        assert_eq!(path_and_query("/metrics", Some("a=1")), ("/metrics".to_string(), "a=1".to_string()));
+        assert_eq!(path_and_query("/a%20b", None), ("/a b".to_string(), String::new()));
+    }
+
+    #[test]
+    fn simple_patterns_follow_netdata() {
+        let p = |t: &str| SimplePattern::new(t, &[',', '|', ' ']);
+        assert!(p("*").matches("anything") && p("*").matches(""));
+        assert!(p("a*").matches("abc") && !p("a*").matches("bac"));
+        assert!(p("*c").matches("abc") && p("a*c").matches("abc") && !p("a*c").matches("abd"));
+        assert!(p("*b*").matches("abc") && p("a*b*c").matches("aXbYc") && !p("a*b*c").matches("acb"));
+        assert!(p("x|y").matches("y") && p("x,y").matches("x") && !p("x|y").matches("z"));
+        // The first match decides: a negation before the positive excludes.
+        assert!(!p("!abc|a*").matches("abc") && p("!abc|a*").matches("abd"));
+        assert!(p("a* !abc").matches("abc"), "the positive came first");
+        assert!(!p("").matches("a"), "nothing selects nothing");
+        assert!(!p("ab*ba").matches("aba"), "no overlap of the two ends");
     }
 }

@@ -137,11 +137,14 @@ fn query(
         Group::Sum => "sum",
         Group::IncrementalSum => "incremental-sum",
     };
-    let selected = param(params, "dimensions").filter(|d| !d.is_empty());
+    // A simple pattern, as Netdata takes it: `dimensions=*` is every one.
+    let selected = param(params, "dimensions")
+        .filter(|d| !d.is_empty())
+        .map(|d| crate::netdata::SimplePattern::new(d, &[',', '|']));
     let mut dims: Vec<&ipcwatch_charts::Dimension> = c
         .dimensions
         .iter()
-        .filter(|d| selected.is_none_or(|s| s.split([',', '|']).any(|w| w == d.id || w == d.name)))
+        .filter(|d| selected.as_ref().is_none_or(|s| s.matches(&d.id) || s.matches(&d.name)))
         .collect();
     if queue_chart {
         dims.reverse();
