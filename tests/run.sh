@@ -15,7 +15,8 @@
 #                                                           validate the rendered Kubernetes base strictly
 #   kubectl (on the machine image; no Debian package)      renders the kustomize base
 #   netdata, netdata-pandas (PyPI, in target/netdata-clients) Netdata's real clients for /api/v1
-# then runs `cargo test --workspace`. Extra arguments go to cargo test.
+# then checks formatting (cargo fmt) and lints (cargo clippy -D warnings) and runs
+# `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -69,4 +70,7 @@ command -v kubectl >/dev/null 2>&1 || {
     exit 1
 }
 
+# The discipline is part of the suite: a formatting change or a clippy warning fails it.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 exec cargo test --workspace "$@"
