@@ -1,8 +1,10 @@
 #!/bin/sh
 # What the whole release daemon costs a node with N container IPC namespaces, as a
 # DaemonSet's resources must allow for: CPU (all threads, census passes included) averaged
-# over SECONDS, peak and final RSS, series and /metrics size. Inside a throw-away user + IPC
-# namespace; each container namespace holds one semaphore array, one queue and one segment.
+# over SECONDS, peak and final RSS, series and /metrics size. Inside a throw-away user, IPC
+# and mount namespace whose /dev/shm (a tmpfs of its own) holds 3 small files; each
+# container namespace holds one semaphore array, one queue and one segment and shares that
+# mount namespace, as PrivateIPC= units and `unshare --ipc` jobs do.
 #
 #   tests/bench/namespaces.sh [N] [SECONDS]     (default 100 namespaces, 70 s: one census)
 #
@@ -17,29 +19,47 @@ tk=$PWD/target/release/ipcwatch-testkit
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkfifo "$dir/in"
-unshare --user --map-root-user --ipc "$tk" < "$dir/in" > "$dir/out" &
+unshare --user --map-root-user --ipc --mount "$tk" < "$dir/in" > "$dir/out" &
 driver=$!
 exec 3> "$dir/in"
 trap 'exec 3>&-; wait $driver 2>/dev/null; rm -rf "$dir"' EXIT
 echo check-namespace >&3
+echo "run $dir/mount.out mount -t tmpfs -o size=64m tmpfs /dev/shm" >&3
+for f in 1 2 3; do echo "write /dev/shm/file$f 4096" >&3; done
 i=0
 while [ $i -lt "$n" ]; do
     echo "spawn $dir/holder.out unshare --ipc $tk --hold check-namespace;sem,0,1;msg,0;shm,0,4096" >&3
     i=$((i + 1))
 done
 echo "spawn $dir/daemon.log $bin --web.listen-address 127.0.0.1:$port" >&3
-until [ "$(wc -l < "$dir/out")" -ge $((n + 2)) ]; do sleep 0.2; done
+until [ "$(cat "$dir/out" 2>/dev/null | wc -l)" -ge $((n + 6)) ]; do sleep 0.2; done
 pid=$(tail -n 1 "$dir/out" | awk '{print $2}')
 until curl -sf "127.0.0.1:$port/-/ready" >/dev/null; do sleep 0.2; done
 sleep 12 # every namespace found (rescan every 10 s) and the first census done
 # CPU nanoseconds of every thread (schedstat: exact, where /proc/PID/stat counts 10 ms ticks).
-cpu_ns() { cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d", s }'; }
+# Nanoseconds on CPU from schedstat (exact, where utime/stime sample at clock ticks and miss
+# work that starts and ends between two), summed over the threads. `%.0f`: mawk's `%d` stops
+# at 2^31.
+cpu_ns() { cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
+# One thread's: $1 is its name (comm, cut at 15 characters).
+thread_ns() {
+    for t in /proc/"$pid"/task/*; do
+        if [ "$(cat "$t/comm")" = "$1" ]; then awk '{ printf "%.0f", $1 }' "$t/schedstat"; fi
+    done
+}
 t0=$(cpu_ns)
+c0=$(thread_ns ipcwatch-census)
+s0=$(thread_ns ipcwatch-sample)
 sleep "$secs"
 t1=$(cpu_ns)
+c1=$(thread_ns ipcwatch-census)
+s1=$(thread_ns ipcwatch-sample)
 metrics=$(curl -s "127.0.0.1:$port/metrics")
 printf 'namespaces: %s (+ the daemon'"'"'s own)\n' "$n"
 printf 'whole-daemon CPU: %s ms/s over %s s\n' "$(echo "($t1 - $t0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" "$secs"
+printf '  census thread: %s ms/s, sampler thread: %s ms/s\n' \
+    "$(echo "($c1 - $c0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" \
+    "$(echo "($s1 - $s0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')"
 grep -E '^(VmRSS|VmHWM)' "/proc/$pid/status" | sed 's/VmHWM/peak RSS/; s/VmRSS/RSS/'
 printf 'series: %s\n' "$(printf '%s\n' "$metrics" | grep -vc '^#')"
 printf '/metrics: %s bytes\n' "$(printf '%s\n' "$metrics" | wc -c)"

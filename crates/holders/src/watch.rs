@@ -83,6 +83,7 @@ impl Watch {
         // The creator rule's processes, by IPC namespace: read only where an object is idle
         // long enough to be stale.
         let by_ipc = crate::by_ipc_namespace(&self.procfs);
+        let mut dev_shm_by_mount: HashMap<u64, Option<crate::DevShmFiles>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
                 Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
@@ -107,10 +108,17 @@ impl Watch {
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
+            // IPC namespaces that share a mount namespace (PrivateIPC= units, unshare --ipc
+            // jobs) share its /dev/shm: it is listed, and its users' maps read, once a round.
             let dev_shm = pids.first().copied().or((*inode == home).then(std::process::id)).and_then(|pid| {
                 let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
-                let users = by_mount.get(&mnt).map_or(&[][..], Vec::as_slice);
-                crate::dev_shm_files(&self.procfs, pid, mnt, users)
+                dev_shm_by_mount
+                    .entry(mnt)
+                    .or_insert_with(|| {
+                        let users = by_mount.get(&mnt).map_or(&[][..], Vec::as_slice);
+                        crate::dev_shm_files(&self.procfs, pid, mnt, users)
+                    })
+                    .clone()
             });
             out.namespaces.push(Arc::new(NamespaceHolders {
                 inode: *inode,
