@@ -129,6 +129,8 @@ pub struct Sampler {
     /// Each /dev/shm (by the pid it is read through): when its files were last listed, its
     /// mount namespace, and the file counts then.
     shm_kept: HashMap<u32, ShmKept>,
+    /// Each mount namespace's latest /dev/shm read, reused within [`SHARED_READ_FOR`].
+    shm_by_mount: HashMap<u64, (Instant, posix::DevShm)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
     /// /dev/shm and /dev/mqueue.
     mount_kinds: posix::MountKinds,
@@ -141,6 +143,10 @@ pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_se
 /// When a /dev/shm's files were listed, its mount namespace, and (files, named semaphores,
 /// their bytes) then.
 type ShmKept = (Instant, Option<u64>, (u64, u64, u64));
+
+/// How long one /dev/shm read serves the other IPC namespaces of its mount namespace: less
+/// than a tick, so every tick reads it afresh.
+const SHARED_READ_FOR: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct PosixKept {
     posix: posix::Posix,
@@ -176,6 +182,7 @@ impl Sampler {
             target: None,
             posix_kept: HashMap::new(),
             shm_kept: HashMap::new(),
+            shm_by_mount: HashMap::new(),
             mount_kinds: posix::MountKinds::default(),
         }
     }
@@ -232,6 +239,15 @@ impl Sampler {
     }
 
     fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
+        // IPC namespaces that share a mount namespace share its /dev/shm: within one round
+        // of samples it is read once (a thousand PrivateIPC= units, one walk a tick).
+        let known_mnt =
+            self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).and_then(|k| k.1);
+        if let Some((_, usage)) =
+            known_mnt.and_then(|m| self.shm_by_mount.get(&m)).filter(|(at, _)| at.elapsed() < SHARED_READ_FOR)
+        {
+            return Ok(usage.clone());
+        }
         let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
         let mut usage = dir.usage()?;
         let fresh =
@@ -250,6 +266,12 @@ impl Sampler {
         };
         usage.mnt_namespace = mnt;
         (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+        if let Some(mnt) = mnt {
+            if self.shm_by_mount.len() >= 4096 {
+                self.shm_by_mount.clear();
+            }
+            self.shm_by_mount.insert(mnt, (Instant::now(), usage.clone()));
+        }
         Ok(usage)
     }
 
