@@ -211,7 +211,8 @@ impl Fleet {
         }
     }
 
-    /// Starts watching [`Fleet::wanted_home`]; every namespace watched before is let go.
+    /// Makes [`Fleet::wanted_home`] the home: namespaces watched before stay, with chart ids
+    /// that follow the new home.
     fn set_home(&mut self) {
         let (home, host, pid) = self.wanted_home();
         if host && namespaces::own_namespace() != Some(home) {
