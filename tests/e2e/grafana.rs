@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 
 use crate::alerts::{eventually, repo};
-use crate::http::{free_port, wait_ready};
-use crate::ns::{dies_with_test, KillOnDrop, Namespace, IPCWATCH};
+use crate::http::free_port;
+use crate::ns::{dies_with_test, KillOnDrop, Namespace};
 
 /// A Prometheus API answer's `data`, through curl (Prometheus answers chunked).
 fn api(port: u16, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
@@ -64,14 +64,7 @@ fn every_dashboard_panel_returns_series_from_a_real_prometheus() {
     ns.cmd("shm 0 4096");
     ns.cmd("mq /a 10 100");
     ns.hold(&["sem 0 1", "msg 0", "mq /x 5 64"]);
-    let config = ns.path("grafana.toml");
-    std::fs::write(&config, "[namespaces]\nrescan = 1\n[holders]\ninterval = 1\n").unwrap();
-    let port = free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
+    let (port, _, _) = ns.daemon("[namespaces]\nrescan = 1\n[holders]\ninterval = 1\n");
 
     // A real Prometheus scraping it every second.
     let prom_port = free_port();

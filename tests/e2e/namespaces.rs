@@ -258,14 +258,7 @@ fn a_joiner_changes_neither_the_anchor_nor_dev_shm_and_a_gone_anchor_is_replaced
         .trim_end_matches(']')
         .parse()
         .unwrap();
-    let config = ns.path("anchor.toml");
-    std::fs::write(&config, "[namespaces]\nrescan = 1\n").unwrap();
-    let port = crate::http::free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
+    let (port, _, log) = ns.daemon("[namespaces]\nrescan = 1\n");
     let anchored = |pid: u32| info_line(port, inode).contains(&format!("pid=\"{pid}\""));
     assert!(eventually(10, || anchored(holder)), "{}", info_line(port, inode));
     let shm_size = || {
@@ -305,14 +298,7 @@ fn a_new_namespace_on_a_reused_inode_starts_with_no_history_or_alerts() {
         .unwrap()
         .replace("every: 10s", "every: 1s");
     std::fs::write(rules.join("ipc.conf"), fast).unwrap();
-    let config = ns.path("reuse.toml");
-    std::fs::write(&config, "[namespaces]\nrescan = 1\n[alerts]\nrules = \"rules\"\n").unwrap();
-    let port = crate::http::free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
+    let (port, _, _) = ns.daemon("[namespaces]\nrescan = 1\n[alerts]\nrules = \"rules\"\n");
     // Five namespaces at their SEMMNI of 1: each raises semaphore_arrays_used.
     let status = |inode: u64| {
         let doc: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/alarms?all").body).unwrap();

@@ -354,14 +354,7 @@ fn home_assistants_client_and_netdata_pandas_read_the_known_values() {
     let mut ns = Namespace::new("clients");
     ns.cmd("sem 0 3");
     ns.cmd("sem 0 2");
-    let config = ns.path("clients.toml");
-    std::fs::write(&config, "[namespaces]\nmode = \"own\"\n").unwrap();
-    let port = crate::http::free_port();
-    let (_, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
+    let (port, _, _) = ns.daemon("[namespaces]\nmode = \"own\"\n");
     std::thread::sleep(std::time::Duration::from_secs(3));
     let out = std::process::Command::new(&python)
         .arg(crate::alerts::repo("tests/tools/netdata_clients.py"))

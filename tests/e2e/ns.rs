@@ -204,6 +204,19 @@ impl Namespace {
         (pid, answers)
     }
 
+    /// The daemon in this namespace with `config` (TOML) on a free port, once ready: its
+    /// port, pid and log.
+    pub fn daemon(&mut self, config: &str) -> (u16, u32, PathBuf) {
+        let path = self.path("daemon.toml");
+        std::fs::write(&path, config).unwrap();
+        let port = crate::http::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let (pid, log) =
+            self.spawn(IPCWATCH, &["--config", path.to_str().unwrap(), "--web.listen-address", &listen]);
+        crate::http::wait_ready(port, &log);
+        (port, pid, log)
+    }
+
     pub fn snapshot_json(&mut self) -> serde_json::Value {
         let (code, text) = self.run(IPCWATCH, &["snapshot", "--json"]);
         assert_eq!(code, "0", "{text}");

@@ -85,15 +85,7 @@ fn container(ns: &mut Namespace, name: &str, setup: &str) -> u64 {
 
 /// The daemon in `ns`, watching every namespace, with a census every second.
 fn daemon(ns: &mut Namespace) -> (u16, u32, std::path::PathBuf) {
-    let config = ns.path("ipcwatch.toml");
-    std::fs::write(&config, "[namespaces]\nrescan = 1\n[holders]\ninterval = 1\n").unwrap();
-    let port = free_port();
-    let (pid, log) = ns.spawn(
-        IPCWATCH,
-        &["--config", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}")],
-    );
-    wait_ready(port, &log);
-    (port, pid, log)
+    ns.daemon("[namespaces]\nrescan = 1\n[holders]\ninterval = 1\n")
 }
 
 #[test]
