@@ -161,13 +161,26 @@ fn help_and_bad_flags() {
 
 #[test]
 fn unreadable_procfs_in_procfs_mode_is_a_clear_error() {
+    // No proc file system there at all: one line, exit 2, as for any bad flag.
     let out = std::process::Command::new(IPCWATCH)
         .args(["snapshot", "--source", "procfs", "--path.procfs", "/nonexistent"])
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent is not a proc file system"), "{err}");
+    // A proc file system whose sysvipc files cannot be read: each collector says why.
+    let dir = std::env::temp_dir().join(format!("ipcwatch-fakeproc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("self")).unwrap();
+    let out = std::process::Command::new(IPCWATCH)
+        .args(["snapshot", "--source", "procfs", "--path.procfs", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("error: sem: cannot read /nonexistent/sysvipc/sem"), "{text}");
+    assert!(text.contains(&format!("error: sem: cannot read {}/sysvipc/sem", dir.display())), "{text}");
 }
 
 #[test]

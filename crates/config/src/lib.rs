@@ -253,6 +253,13 @@ impl Config {
                 rootfs.display()
             )));
         }
+        let procfs = &config.sampling.procfs;
+        if !procfs.join("self").exists() && !procfs.join("1").exists() {
+            return Err(ConfigError(format!(
+                "procfs (--path.procfs): {} is not a proc file system (it has no self or 1)",
+                procfs.display()
+            )));
+        }
         Ok(config)
     }
 }
