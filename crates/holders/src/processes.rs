@@ -232,17 +232,35 @@ pub fn effective_uid(status: &str) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The pids of every process under `procfs`, by IPC namespace inode.
-pub fn by_ipc_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
-    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
+/// Every process under `procfs`, by IPC namespace.
+#[derive(Debug, Default)]
+pub struct ByIpcNamespace {
+    pids: HashMap<u64, Vec<u32>>,
+    /// Processes whose namespace cannot be read (other users', without CAP_SYS_PTRACE):
+    /// they could be in any namespace, so every namespace counts them.
+    anywhere: Vec<u32>,
+}
+
+impl ByIpcNamespace {
+    /// The processes that may be in namespace `inode`.
+    pub fn residents(&self, inode: u64) -> Vec<u32> {
+        let own = self.pids.get(&inode).map_or(&[][..], Vec::as_slice);
+        own.iter().chain(&self.anywhere).copied().collect()
+    }
+}
+
+/// One walk of `procfs`: each process by IPC namespace.
+pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
+    let mut out = ByIpcNamespace::default();
     let Ok(dir) = std::fs::read_dir(procfs) else { return out };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/ipc")).ok();
         let inode =
             link.as_ref().and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok());
-        if let Some(inode) = inode {
-            out.entry(inode).or_default().push(pid);
+        match inode {
+            Some(inode) => out.pids.entry(inode).or_default().push(pid),
+            None => out.anywhere.push(pid),
         }
     }
     out
@@ -297,6 +315,19 @@ mod tests {
         waived.waive_before(me, now + 10);
         assert_eq!(waived.creator(uid, now), Creator::Waived { pid: me, started: now + 10 });
         assert!(matches!(waived.creator(uid, now + 20), Creator::MayLive { .. }), "made after: not waived");
+    }
+
+    #[test]
+    fn a_process_whose_namespace_cannot_be_read_counts_in_every_namespace() {
+        let all = ByIpcNamespace { pids: [(1, vec![10, 11]), (2, vec![20])].into(), anywhere: vec![99] };
+        assert_eq!(all.residents(1), [10, 11, 99]);
+        assert_eq!(all.residents(2), [20, 99]);
+        assert_eq!(all.residents(3), [99]);
+        // This process's own namespace holds at least this process.
+        let me = std::process::id();
+        let own =
+            std::fs::metadata("/proc/self/ns/ipc").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+        assert!(by_ipc_namespace(Path::new("/proc")).residents(own).contains(&me));
     }
 
     #[test]

@@ -102,8 +102,7 @@ pub fn stale_objects(
     for (identity, pids) in targets {
         let visit = visitor.visit(identity.inode, &pids, || {
             let mut gathered = Gathered::take(&mut sampler);
-            let residents = by_ipc.get(&identity.inode).map_or(&[][..], Vec::as_slice);
-            gathered.residents = crate::Residents::read(&procfs, residents);
+            gathered.residents = crate::Residents::read(&procfs, &by_ipc.residents(identity.inode));
             if let Some((pid, started)) = waive {
                 gathered.residents.waive_before(pid, started);
             }

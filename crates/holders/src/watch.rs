@@ -102,8 +102,7 @@ impl Watch {
                 queue_owners.extend(q.items.iter().map(|q| q.owner));
             }
             if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
-                let residents = by_ipc.get(inode).map_or(&[][..], Vec::as_slice);
-                gathered.residents = crate::Residents::read(&self.procfs, residents);
+                gathered.residents = crate::Residents::read(&self.procfs, &by_ipc.residents(*inode));
             }
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
