@@ -205,18 +205,7 @@ impl Sampler {
         snap.limits = limits.unwrap_or_default();
         snap.collectors.push(report);
         if self.config.posix {
-            let start = Instant::now();
-            let posix = self.posix();
-            // Queues that cannot be reached are a failed collection, not an empty namespace:
-            // without this report the series would simply vanish from /metrics.
-            snap.collectors.push(CollectorReport {
-                name: "posix",
-                ok: posix.queues.is_some(),
-                source: if posix.queues.is_some() { Origin::Syscall } else { Origin::None },
-                duration_seconds: start.elapsed().as_secs_f64(),
-                error: posix.error.as_deref().map(str::to_owned),
-            });
-            snap.posix = Some(posix);
+            snap.posix = Some(self.posix());
         }
         note_saturated_sums(&mut snap);
         snap
