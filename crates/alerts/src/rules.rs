@@ -59,14 +59,25 @@ pub struct Repeat {
     pub critical: f64,
 }
 
-/// Netdata's simple patterns: space-separated globs with `*`, `!` negates, first match wins.
+/// Netdata's simple patterns: globs with `*`, `!` negates, the first match decides (a negated
+/// one excludes); nothing matching excludes. `*` is everything, `!a* *` everything but `a...`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern(Vec<(bool, String)>);
 
 impl Pattern {
+    /// Words separated by white space, as health configuration writes them.
     pub fn parse(text: &str) -> Pattern {
+        Pattern::split_by(text, char::is_whitespace)
+    }
+
+    /// Words separated wherever `separator` says, as Netdata's API takes them (`,`, `|`),
+    /// at most 256 of them: a pattern is outside input.
+    pub fn split_by(text: &str, separator: impl Fn(char) -> bool) -> Pattern {
         Pattern(
-            text.split_whitespace()
+            text.split(separator)
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .take(256)
                 .map(|w| match w.strip_prefix('!') {
                     Some(rest) => (false, rest.to_string()),
                     None => (true, w.to_string()),

@@ -98,55 +98,6 @@ pub(crate) fn path_and_query(path: &str, query: Option<&str>) -> (String, String
     }
 }
 
-/// A Netdata simple pattern: words separated by any of `separators`, each a glob with `*`,
-/// negated by a leading `!`. The first word that matches decides (a negated one excludes);
-/// nothing matching excludes. `*` is everything, `!a*|*` everything but `a...`.
-pub(crate) struct SimplePattern(Vec<(bool, String)>);
-
-impl SimplePattern {
-    pub(crate) fn new(text: &str, separators: &[char]) -> SimplePattern {
-        SimplePattern(
-            text.split(|c| separators.contains(&c))
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .take(256)
-                .map(|w| match w.strip_prefix('!') {
-                    Some(rest) => (false, rest.to_string()),
-                    None => (true, w.to_string()),
-                })
-                .collect(),
-        )
-    }
-
-    /// Whether `name` is selected.
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        self.0.iter().find(|(_, glob)| glob_matches(glob, name)).is_some_and(|(positive, _)| *positive)
-    }
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-fn glob_matches(glob: &str, name: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
-    if parts.len() == 1 {
-        return glob == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first)
-        || !name[first.len()..].ends_with(last)
-        || name.len() < first.len() + last.len()
-    {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(at) => rest = &rest[at + middle.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// The query's parameters, decoded; a key without `=` has an empty value.
 pub(crate) fn params(query: &str) -> Vec<(String, String)> {
     query
@@ -572,7 +523,7 @@ mod decode_tests {
 
     #[test]
     fn simple_patterns_follow_netdata() {
-        let p = |t: &str| SimplePattern::new(t, &[',', '|', ' ']);
+        let p = |t: &str| ipcwatch_alerts::Pattern::split_by(t, |c| ",| ".contains(c));
         assert!(p("*").matches("anything") && p("*").matches(""));
         assert!(p("a*").matches("abc") && !p("a*").matches("bac"));
         assert!(p("*c").matches("abc") && p("a*c").matches("abc") && !p("a*c").matches("abd"));

@@ -140,7 +140,7 @@ fn query(
     // A simple pattern, as Netdata takes it: `dimensions=*` is every one.
     let selected = param(params, "dimensions")
         .filter(|d| !d.is_empty())
-        .map(|d| crate::netdata::SimplePattern::new(d, &[',', '|']));
+        .map(|d| ipcwatch_alerts::Pattern::split_by(d, |c| c == ',' || c == '|'));
     let mut dims: Vec<&ipcwatch_charts::Dimension> = c
         .dimensions
         .iter()
