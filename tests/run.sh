@@ -38,6 +38,8 @@ command -v lintian >/dev/null 2>&1 || need="$need lintian"
 command -v man >/dev/null 2>&1 || need="$need man-db"
 command -v objcopy >/dev/null 2>&1 || need="$need binutils"
 command -v python3 >/dev/null 2>&1 || need="$need python3 python3-pip"
+# The Netdata clients get a venv of their own: Debian splits ensurepip out of python3.
+python3 -c "import ensurepip" >/dev/null 2>&1 || need="$need python3-venv"
 
 if [ -n "$need" ]; then
     echo "tests/run.sh: installing$need" >&2
