@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Parsed where the namespace scan parses them too: one reading of /proc/PID/stat.
+pub use ipcwatch_sampler::namespaces::{boot_time, start_ticks};
 use ipcwatch_sampler::objects;
 use serde::Serialize;
 
@@ -264,18 +266,6 @@ pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
         }
     }
     out
-}
-
-/// `btime` from /proc/stat: the boot time in Unix seconds.
-pub fn boot_time(stat: &str) -> Option<i64> {
-    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
-}
-
-/// Field 22 of /proc/PID/stat (`starttime`, in clock ticks after boot). The command name in
-/// field 2 may hold spaces and parentheses, so fields are counted after its last `)`.
-pub fn start_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -115,12 +115,26 @@ fn start_and_parent(dir: &Path, text: &mut String) -> Option<(u64, u32)> {
 
 /// The start (field 22) and parent (field 4) in `/proc/PID/stat` text.
 pub fn parse_start_and_parent(text: &str) -> Option<(u64, u32)> {
-    // Fields after the command name (which may hold spaces and parentheses).
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace();
+    let mut f = fields_after_comm(text)?;
     let ppid = f.nth(1)?.parse().ok()?;
     let start = f.nth(17)?.parse().ok()?;
     Some((start, ppid))
+}
+
+/// Field 22 of /proc/PID/stat (`starttime`, in clock ticks after boot).
+pub fn start_ticks(stat: &str) -> Option<u64> {
+    fields_after_comm(stat)?.nth(19)?.parse().ok()
+}
+
+/// Fields 3 on of /proc/PID/stat: the command name in field 2 may hold spaces and
+/// parentheses, so they are counted after its last `)`.
+fn fields_after_comm(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
+/// The boot time (`btime`, seconds since the epoch) in /proc/stat text.
+pub fn boot_time(stat: &str) -> Option<i64> {
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// The anchor among a namespace's processes (pid, start ticks, parent pid): the oldest whose
@@ -168,9 +182,7 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
     let mut pods: Option<HashMap<String, (String, String)>> = None;
     let mut text = String::new();
     let host = host_namespace(procfs).unwrap_or(INIT_IPC_NAMESPACE);
-    let boot = std::fs::read_to_string(procfs.join("stat"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<i64>().ok());
+    let boot = std::fs::read_to_string(procfs.join("stat")).ok().and_then(|s| boot_time(&s));
     let ticks = crate::objects::clock_ticks().max(1);
     for (inode, mut procs) in members {
         procs.sort_unstable();
