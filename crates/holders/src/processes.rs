@@ -258,8 +258,7 @@ pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/ipc")).ok();
-        let inode =
-            link.as_ref().and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok());
+        let inode = link.as_deref().and_then(ipcwatch_sampler::namespaces::parse_ns_link);
         match inode {
             Some(inode) => out.pids.entry(inode).or_default().push(pid),
             None => out.anywhere.push(pid),

@@ -286,9 +286,7 @@ impl Sampler {
         let target = self.target.take();
         // The fleet says which namespace this is; a one-shot sample asks the kernel.
         let inode = target.map(|t| t.0).or_else(|| {
-            std::fs::read_link("/proc/thread-self/ns/ipc")
-                .ok()
-                .and_then(|l| l.to_str()?.strip_prefix("ipc:[")?.strip_suffix(']')?.parse::<u64>().ok())
+            std::fs::read_link("/proc/thread-self/ns/ipc").ok().as_deref().and_then(namespaces::parse_ns_link)
         });
         let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
         let hint = target.map(|t| t.1);

@@ -95,8 +95,8 @@ pub fn pid_in(procfs: &Path) -> Option<u32> {
     std::fs::read_link(procfs.join("self")).ok()?.to_str()?.parse().ok()
 }
 
-/// `ipc:[4026531839]` as 4026531839.
-fn parse_ns_link(link: &Path) -> Option<u64> {
+/// `ipc:[4026531839]` (a `/proc/PID/ns/ipc` link) as 4026531839.
+pub fn parse_ns_link(link: &Path) -> Option<u64> {
     let s = link.to_str()?;
     s.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok()
 }
