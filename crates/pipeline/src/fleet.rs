@@ -428,7 +428,7 @@ impl Fleet {
         let samples = match &self.visitor {
             Some(v) => v.visit_all(&targets, || {
                 if let Some((inode, pid)) = next.next() {
-                    sampler.set_target(inode, pid);
+                    sampler.set_target(inode, pid, inode != home);
                 }
                 sampler.snapshot()
             }),

@@ -136,7 +136,7 @@ fn containers(n: usize) {
         let out = visitor
             .visit_all(&refs, || {
                 let (inode, pid) = next.next().unwrap();
-                hinted.set_target(*inode, *pid);
+                hinted.set_target(*inode, *pid, false);
                 hinted.snapshot()
             })
             .unwrap();

@@ -120,17 +120,16 @@ pub struct Sampler {
     config: SamplerConfig,
     page_size: u64,
     text: String,
-    /// See [`Sampler::set_target`]: the namespace inode and a process of it.
-    target: Option<(u64, u32)>,
+    /// See [`Sampler::set_target`].
+    target: Option<Target>,
     /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with its
     /// mqueue superblock device once a private mount has shown it: numbers, not descriptors,
     /// so nothing is pinned.
     posix_kept: HashMap<u64, PosixKept>,
-    /// Each /dev/shm (by the pid it is read through): when its files were last listed, its
-    /// mount namespace, and the file counts then.
-    shm_kept: HashMap<u32, ShmKept>,
-    /// Each mount namespace's latest /dev/shm read, reused within [`SHARED_READ_FOR`].
-    shm_by_mount: HashMap<u64, (Instant, posix::DevShm)>,
+    /// Each process /dev/shm is read through: its mount namespace, and when that was asked.
+    shm_kept: HashMap<u32, (Instant, Option<u64>)>,
+    /// Each mount namespace's latest /dev/shm read.
+    shm_by_mount: HashMap<u64, SharedShm>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
     /// /dev/shm and /dev/mqueue.
     mount_kinds: posix::MountKinds,
@@ -140,9 +139,17 @@ pub struct Sampler {
 /// listing. Queue counts and /dev/shm use are read every sample.
 pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// When a /dev/shm's files were listed, its mount namespace, and (files, named semaphores,
-/// their bytes) then.
-type ShmKept = (Instant, Option<u64>, (u64, u64, u64));
+/// How often the POSIX message queues and `fs.mqueue.*` limits of a namespace other than the
+/// daemon's own are read (see [`Sampler::set_target`]).
+pub const POSIX_CONTAINER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A mount namespace's /dev/shm as last read: its use, reused within [`SHARED_READ_FOR`], and
+/// its files, listed again after [`POSIX_DETAIL_EVERY`].
+struct SharedShm {
+    used_at: Instant,
+    listed_at: Instant,
+    usage: posix::DevShm,
+}
 
 /// How long one /dev/shm read serves the other IPC namespaces of its mount namespace: less
 /// than a tick, so every tick reads it afresh.
@@ -150,8 +157,17 @@ const SHARED_READ_FOR: std::time::Duration = std::time::Duration::from_millis(50
 
 struct PosixKept {
     posix: posix::Posix,
-    read_at: Instant,
+    next_read: Instant,
     device: Option<u64>,
+}
+
+/// The namespace the next sample is in, a process of it, and whether it is another than the
+/// daemon's own.
+#[derive(Clone, Copy)]
+struct Target {
+    inode: u64,
+    pid: u32,
+    other: bool,
 }
 
 /// A collector's outcome before timing is attached.
@@ -240,29 +256,32 @@ impl Sampler {
 
     fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
         // IPC namespaces that share a mount namespace share its /dev/shm: within one round
-        // of samples it is read once (a thousand PrivateIPC= units, one walk a tick).
-        let known_mnt =
-            self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).and_then(|k| k.1);
-        if let Some((_, usage)) =
-            known_mnt.and_then(|m| self.shm_by_mount.get(&m)).filter(|(at, _)| at.elapsed() < SHARED_READ_FOR)
-        {
-            return Ok(usage.clone());
-        }
-        let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
-        let mut usage = dir.usage()?;
-        let fresh =
-            self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY).map(|k| (k.1, k.2));
-        let (mnt, files) = match fresh {
-            Some(kept) => kept,
+        // of samples its use is read once, and its files listed once every
+        // POSIX_DETAIL_EVERY (a thousand PrivateIPC= units, one statfs a tick).
+        let mnt = match self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < POSIX_DETAIL_EVERY) {
+            Some(k) => k.1,
             None => {
-                let files = dir.count_files()?;
                 let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
                 if self.shm_kept.len() >= 4096 {
                     self.shm_kept.clear();
                 }
-                self.shm_kept.insert(pid, (Instant::now(), mnt, files));
-                (mnt, files)
+                self.shm_kept.insert(pid, (Instant::now(), mnt));
+                mnt
             }
+        };
+        let shared = mnt.and_then(|m| self.shm_by_mount.get(&m));
+        if let Some(s) = shared.filter(|s| s.used_at.elapsed() < SHARED_READ_FOR) {
+            return Ok(s.usage.clone());
+        }
+        let listed = shared.filter(|s| s.listed_at.elapsed() < POSIX_DETAIL_EVERY).map(|s| {
+            let u = &s.usage;
+            ((u.files, u.semaphore_files, u.semaphore_bytes), s.listed_at)
+        });
+        let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
+        let mut usage = dir.usage()?;
+        let (files, listed_at) = match listed {
+            Some(kept) => kept,
+            None => (dir.count_files()?, Instant::now()),
         };
         usage.mnt_namespace = mnt;
         (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
@@ -270,34 +289,59 @@ impl Sampler {
             if self.shm_by_mount.len() >= 4096 {
                 self.shm_by_mount.clear();
             }
-            self.shm_by_mount.insert(mnt, (Instant::now(), usage.clone()));
+            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
+            self.shm_by_mount.insert(mnt, read);
         }
         Ok(usage)
     }
 
     /// POSIX message queues of the calling thread's IPC namespace, and their limits.
     ///
-    /// Every sample counts the queues (one stat of the mqueue root, where the namespace's
-    /// mqueue is reachable without a mount). The limits (/proc/sys/fs/mqueue, ~16 µs a file
-    /// in another namespace) and the queues one by one are read again every
-    /// [`POSIX_DETAIL_EVERY`], and at once when the count changes. A namespace whose mqueue
-    /// is only reachable through a private mount (~50 µs) is read whole at that pace.
+    /// The host's namespace, and the one a one-shot or single-namespace sample is in: every
+    /// sample counts the queues (one stat of /dev/mqueue); the limits and the queues one by
+    /// one are read again every [`POSIX_DETAIL_EVERY`], and at once when the count changes.
+    ///
+    /// Every other namespace (a container's, named by [`Sampler::set_target`]) is read whole
+    /// every [`POSIX_CONTAINER_EVERY`], each at its own moment within that period, so that a
+    /// thousand containers do not all read in one tick. Per second they cost nothing here:
+    /// their count needs a walk into the container's root or a private mount, and their
+    /// limits a /proc/sys lookup whose cost grows with the number of IPC namespaces on the
+    /// host.
     fn posix(&mut self) -> posix::Posix {
         let target = self.target.take();
         // The fleet says which namespace this is; a one-shot sample asks the kernel.
-        let inode = target.map(|t| t.0).or_else(|| {
+        let inode = target.map(|t| t.inode).or_else(|| {
             std::fs::read_link("/proc/thread-self/ns/ipc").ok().as_deref().and_then(namespaces::parse_ns_link)
         });
         let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
-        let hint = target.map(|t| t.1);
+        let slow = !initial && target.is_some_and(|t| t.other);
         let key = inode.unwrap_or(0);
         let kept = self.posix_kept.get(&key);
         let device = kept.and_then(|k| k.device);
-        // Where the namespace's mqueue can be counted with one stat: the host's /dev/mqueue,
-        // or a container's own, once a private mount has shown the namespace's device. A
-        // container's is reached without trusting it (no symlink, nothing on FUSE), and held
-        // open while it is read.
-        let container_mqueue = match (initial, hint.zip(device)) {
+        let first = kept.is_none();
+        let due = kept.is_none_or(|k| Instant::now() >= k.next_read);
+        let reuse = if slow {
+            !due
+        } else {
+            // The host's /dev/mqueue: its queues counted with one stat.
+            let dir = Path::new("/dev/mqueue");
+            let count = (initial && posix::is_mqueue_of(dir, posix::any_device(dir)))
+                .then(|| posix::count_queues_in(dir).ok())
+                .flatten();
+            match (kept, count) {
+                (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
+                (Some(_), None) => !due,
+                (None, _) => false,
+            }
+        };
+        if reuse {
+            let k = self.posix_kept.get(&key).expect("just seen");
+            return k.posix.clone();
+        }
+        // A container's own /dev/mqueue, once a private mount has shown the namespace's
+        // device: reached without trusting it (no symlink, nothing on FUSE), held open while
+        // it is read, and cheaper than another mount.
+        let container_mqueue = match (initial, target.map(|t| t.pid).zip(device)) {
             (false, Some((pid, dev))) => {
                 let kinds = &mut self.mount_kinds;
                 within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
@@ -306,26 +350,9 @@ impl Sampler {
             }
             _ => None,
         };
-        let cheap_dir: Option<std::path::PathBuf> = if initial {
-            Some(std::path::PathBuf::from("/dev/mqueue"))
-                .filter(|d| posix::is_mqueue_of(d, posix::any_device(d)))
-        } else {
-            container_mqueue.as_ref().map(|d| d.proc_path().into())
-        };
-        let count = cheap_dir.as_deref().and_then(|d| posix::count_queues_in(d).ok());
-        let due = kept.is_none_or(|k| k.read_at.elapsed() >= POSIX_DETAIL_EVERY);
-        let reuse = match (kept, count) {
-            (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
-            (Some(_), None) => !due,
-            (None, _) => false,
-        };
-        if reuse {
-            let k = self.posix_kept.get_mut(&key).expect("just seen");
-            return k.posix.clone();
-        }
         let limits = posix::read_limits(&self.config.procfs, &mut self.text);
-        let read = match &cheap_dir {
-            Some(dir) => posix::read_queues_in(dir).map(|q| (q, device)),
+        let read = match &container_mqueue {
+            Some(dir) => posix::read_queues_in(Path::new(&dir.proc_path())).map(|q| (q, device)),
             None => posix::read_queues(initial),
         };
         let (queues, error, device) = match read {
@@ -336,15 +363,26 @@ impl Sampler {
         if self.posix_kept.len() >= 4096 {
             self.posix_kept.clear();
         }
-        self.posix_kept.insert(key, PosixKept { posix: out.clone(), read_at: Instant::now(), device });
+        let every = if slow { POSIX_CONTAINER_EVERY } else { POSIX_DETAIL_EVERY };
+        // A namespace's first read comes when it is found; the next at a moment of its own
+        // within the period (the inode spread by a multiplicative hash).
+        let wait = match first && slow {
+            true => {
+                every.mul_f64((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64)
+            }
+            false => every,
+        };
+        self.posix_kept
+            .insert(key, PosixKept { posix: out.clone(), next_read: Instant::now() + wait, device });
         out
     }
 
-    /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples, and a process
-    /// of it, so POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when that
-    /// is the namespace's own.
-    pub fn set_target(&mut self, inode: u64, pid: u32) {
-        self.target = Some((inode, pid));
+    /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples and a process
+    /// of it, so that POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when
+    /// that is the namespace's own. `other`: a namespace not the daemon's own, whose POSIX IPC
+    /// is read on the slow clock ([`POSIX_CONTAINER_EVERY`]).
+    pub fn set_target(&mut self, inode: u64, pid: u32, other: bool) {
+        self.target = Some(Target { inode, pid, other });
     }
 
     fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {
@@ -652,7 +690,6 @@ fn note_saturated_sums(snap: &mut Snapshot) {
 /// under `--path.procfs` would block or never end), without blocking, and at most
 /// [`MAX_TEXT_BYTES`] of it.
 pub fn read_text(path: &Path, buf: &mut String) -> Result<(), Error> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     buf.clear();
     let read_err = |source| Error::Read { path: path.to_path_buf(), source };
@@ -661,6 +698,14 @@ pub fn read_text(path: &Path, buf: &mut String) -> Result<(), Error> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(read_err)?;
+    read_open_text(file, path, buf)
+}
+
+/// [`read_text`] of a file already opened (`path` names it in errors).
+pub(crate) fn read_open_text(file: std::fs::File, path: &Path, buf: &mut String) -> Result<(), Error> {
+    use std::io::Read;
+    buf.clear();
+    let read_err = |source| Error::Read { path: path.to_path_buf(), source };
     if !file.metadata().map_err(read_err)?.is_file() {
         return Err(Error::NotRegular { path: path.to_path_buf() });
     }

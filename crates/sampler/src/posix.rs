@@ -119,10 +119,13 @@ pub struct DevShm {
 }
 
 /// Reads the five `fs.mqueue.*` limits of the caller's IPC namespace (procfs answers for the
-/// reader's namespace).
+/// reader's namespace). The directory is looked up once: each lookup of a name under
+/// /proc/sys/fs costs a comparison per IPC namespace on the host.
 pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
+    let dir = sys::open_path(&procfs.join("sys/fs/mqueue")).ok();
     let mut read = |name: &str| -> Option<i64> {
-        crate::read_text(&procfs.join("sys/fs/mqueue").join(name), text).ok()?;
+        let file = sys::open_file_at(dir.as_ref()?, name).ok()?;
+        crate::read_open_text(file, &procfs.join("sys/fs/mqueue").join(name), text).ok()?;
         text.trim().parse().ok()
     };
     let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());

@@ -402,6 +402,20 @@ pub fn open_path(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// File `name` (one component) in directory `dir`, opened for reading without blocking and
+/// without following a symlink. Under /proc/sys a path lookup compares the name with every IPC
+/// namespace's entry of the same name; a lookup relative to an open directory pays that once.
+pub fn open_file_at(dir: &impl std::os::fd::AsRawFd, name: &str) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte"))?;
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: openat reads the NUL-terminated `c`; the result is a new descriptor or -1.
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Directory `name` (one component) under `dir`, opened `O_PATH`, refusing any symlink and
 /// any way out of `dir` (`RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`): a container's link cannot
 /// lead the walk to the host's files.
