@@ -55,6 +55,8 @@ t1=$(cpu_ns)
 c1=$(thread_ns ipcwatch-census)
 s1=$(thread_ns ipcwatch-sample)
 metrics=$(curl -s "127.0.0.1:$port/metrics")
+# IPCWATCH_METRICS_OUT=FILE keeps the scrape, to see what each namespace costs in series.
+if [ -n "${IPCWATCH_METRICS_OUT:-}" ]; then printf '%s\n' "$metrics" > "$IPCWATCH_METRICS_OUT"; fi
 printf 'namespaces: %s (+ the daemon'"'"'s own)\n' "$n"
 printf 'whole-daemon CPU: %s ms/s over %s s\n' "$(echo "($t1 - $t0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" "$secs"
 printf '  census thread: %s ms/s, sampler thread: %s ms/s\n' \

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use bytes::Bytes;
 use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
 use ipcwatch_holders::{HoldersPublished, OWNER_FIGURES};
-use ipcwatch_pipeline::FleetPublished;
+use ipcwatch_pipeline::{FleetPublished, NamespacePublished};
 use prometheus::core::Collector;
 
 use crate::State;
@@ -302,11 +302,16 @@ const SHM_UNUSED: [(&str, &str); 2] = [
 ];
 
 /// The biggest /dev/shm files of each namespace and the unused ones (from the census).
-fn render_dev_shm_files(t: &mut Text, h: &HoldersPublished) {
+fn render_dev_shm_files(
+    t: &mut Text,
+    h: &HoldersPublished,
+    shown: &dyn Fn(&ipcwatch_holders::NamespaceHolders) -> bool,
+) {
     const NS: &str = "ipc_namespace";
     let spaces: Vec<(&ipcwatch_holders::NamespaceHolders, &ipcwatch_holders::DevShmFiles, String)> = h
         .namespaces
         .iter()
+        .filter(|n| shown(n))
         .filter_map(|n| n.dev_shm.as_ref().map(|d| (&**n, d, d.mnt_namespace.to_string())))
         .collect();
     if spaces.is_empty() {
@@ -360,13 +365,12 @@ fn render_dev_shm_files(t: &mut Text, h: &HoldersPublished) {
 /// namespace that ended since must leave with its other series.
 fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipeline::NamespacePublished]) {
     const NS: &str = "ipc_namespace";
+    // A census's namespace is shown while the latest sample watches it; its /dev/shm files
+    // only where that sample shows the /dev/shm (once per mount namespace).
+    let by_label: std::collections::HashMap<&str, &ipcwatch_pipeline::NamespacePublished> =
+        watched.iter().map(|w| (&*w.label, w)).collect();
     let h = &HoldersPublished {
-        namespaces: all
-            .namespaces
-            .iter()
-            .filter(|n| watched.iter().any(|w| w.label == n.label))
-            .cloned()
-            .collect(),
+        namespaces: all.namespaces.iter().filter(|n| by_label.contains_key(&*n.label)).cloned().collect(),
         visits_failed: all.visits_failed,
         duration_seconds: all.duration_seconds,
         timestamp: all.timestamp,
@@ -389,7 +393,10 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
             }
         }
     }
-    render_dev_shm_files(t, h);
+    let dev_shm_shown = |n: &ipcwatch_holders::NamespaceHolders| {
+        by_label.get(&*n.label).is_some_and(|w| w.published.snapshot.dev_shm.is_some())
+    };
+    render_dev_shm_files(t, h, &dev_shm_shown);
     t.family(REMOVED_IN_USE.name, REMOVED_IN_USE.help, REMOVED_IN_USE.kind);
     for n in &h.namespaces {
         for r in &n.pass.removed_in_use {
@@ -544,8 +551,11 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
                 Value::Int(c.ok as u64),
             );
         }
+        // Durations of the home namespace's collectors only: a container's are the same calls
+        // made after a setns, and at a thousand containers their series would cost more than
+        // they tell.
         t.family(COLLECTOR_DURATION.name, COLLECTOR_DURATION.help, COLLECTOR_DURATION.kind);
-        for (n, c) in collectors() {
+        for (n, c) in collectors().filter(|(n, _)| n.home) {
             t.sample(
                 COLLECTOR_DURATION.name,
                 &[("collector", c.name), (NS, &n.label)],
@@ -573,22 +583,27 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
                 .map(move |a| (n, a))
         })
     };
-    if alerts().next().is_some() {
+    // The home namespace has a series for every status of every alert; a container's only for
+    // its raised alerts (WARNING, CRITICAL), as Prometheus's own ALERTS has only firing ones:
+    // a thousand idle containers would otherwise cost 84 series each.
+    let shown = |(n, a): &(&NamespacePublished, &ipcwatch_alerts::Alert)| n.home || a.status.is_raised();
+    if alerts().any(|x| shown(&x)) {
         t.family(ALERT_STATUS.name, ALERT_STATUS.help, ALERT_STATUS.kind);
-        for (n, a) in alerts() {
+        for (n, a) in alerts().filter(shown) {
             let status = a.status.name();
-            for s in ALERT_STATUSES {
+            let statuses = if n.home { &ALERT_STATUSES[..] } else { std::slice::from_ref(&status) };
+            for s in statuses {
                 let labels = [
                     ("alert", a.rule.name.as_str()),
                     ("chart", a.chart.as_str()),
                     (NS, &n.label),
                     ("status", s),
                 ];
-                t.sample(ALERT_STATUS.name, &labels, Value::Int((status == s) as u64));
+                t.sample(ALERT_STATUS.name, &labels, Value::Int((status == *s) as u64));
             }
         }
         t.family(ALERT_VALUE.name, ALERT_VALUE.help, ALERT_VALUE.kind);
-        for (n, a) in alerts() {
+        for (n, a) in alerts().filter(shown) {
             let labels = [("alert", a.rule.name.as_str()), ("chart", a.chart.as_str()), (NS, &n.label)];
             t.sample(ALERT_VALUE.name, &labels, Value::Float(a.value));
         }

@@ -76,6 +76,9 @@ pub struct Member {
 pub struct NamespacePublished {
     pub identity: Arc<Identity>,
     pub label: Arc<str>,
+    /// The daemon's home namespace (the host's, or its own): it keeps Netdata's chart ids and
+    /// every series; the others are containers', whose clear alerts have none.
+    pub home: bool,
     pub published: Arc<Published>,
 }
 
@@ -102,6 +105,7 @@ impl FleetPublished {
         FleetPublished {
             namespaces: vec![NamespacePublished {
                 label: identity.inode.to_string().into(),
+                home: true,
                 identity: Arc::new(identity),
                 published,
             }],
@@ -403,6 +407,25 @@ impl Fleet {
         }
     }
 
+    /// Adds each namespace's /dev/shm to its sample. A /dev/shm belongs to a mount namespace,
+    /// which many IPC namespaces may share (PrivateIPC= units, `unshare --ipc` jobs share the
+    /// host's): it is charted, exported and alerted on once, with the home namespace if that
+    /// shares it, else with the first (lowest inode) that does. A thousand units that share
+    /// the host's /dev/shm then raise one alert when it fills, not a thousand.
+    fn add_dev_shm(&mut self, inodes: &[u64], samples: &mut [Result<Snapshot, VisitError>]) {
+        let home_first = inodes.iter().position(|i| *i == self.home).into_iter();
+        let others = (0..inodes.len()).filter(|i| inodes[*i] != self.home);
+        let mut shown: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for i in home_first.chain(others) {
+            let (Ok(snapshot), Some(m)) = (&mut samples[i], self.members.get(&inodes[i])) else { continue };
+            self.sampler.add_dev_shm(snapshot, m.identity.pid);
+            let mnt = snapshot.dev_shm.as_ref().and_then(|d| d.mnt_namespace);
+            if mnt.is_some_and(|mnt| !shown.insert(mnt)) {
+                snapshot.dev_shm = None;
+            }
+        }
+    }
+
     /// One tick over every watched namespace.
     pub fn tick(&mut self) -> FleetTick {
         let started = Instant::now();
@@ -443,6 +466,8 @@ impl Fleet {
             tracing::error!(error = %e, "the sampler thread could not return to its own namespace");
             targets.iter().map(|_| Err(VisitError::Return(std::io::Error::other(e.to_string())))).collect()
         });
+        let mut samples = samples;
+        self.add_dev_shm(&inodes, &mut samples);
         let caps = queue_shares(&samples, self.config.max_queue_series, &mut self.queue_buffer);
         let mut namespaces = Vec::with_capacity(self.members.len());
         let mut gone = Vec::new();
@@ -460,12 +485,11 @@ impl Fleet {
                 }
             };
             let m = self.members.get_mut(&inode).expect("listed above");
-            let mut snapshot = snapshot;
-            self.sampler.add_dev_shm(&mut snapshot, m.identity.pid);
             m.objects = object_count(&snapshot);
             let tick = m.pipeline.tick_capped(snapshot, t0, cap);
             notifications.extend(tick.notifications);
             namespaces.push(NamespacePublished {
+                home: inode == self.home,
                 identity: m.identity.clone(),
                 label: m.label.clone(),
                 published: tick.published,
