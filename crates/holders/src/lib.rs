@@ -30,7 +30,8 @@ pub use devshm::{
     ShmFileUse, StaleFile, LARGEST_FILES,
 };
 pub use processes::{
-    boot_time, by_ipc_namespace, effective_uid, start_ticks, Alive, Creator, Processes, Residents,
+    boot_time, by_ipc_namespace, effective_uid, start_ticks, walk_namespaces, Alive, Creator, Processes,
+    Residents,
 };
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};

@@ -253,18 +253,43 @@ impl ByIpcNamespace {
 
 /// One walk of `procfs`: each process by IPC namespace.
 pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
+    walk_namespaces(procfs, false).0
+}
+
+/// One walk of `procfs` for a whole census: each process by IPC namespace and, when
+/// `mounts`, by mount namespace (whose processes are the users of its /dev/shm files). A
+/// census of a thousand namespaces walks /proc once, not once per question.
+pub fn walk_namespaces(procfs: &Path, mounts: bool) -> (ByIpcNamespace, HashMap<u64, Vec<u32>>) {
     let mut out = ByIpcNamespace::default();
-    let Ok(dir) = std::fs::read_dir(procfs) else { return out };
+    let mut by_mount: HashMap<u64, Vec<u32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(procfs) else { return (out, by_mount) };
+    let mut path = procfs.to_path_buf();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/ipc")).ok();
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        path.push(&name);
+        path.push("ns/ipc");
+        let link = std::fs::read_link(&path).ok();
         let inode = link.as_deref().and_then(ipcwatch_sampler::namespaces::parse_ns_link);
         match inode {
             Some(inode) => out.pids.entry(inode).or_default().push(pid),
             None => out.anywhere.push(pid),
         }
+        if mounts {
+            path.set_file_name("mnt");
+            let link = std::fs::read_link(&path).ok();
+            let mnt = link
+                .as_deref()
+                .and_then(|l| l.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok());
+            if let Some(mnt) = mnt {
+                by_mount.entry(mnt).or_default().push(pid);
+            }
+        }
+        path.pop();
+        path.pop();
+        path.pop();
     }
-    out
+    (out, by_mount)
 }
 
 #[cfg(test)]

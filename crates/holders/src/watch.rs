@@ -52,9 +52,15 @@ impl Watch {
     pub fn new(sampler: SamplerConfig, config: HoldersConfig) -> Watch {
         let procfs = sampler.procfs.clone();
         let visitor = Visitor::new(&procfs).ok();
-        // The full walk: per-segment memory is not needed, every array is.
-        let sampler =
-            Sampler::new(SamplerConfig { semaphore_detail: true, segment_memory: false, ..sampler });
+        // The full walk: per-segment memory is not needed, every array is. POSIX queues are
+        // the sampler's (their owners come with the targets): read here too, they would cost
+        // a private mount and a /proc/sys lookup per namespace and pass.
+        let sampler = Sampler::new(SamplerConfig {
+            semaphore_detail: true,
+            segment_memory: false,
+            posix: false,
+            ..sampler
+        });
         Watch { config, procfs, sampler, visitor, censuses: HashMap::new() }
     }
 
@@ -71,18 +77,18 @@ impl Watch {
     }
 
     /// One round over `targets` (inode and pids to enter through). Namespaces no longer
-    /// listed are forgotten.
-    pub fn round(&mut self, targets: &[(u64, Vec<u32>)]) -> HoldersPublished {
+    /// listed are forgotten. `queue_owners`: the uids that own POSIX queues anywhere (from
+    /// the sampler), whose RLIMIT_MSGQUEUE is looked up.
+    pub fn round(&mut self, targets: &[(u64, Vec<u32>)], queue_owners: &[u32]) -> HoldersPublished {
         let started = Instant::now();
         self.censuses.retain(|inode, _| targets.iter().any(|(i, _)| i == inode));
         let mut out = HoldersPublished::default();
         let home = self.home_inode();
-        let mut queue_owners: Vec<u32> = Vec::new();
-        // Which processes share each mount namespace: the users of its /dev/shm files.
-        let by_mount = crate::processes_by_mount_namespace(&self.procfs);
-        // The creator rule's processes, by IPC namespace: read only where an object is idle
-        // long enough to be stale.
-        let by_ipc = crate::by_ipc_namespace(&self.procfs);
+        let mut queue_owners = queue_owners.to_vec();
+        // One walk of /proc: the creator rule's processes by IPC namespace (read only where
+        // an object is idle long enough to be stale), and the processes that share each mount
+        // namespace (the users of its /dev/shm files).
+        let (by_ipc, by_mount) = crate::walk_namespaces(&self.procfs, true);
         let mut dev_shm_by_mount: HashMap<u64, Option<crate::DevShmFiles>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
@@ -98,9 +104,6 @@ impl Watch {
                     continue;
                 }
             };
-            if let Some(q) = gathered.snapshot.posix.as_ref().and_then(|p| p.queues.as_ref()) {
-                queue_owners.extend(q.items.iter().map(|q| q.owner));
-            }
             if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
                 gathered.residents = crate::Residents::read(&self.procfs, &by_ipc.residents(*inode));
             }

@@ -63,13 +63,20 @@ fn start_census(
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
-                let targets: Vec<(u64, Vec<u32>)> = match state.latest() {
+                let latest = state.latest();
+                let targets: Vec<(u64, Vec<u32>)> = match &latest {
                     Some(p) => {
                         p.namespaces.iter().map(|n| (n.identity.inode, vec![n.identity.pid])).collect()
                     }
                     None => vec![(watch.home_inode(), Vec::new())],
                 };
-                let round = watch.round(&targets);
+                let queue_owners: Vec<u32> = latest
+                    .iter()
+                    .flat_map(|p| &p.namespaces)
+                    .filter_map(|n| n.published.snapshot.posix.as_ref()?.queues.as_ref())
+                    .flat_map(|q| q.items.iter().map(|q| q.owner))
+                    .collect();
+                let round = watch.round(&targets, &queue_owners);
                 tracing::debug!(
                     seconds = round.duration_seconds,
                     namespaces = round.namespaces.len(),
