@@ -139,6 +139,8 @@ pub struct Fleet {
     /// In a pod the two differ: the pod's own namespace is then watched like any other.
     home: u64,
     members: BTreeMap<u64, Member>,
+    /// Scans made, to read the anchors' identities again every sixth.
+    scans: u64,
     next_scan: Option<Instant>,
     /// Reused every tick to share the queue-series cap out.
     queue_buffer: Vec<(u64, u64, usize)>,
@@ -184,6 +186,7 @@ impl Fleet {
             home: INIT_IPC_NAMESPACE,
             sampler: Sampler::new(sampler),
             members: BTreeMap::new(),
+            scans: 0,
             next_scan: None,
             queue_buffer: Vec::new(),
             seen: 1,
@@ -324,7 +327,10 @@ impl Fleet {
     fn rescan(&mut self, now: f64, out: &mut Vec<Notification>) {
         let started = Instant::now();
         let known: Vec<&Identity> = self.members.values().map(|m| &*m.identity).collect();
-        let scan = match namespaces::scan_known(&self.config.procfs, &self.config.pod_logs, &known) {
+        // Every sixth scan (a minute by default) reads the anchors' names and cgroups again.
+        let refresh = self.scans % 6 == 0;
+        self.scans += 1;
+        let scan = match namespaces::scan_known(&self.config.procfs, &self.config.pod_logs, &known, refresh) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, procfs = %self.config.procfs.display(), "cannot scan for IPC namespaces");

@@ -143,6 +143,11 @@ pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_se
 /// daemon's own are read (see [`Sampler::set_target`]).
 pub const POSIX_CONTAINER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How often a container's `fs.mqueue.*` limits are read: each lookup under /proc/sys/fs
+/// compares with every IPC namespace's entry (~130 µs at 1,000 namespaces), and limits
+/// change only when someone writes them.
+pub const POSIX_CONTAINER_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A mount namespace's /dev/shm as last read: its use, reused within [`SHARED_READ_FOR`], and
 /// its files, listed again after [`POSIX_DETAIL_EVERY`].
 struct SharedShm {
@@ -158,6 +163,8 @@ const SHARED_READ_FOR: std::time::Duration = std::time::Duration::from_millis(50
 struct PosixKept {
     posix: posix::Posix,
     next_read: Instant,
+    /// When a container's limits are read again.
+    limits_next: Instant,
     device: Option<u64>,
 }
 
@@ -350,7 +357,16 @@ impl Sampler {
             }
             _ => None,
         };
-        let limits = posix::read_limits(&self.config.procfs, &mut self.text);
+        // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
+        let kept_limits =
+            kept.filter(|k| slow && Instant::now() < k.limits_next).map(|k| (k.posix.limits.clone(), k.limits_next));
+        let (limits, limits_next) = match kept_limits {
+            Some(kept) => kept,
+            None => {
+                let read = posix::read_limits(&self.config.procfs, &mut self.text);
+                (read, Instant::now() + POSIX_CONTAINER_LIMITS_EVERY)
+            }
+        };
         let read = match &container_mqueue {
             Some(dir) => posix::read_queues_in(Path::new(&dir.proc_path())).map(|q| (q, device)),
             None => posix::read_queues(initial),
@@ -372,8 +388,8 @@ impl Sampler {
             }
             false => every,
         };
-        self.posix_kept
-            .insert(key, PosixKept { posix: out.clone(), next_read: Instant::now() + wait, device });
+        let kept = PosixKept { posix: out.clone(), next_read: Instant::now() + wait, limits_next, device };
+        self.posix_kept.insert(key, kept);
         out
     }
 

@@ -104,7 +104,7 @@ pub fn parse_ns_link(link: &Path) -> Option<u64> {
 /// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
 /// `/var/log/pods` (its folders name pods by UID), read if it exists.
 pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
-    scan_known(procfs, pod_logs, &[])
+    scan_known(procfs, pod_logs, &[], true)
 }
 
 /// A process's start (clock ticks after boot) and parent, from `/proc/PID/stat`.
@@ -155,8 +155,9 @@ pub fn choose_anchor(procs: &[(u32, u64, u32)]) -> Option<u32> {
 /// [`scan`], keeping the anchor of namespaces already known (`known`) while it lives: a
 /// process that joins later never takes its place. An anchor that is gone is replaced by
 /// [`choose_anchor`]. The anchor's command name and cgroup (container, pod, unit) are read
-/// again on every scan, as a process may exec or move.
-pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Result<Scan> {
+/// again when `refresh` (a process may exec or move); otherwise a kept anchor keeps the
+/// identity known, and a scan of a thousand known namespaces reads one stat file each.
+pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity], refresh: bool) -> io::Result<Scan> {
     let known: HashMap<u64, &Identity> = known.iter().map(|k| (k.inode, *k)).collect();
     let mut scan = Scan::default();
     let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
@@ -193,6 +194,11 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity]) -> io::Re
                     == Some(k.start_ticks);
             alive.then_some((k.pid, k.start_ticks))
         });
+        if let (Some(_), false) = (kept, refresh) {
+            let identity = (*known[&inode]).clone();
+            scan.namespaces.push(Found { identity, pids: procs });
+            continue;
+        }
         let (pid, start_ticks) = match kept {
             Some(a) => a,
             None => {
