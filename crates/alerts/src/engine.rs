@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ipcwatch_charts::{Chart, Registry};
+use ipcwatch_charts::{Chart, ChartView, Registry};
 use serde_json::{json, Map, Value};
 
 use crate::rules::{Expression, Rule, RuleKind};
@@ -228,7 +228,7 @@ impl Scope<'_> {
             return Some(*v);
         }
         // Other charts' variables act as host variables.
-        self.registry.charts().iter().find_map(|c| c.variables.get(name).copied())
+        self.registry.charts().find_map(|c| c.variables.get(name).copied())
     }
 }
 
@@ -304,14 +304,14 @@ impl Engine {
     }
 
     /// The charts a rule applies to.
-    fn charts_for<'r>(rule: &Rule, registry: &'r Registry) -> Vec<&'r Chart> {
+    fn charts_for<'r>(rule: &Rule, registry: &'r Registry) -> Vec<ChartView<'r>> {
         // Our charts carry no labels: a `chart labels` pattern must accept the empty label set.
         if rule.chart_labels.as_ref().is_some_and(|p| !p.matches("")) {
             return Vec::new();
         }
         match rule.kind {
             RuleKind::Alarm => registry.chart(&rule.on).into_iter().collect(),
-            RuleKind::Template => registry.charts().iter().filter(|c| c.context == rule.on).collect(),
+            RuleKind::Template => registry.charts().filter(|c| c.context == rule.on).collect(),
         }
     }
 
@@ -530,7 +530,7 @@ pub fn alarms_json(boards: &[&Board], all: bool, now: f64) -> String {
 /// Runs lookup, calc, crit and warn for one alert.
 fn compute(
     a: &Alert,
-    chart: &Chart,
+    chart: ChartView<'_>,
     registry: &Registry,
     now: f64,
     update_every: f64,
@@ -547,7 +547,7 @@ fn compute(
             this = this.abs();
         }
     }
-    let mut scope = Scope { alert: a, chart, registry, this, now, update_every };
+    let mut scope = Scope { alert: a, chart: chart.chart(), registry, this, now, update_every };
     if let Some(calc) = &rule.calc {
         match calc.expr.evaluate(&|n: &str| scope.get(n)) {
             Ok(v) => scope.this = v,

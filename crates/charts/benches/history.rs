@@ -85,7 +85,7 @@ fn main() {
         update += start.elapsed();
     }
     let rss_after = rss_kib();
-    let dims: usize = r.charts().iter().map(|c| c.dimensions.len()).sum();
+    let dims: usize = r.charts().map(|c| c.dimensions.len()).sum();
     let bare_kib = (dims * 3600 * 4 + r.charts().len() * 3600 * 8) / 1024;
     println!("{} charts, {} dimensions, 3600 rows (1 h at 1 s)", r.charts().len(), dims);
     println!(

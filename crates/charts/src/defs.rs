@@ -8,7 +8,7 @@ use ipcwatch_holders::{Pass, OWNER_FIGURES};
 use ipcwatch_sampler::Snapshot;
 
 use crate::figures::{FIGURES, QUEUE_FIGURES};
-use crate::{Chart, ChartType, QueueChoice};
+use crate::{Chart, ChartType, QueueChoice, Row};
 
 pub const QUEUE_MESSAGES_CHART: &str = "system.message_queue_messages";
 pub const QUEUE_BYTES_CHART: &str = "system.message_queue_bytes";
@@ -332,14 +332,14 @@ pub fn owner_charts() -> impl Iterator<Item = &'static str> {
 /// Writes one census into its charts' current row: a dimension per owner (owners no longer
 /// listed are retired), the namespace's totals, and the alert variables. `None` (no census
 /// yet, or it stopped) leaves the row empty.
-pub fn fill_holders(charts: &mut [Chart], pass: Option<&Pass>) {
+pub(crate) fn fill_holders(charts: &mut [Chart], at: Row, pass: Option<&Pass>) {
     let Some(pass) = pass else { return };
     for f in OWNER_FIGURES {
         let Some(id) = f.chart else { continue };
         let chart = find(charts, id);
         chart.retain_dimensions(|d| pass.owners.iter().any(|o| &*o.name == d));
         for o in &pass.owners {
-            chart.set(&o.name, (f.read)(&o.usage) as f64);
+            chart.set(at, &o.name, (f.read)(&o.usage) as f64);
         }
     }
     let t = &pass.totals;
@@ -349,7 +349,7 @@ pub fn fill_holders(charts: &mut [Chart], pass: Option<&Pass>) {
         ("message_queues", t.stale_message_queues),
         ("orphaned_segments", t.orphaned_segments),
     ] {
-        stale.set(dim, v as f64);
+        stale.set(at, dim, v as f64);
     }
     // The worst single owner: what the per-owner alerts compare (Netdata's syntax has no
     // per-dimension alerts).
@@ -364,7 +364,7 @@ pub fn fill_holders(charts: &mut [Chart], pass: Option<&Pass>) {
         ("destroyed_attached_shared_memory", t.destroyed_attached_bytes),
         ("stale_messages", t.stale_message_bytes),
     ] {
-        bytes.set(dim, v as f64);
+        bytes.set(at, dim, v as f64);
     }
 }
 
@@ -399,11 +399,11 @@ pub fn slots(charts: &[Chart]) -> Vec<Slot> {
 
 /// Writes one row of values into the charts, from the figures table. A failed collector
 /// leaves its charts' row empty (NaN): the last good value is not carried forward as if fresh.
-pub fn fill(charts: &mut [Chart], slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
+pub(crate) fn fill(charts: &mut [Chart], at: Row, slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
     for (f, slot) in FIGURES.iter().zip(slots) {
         let value = (f.read)(snap);
         if let (Some((ci, di)), Some(v)) = (slot.value, value) {
-            charts[ci].set_at(di, v as f64);
+            charts[ci].set_at(at, di, v as f64);
         }
         if let (Some(ci), Some((_, var))) = (slot.variable, f.variable) {
             charts[ci].variables.insert(var, value.map_or(f64::NAN, |v| v as f64));
@@ -418,12 +418,12 @@ pub fn fill(charts: &mut [Chart], slots: &[Slot], snap: &Snapshot, queues: &Queu
                 if let Some(v) = (q.read)(queue) {
                     id.clear();
                     let _ = write!(id, "{}", queue.id);
-                    chart.set(&id, v as f64);
+                    chart.set(at, &id, v as f64);
                 }
             }
         }
         // Derived, not measured: how close the fullest queue is to blocking its writers.
         let fullest = msg.items.iter().map(|q| q.fill_ratio()).fold(0.0, f64::max);
-        find(charts, "ipc.message_queue_fill").set("max", fullest * 100.0);
+        find(charts, "ipc.message_queue_fill").set(at, "max", fullest * 100.0);
     }
 }

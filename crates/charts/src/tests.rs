@@ -51,7 +51,7 @@ fn netdata_charts_have_netdata_metadata() {
     );
     assert_eq!((c.chart_type, c.priority), (ChartType::Area, 1203));
     assert_eq!(c.dimensions[0].id, "semaphores");
-    let order: Vec<&str> = r.charts().iter().take(6).map(|c| c.id).collect();
+    let order: Vec<&str> = r.charts().take(6).map(|c| c.id).collect();
     assert_eq!(
         order,
         [
@@ -86,7 +86,7 @@ fn vanished_queues_are_retired() {
     feed(&mut r, &snap(1.0, 0, vec![queue(0, 1, 1), queue(1, 1, 1)]));
     feed(&mut r, &snap(2.0, 0, vec![queue(1, 2, 2)]));
     let dims: Vec<&str> =
-        r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.iter().map(|d| d.id.as_str()).collect();
+        r.chart(QUEUE_MESSAGES_CHART).unwrap().chart().dimensions.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(dims, ["1"]);
     feed(&mut r, &snap(3.0, 0, vec![]));
     assert!(r.chart(QUEUE_MESSAGES_CHART).unwrap().dimensions.is_empty());
@@ -230,4 +230,61 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
     r.update(&Snapshot { timestamp: 101.0, ..Default::default() }, &crate::QueueChoice::default());
     r.update_holders(Some(&later));
     assert!(r.chart("ipc.semaphore_arrays_by_owner").unwrap().dimension("other").is_none());
+}
+
+/// Every stored history reads back exactly what one value per row would: runs of repeats,
+/// gaps (a failed collector), a figure that changes every row (stored flat), and windows that
+/// slide over all of them.
+#[test]
+fn compact_history_reads_back_every_row_exactly() {
+    let keep = 50;
+    let mut r = Registry::new(RegistryConfig { history_rows: keep, ..RegistryConfig::default() });
+    let mut expected: VecDeque<Option<u64>> = VecDeque::new();
+    let mut seed = 12345u64;
+    for t in 0..400u64 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let roll = (seed >> 33) % 10;
+        // Rows 0-149: mostly repeats; 150-299: a new value every row; then repeats again.
+        let value = match (t, roll) {
+            (_, 0) => None,
+            (150..300, _) => Some(t * 7),
+            (_, 1) => Some(roll * 1000 + t),
+            _ => Some(expected.back().copied().flatten().unwrap_or(3)),
+        };
+        let mut s = snap(t as f64, 0, vec![]);
+        match value {
+            Some(v) => s.semaphores.as_mut().unwrap().arrays = v,
+            None => s.semaphores = None,
+        }
+        feed(&mut r, &s);
+        expected.push_back(value);
+        if expected.len() > keep {
+            expected.pop_front();
+        }
+        let c = r.chart("system.ipc_semaphore_arrays").unwrap();
+        assert_eq!(c.history_len(), expected.len());
+        let d = c.dimension("arrays").unwrap();
+        for (i, want) in expected.iter().enumerate() {
+            let got = c.value(d, i);
+            match want {
+                Some(v) => assert_eq!(got, *v as f32, "row {t}, index {i}"),
+                None => assert!(got.is_nan(), "row {t}, index {i}: {got}"),
+            }
+        }
+        assert_eq!(d.last(), value.map(|v| v as f64));
+        // Never more than one value per row's worth, plus a little.
+        assert!(d.history_bytes() <= keep * 4 + 64, "row {t}: {} bytes", d.history_bytes());
+    }
+}
+
+#[test]
+fn an_unchanging_figure_costs_one_run_however_long_the_history() {
+    let mut r = Registry::new(RegistryConfig { history_rows: 3600, ..RegistryConfig::default() });
+    for t in 0..3600 {
+        feed(&mut r, &snap(t as f64, 4, vec![]));
+    }
+    let c = r.chart("system.ipc_semaphore_arrays").unwrap();
+    assert_eq!(c.history_len(), 3600);
+    assert_eq!(c.dimension("arrays").unwrap().history_bytes(), 8);
+    assert_eq!(c.lookup(Reduce::Min, 3599.0, -3600.0, 0.0, None), 4.0);
 }

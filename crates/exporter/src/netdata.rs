@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 use ipcwatch_alerts::Board;
-use ipcwatch_charts::{Chart, Registry};
+use ipcwatch_charts::{Chart, ChartView, Registry};
 use ipcwatch_pipeline::FleetPublished;
 
 use crate::State;
@@ -150,8 +150,9 @@ fn plugin_of(id: &str) -> &'static str {
 }
 
 /// One chart's JSON as /api/v1/chart and /api/v1/charts give it.
-fn chart_json(r: &ChartRef, c: &Chart, indent: &str) -> String {
-    let (first, last) = (c.times().front().copied().unwrap_or(0.0), c.times().back().copied().unwrap_or(0.0));
+fn chart_json(r: &ChartRef, c: ChartView<'_>, indent: &str) -> String {
+    let (first, last) =
+        (c.times().next().copied().unwrap_or(0.0), c.times().next_back().copied().unwrap_or(0.0));
     let kind = r.id.split_once('.').map_or(r.id.as_str(), |(t, _)| t);
     let mut o = String::new();
     let i = indent;
@@ -168,12 +169,12 @@ fn chart_json(r: &ChartRef, c: &Chart, indent: &str) -> String {
     let _ = writeln!(o, "{i}\t\"units\": {},", js(c.units));
     let _ = writeln!(o, "{i}\t\"data_url\": {},", js(&format!("/api/v1/data?chart={}", r.id)));
     let _ = writeln!(o, "{i}\t\"chart_type\": {},", js(c.chart_type.as_str()));
-    let duration = if c.times().is_empty() { 0 } else { (last - first) as i64 + 1 };
+    let duration = if c.times().len() == 0 { 0 } else { (last - first) as i64 + 1 };
     let _ = writeln!(o, "{i}\t\"duration\": {duration},");
     let _ = writeln!(o, "{i}\t\"first_entry\": {},", first as i64);
     let _ = writeln!(o, "{i}\t\"last_entry\": {},", last as i64);
     let _ = writeln!(o, "{i}\t\"update_every\": 1,");
-    let dims: Vec<String> = ordered(r, c)
+    let dims: Vec<String> = ordered(r, c.chart())
         .iter()
         .map(|d| format!("{i}\t\t{}: {{ \"name\": {} }}", js(&d.id), js(&d.name)))
         .collect();
@@ -182,7 +183,7 @@ fn chart_json(r: &ChartRef, c: &Chart, indent: &str) -> String {
         c.variables.iter().map(|(k, v)| format!("{i}\t\t{}: {}", js(k), num(*v))).collect();
     let _ = writeln!(o, "{i}\t\"chart_variables\": {{\n{}\n{i}\t}},", vars.join(",\n"));
     let _ = writeln!(o, "{i}\t\"green\": null,");
-    let _ = writeln!(o, "{i}\t\"red\": {},", red_line(c).map_or("null".into(), num));
+    let _ = writeln!(o, "{i}\t\"red\": {},", red_line(&c).map_or("null".into(), num));
     let alarms: Vec<String> = r
         .alerts
         .alerts
@@ -445,11 +446,11 @@ fn unscope(chart: &str) -> String {
 fn alarm_variables(r: &ChartRef) -> String {
     let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
     let Some(c) = reg.chart(r.inner) else { return "{}".into() };
-    let last = c.times().back().copied().unwrap_or(f64::NAN);
+    let last = c.times().next_back().copied().unwrap_or(f64::NAN);
     let mut chart_vars: Vec<(String, String)> = vec![
         ("last_collected_t".into(), format!("{last:.5}")),
         ("green".into(), "null".into()),
-        ("red".into(), red_line(c).map_or("null".into(), |v| format!("{v:.5}"))),
+        ("red".into(), red_line(&c).map_or("null".into(), |v| format!("{v:.5}"))),
         ("update_every".into(), "1.00000".into()),
     ];
     for a in r.alerts.alerts.iter().filter(|a| a.chart == r.id) {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use ipcwatch_charts::Chart;
+use ipcwatch_charts::ChartView;
 use ipcwatch_pipeline::FleetPublished;
 
 use crate::netdata::{all_charts, find_chart, is_queue_chart};
@@ -93,12 +93,12 @@ struct Result {
 }
 
 fn query(
-    c: &Chart,
+    c: ChartView<'_>,
     queue_chart: bool,
     params: &[(String, String)],
     o: &Options,
 ) -> std::result::Result<Result, String> {
-    let times: Vec<i64> = c.times().iter().map(|t| t.floor() as i64).collect();
+    let times: Vec<i64> = c.times().map(|t| t.floor() as i64).collect();
     let first_entry = times.first().copied().unwrap_or(0);
     let last_entry = times.last().copied().unwrap_or(0);
     let num = |k: &str| param(params, k).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as i64);
@@ -171,7 +171,7 @@ fn query(
             .iter()
             .map(|d| {
                 let vals: Vec<f64> =
-                    (lo..hi).map(|i| f64::from(d.values()[i])).filter(|v| !v.is_nan()).collect();
+                    (lo..hi).map(|i| f64::from(c.value(d, i))).filter(|v| !v.is_nan()).collect();
                 if vals.is_empty() {
                     return None;
                 }
@@ -556,7 +556,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             for (id, registry, inner) in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().back().map_or(0, |t| (*t * 1000.0) as i64);
+                let last = c.times().next_back().map_or(0, |t| (*t * 1000.0) as i64);
                 let name = match source {
                     "as-collected" | "as_collected" => format!("netdata_{}", metric_part(c.context)),
                     other => format!(
@@ -623,7 +623,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             for (id, registry, inner) in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().back().map_or(0, |t| *t as i64);
+                let last = c.times().next_back().map_or(0, |t| *t as i64);
                 let dims: Vec<String> = c
                     .dimensions
                     .iter()

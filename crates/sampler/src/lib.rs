@@ -358,8 +358,9 @@ impl Sampler {
             _ => None,
         };
         // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
-        let kept_limits =
-            kept.filter(|k| slow && Instant::now() < k.limits_next).map(|k| (k.posix.limits.clone(), k.limits_next));
+        let kept_limits = kept
+            .filter(|k| slow && Instant::now() < k.limits_next)
+            .map(|k| (k.posix.limits.clone(), k.limits_next));
         let (limits, limits_next) = match kept_limits {
             Some(kept) => kept,
             None => {
