@@ -31,9 +31,14 @@ while [ $i -lt "$n" ]; do
     echo "spawn $dir/holder.out unshare --ipc $tk --hold check-namespace;sem,0,1;msg,0;shm,0,4096" >&3
     i=$((i + 1))
 done
-echo "spawn $dir/daemon.log $bin --web.listen-address 127.0.0.1:$port" >&3
+# IPCWATCH_BENCH_CONFIG=FILE runs the daemon with that config (to see what a part costs).
+config=${IPCWATCH_BENCH_CONFIG:+--config $IPCWATCH_BENCH_CONFIG}
+# IPCWATCH_BENCH_WRAP="heaptrack -o FILE" runs it under a profiler (its figures then include the tool's).
+echo "spawn $dir/daemon.log ${IPCWATCH_BENCH_WRAP:-} $bin --web.listen-address 127.0.0.1:$port $config" >&3
 until [ "$(cat "$dir/out" 2>/dev/null | wc -l)" -ge $((n + 6)) ]; do sleep 0.2; done
 pid=$(tail -n 1 "$dir/out" | awk '{print $2}')
+# Under a wrapper, the daemon is the wrapper's child (or, after exec, the same process).
+pid=$(pgrep -P "$pid" -f "$bin" || echo "$pid")
 until curl -sf "127.0.0.1:$port/-/ready" >/dev/null; do sleep 0.2; done
 sleep 12 # every namespace found (rescan every 10 s) and the first census done
 # CPU nanoseconds of every thread (schedstat: exact, where /proc/PID/stat counts 10 ms ticks).
@@ -65,3 +70,6 @@ printf '  census thread: %s ms/s, sampler thread: %s ms/s\n' \
 grep -E '^(VmRSS|VmHWM)' "/proc/$pid/status" | sed 's/VmHWM/peak RSS/; s/VmRSS/RSS/'
 printf 'series: %s\n' "$(printf '%s\n' "$metrics" | grep -vc '^#')"
 printf '/metrics: %s bytes\n' "$(printf '%s\n' "$metrics" | wc -c)"
+# A graceful stop, so that a wrapper (heaptrack) writes its output.
+kill -TERM "$pid" 2>/dev/null || true
+sleep 2

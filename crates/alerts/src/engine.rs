@@ -222,7 +222,7 @@ impl Scope<'_> {
             return Some(s.value());
         }
         if let Some(d) = self.chart.dimension(name) {
-            return Some(d.last().unwrap_or(f64::NAN));
+            return Some(self.chart.last(d).unwrap_or(f64::NAN));
         }
         if let Some(v) = self.chart.variables.get(name) {
             return Some(*v);
@@ -276,7 +276,20 @@ impl Engine {
         Board {
             hostname: self.host.hostname.clone(),
             latest_unique_id: self.next_unique_id - 1,
-            alerts: self.alerts.clone(),
+            // Without the notifications waiting out their delays: views do not show them, and
+            // each holds a dozen strings.
+            alerts: self
+                .alerts
+                .iter()
+                .map(|a| Alert {
+                    rule: a.rule.clone(),
+                    chart: a.chart.clone(),
+                    family: a.family.clone(),
+                    error: a.error.clone(),
+                    pending: None,
+                    ..*a
+                })
+                .collect(),
             labels: Vec::new(),
         }
     }

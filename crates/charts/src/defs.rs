@@ -337,7 +337,11 @@ pub(crate) fn fill_holders(charts: &mut [Chart], at: Row, pass: Option<&Pass>) {
     for f in OWNER_FIGURES {
         let Some(id) = f.chart else { continue };
         let chart = find(charts, id);
-        chart.retain_dimensions(|d| pass.owners.iter().any(|o| &*o.name == d));
+        let same_owners = chart.dimensions.len() == pass.owners.len()
+            && chart.dimensions.iter().zip(&pass.owners).all(|(d, o)| d.id == *o.name);
+        if !same_owners {
+            chart.retain_dimensions(|d| pass.owners.iter().any(|o| &*o.name == d));
+        }
         for o in &pass.owners {
             chart.set(at, &o.name, (f.read)(&o.usage) as f64);
         }
@@ -380,7 +384,12 @@ pub struct Slot {
     variable: Option<usize>,
 }
 
-/// Every figure's slot, found once per registry rather than by name every second.
+/// A variable value no figure writes: a NaN with a payload (`as f64` and `f64::NAN` never
+/// make it), so the first write always happens.
+pub const UNWRITTEN: u64 = u64::MAX;
+
+/// Every figure's slot, found once rather than by name every second. Every registry lays its
+/// charts out alike, so all share one table ([`shared_slots`]).
 pub fn slots(charts: &[Chart]) -> Vec<Slot> {
     let chart =
         |id: &str| charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS");
@@ -399,14 +408,33 @@ pub fn slots(charts: &[Chart]) -> Vec<Slot> {
 
 /// Writes one row of values into the charts, from the figures table. A failed collector
 /// leaves its charts' row empty (NaN): the last good value is not carried forward as if fresh.
-pub(crate) fn fill(charts: &mut [Chart], at: Row, slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
-    for (f, slot) in FIGURES.iter().zip(slots) {
+/// The slots of the chart layout every registry has.
+pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
+    static SLOTS: std::sync::OnceLock<Vec<Slot>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| slots(charts))
+}
+
+/// `written`: each figure's variable as last written (bits; [`UNWRITTEN`] at first).
+pub(crate) fn fill(
+    charts: &mut [Chart],
+    at: Row,
+    slots: &[Slot],
+    written: &mut [u64],
+    snap: &Snapshot,
+    queues: &QueueChoice,
+) {
+    for ((f, slot), written) in FIGURES.iter().zip(slots).zip(written) {
         let value = (f.read)(snap);
         if let (Some((ci, di)), Some(v)) = (slot.value, value) {
             charts[ci].set_at(at, di, v as f64);
         }
         if let (Some(ci), Some((_, var))) = (slot.variable, f.variable) {
-            charts[ci].variables.insert(var, value.map_or(f64::NAN, |v| v as f64));
+            // The map is written only when the value changes: an idle namespace's limits
+            // never do.
+            let v = value.map_or(f64::NAN, |v| v as f64);
+            if std::mem::replace(written, v.to_bits()) != v.to_bits() {
+                charts[ci].variables.insert(var, v);
+            }
         }
     }
     if let Some(msg) = &snap.message_queues {

@@ -12,6 +12,7 @@ mod defs;
 pub mod figures;
 mod queues;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use ipcwatch_sampler::Snapshot;
@@ -39,19 +40,23 @@ impl ChartType {
 /// One time series of a chart.
 #[derive(Debug, Clone)]
 pub struct Dimension {
-    pub id: String,
-    pub name: String,
+    /// A fixed dimension's id and name are the table's (no allocation); a queue's or an
+    /// owner's are its own.
+    pub id: Cow<'static, str>,
+    pub name: Cow<'static, str>,
     history: History,
 }
 
 /// A dimension's values, f32 (4 bytes, like Netdata's storage numbers: exact for counts up to
-/// 2^24 and within 1e-7 of byte figures, which is all a lookup window or a chart needs).
+/// 2^24 and within 1e-7 of byte figures, which is all a lookup window or a chart needs). Rows
+/// after the last one given a value (up to the newest) read as NaN: a row costs a dimension
+/// nothing until a value is put in it.
 #[derive(Debug, Clone)]
 enum History {
-    /// Runs of equal values: (the absolute row a run starts at, the value), oldest first, the
-    /// last lasting to the newest row. An idle container's figures never change, so an hour of
-    /// history is one run, not 3,600 values.
-    Runs(VecDeque<(u32, f32)>),
+    /// Runs of equal values, each from the absolute row it starts at, oldest first: `older`,
+    /// then `last`, which lasts to row `set`. An idle container's figures never change, so an
+    /// hour of history is one run held in the dimension itself, with nothing on the heap.
+    Runs { older: VecDeque<(u32, f32)>, last: (u32, f32), set: u32 },
     /// One value per row from absolute row `first`: what a figure that changes most rows
     /// takes (runs would cost twice as much), so no history costs more than 4 bytes a row.
     Flat { first: u32, values: VecDeque<f32> },
@@ -63,76 +68,75 @@ fn same(a: f32, b: f32) -> bool {
 }
 
 impl Dimension {
-    fn new(id: &str, first_row: u32) -> Dimension {
-        let mut runs = VecDeque::with_capacity(1);
-        runs.push_back((first_row, f32::NAN));
-        Dimension { id: id.to_string(), name: id.to_string(), history: History::Runs(runs) }
-    }
-
-    /// The value of the latest row, or `None` if it was not collected then.
-    pub fn last(&self) -> Option<f64> {
-        let v = match &self.history {
-            History::Runs(runs) => runs.back().map(|r| r.1),
-            History::Flat { values, .. } => values.back().copied(),
-        };
-        v.filter(|v| !v.is_nan()).map(f64::from)
+    fn new(id: Cow<'static, str>, row: u32) -> Dimension {
+        // Nothing yet: row `row - 1` is NaN, and so is every row up to the first value.
+        let before = row.wrapping_sub(1);
+        let history = History::Runs { older: VecDeque::new(), last: (before, f32::NAN), set: before };
+        Dimension { name: id.clone(), id, history }
     }
 
     /// The value at absolute row `row` (NaN where there is none).
     fn at(&self, row: u32) -> f32 {
         match &self.history {
-            History::Runs(runs) => match runs.partition_point(|r| r.0 <= row) {
-                0 => f32::NAN,
-                i => runs[i - 1].1,
-            },
+            History::Runs { older, last, set } => {
+                if row > *set {
+                    f32::NAN
+                } else if row >= last.0 {
+                    last.1
+                } else {
+                    match older.partition_point(|r| r.0 <= row) {
+                        0 => f32::NAN,
+                        i => older[i - 1].1,
+                    }
+                }
+            }
             History::Flat { first, values } => {
                 row.checked_sub(*first).and_then(|i| values.get(i as usize)).copied().unwrap_or(f32::NAN)
             }
         }
     }
 
-    /// Gives absolute row `row`, the newest or a new one, the value `v`.
-    fn put(&mut self, row: u32, v: f32) {
+    /// Gives row `row` (the newest) the value `v`, keeping rows from `first` on.
+    fn put(&mut self, first: u32, row: u32, v: f32) {
         match &mut self.history {
-            History::Runs(runs) => {
-                let n = runs.len();
-                match runs.back_mut() {
-                    Some((start, last)) if *start == row => {
-                        *last = v;
-                        if n >= 2 && same(runs[n - 2].1, v) {
-                            runs.pop_back();
-                        }
+            History::Runs { older, last, set } => {
+                if row > set.wrapping_add(1) && !last.1.is_nan() {
+                    // Rows without a value since the last one: a NaN run.
+                    older.push_back(*last);
+                    *last = (set.wrapping_add(1), f32::NAN);
+                }
+                if row == last.0 {
+                    last.1 = v;
+                    if older.back().is_some_and(|b| same(b.1, v)) {
+                        *last = older.pop_back().expect("just seen");
                     }
-                    Some((_, last)) if same(*last, v) => {}
-                    _ => runs.push_back((row, v)),
+                } else if !same(last.1, v) {
+                    older.push_back(*last);
+                    *last = (row, v);
                 }
-            }
-            History::Flat { first, values } => {
-                let next = first.wrapping_add(values.len() as u32);
-                if row == next {
-                    values.push_back(v);
-                } else if let Some(back) = values.back_mut().filter(|_| row.wrapping_add(1) == next) {
-                    *back = v;
+                *set = row;
+                while older.front().is_some_and(|_| older.get(1).map_or(last.0, |r| r.0) <= first) {
+                    older.pop_front();
                 }
-            }
-        }
-    }
-
-    /// Forgets rows before absolute row `first`; turns runs into one value per row when that
-    /// is smaller (more than half the rows start a run).
-    fn forget_before(&mut self, first: u32, newest: u32) {
-        match &mut self.history {
-            History::Runs(runs) => {
-                while runs.len() >= 2 && runs[1].0 <= first {
-                    runs.pop_front();
-                }
-                let rows = newest.wrapping_sub(first) as usize + 1;
-                if runs.len() > 8 && runs.len() * 2 > rows {
-                    let values = (first..=newest).map(|r| self.at(r)).collect();
+                let rows = row.wrapping_sub(first) as usize + 1;
+                if older.len() > 8 && older.len() * 2 > rows {
+                    let values = (first..=row).map(|r| self.at(r)).collect();
                     self.history = History::Flat { first, values };
                 }
             }
             History::Flat { first: at, values } => {
+                let mut next = at.wrapping_add(values.len() as u32);
+                if row.wrapping_add(1) == next {
+                    if let Some(back) = values.back_mut() {
+                        *back = v;
+                    }
+                } else {
+                    while next < row {
+                        values.push_back(f32::NAN);
+                        next = next.wrapping_add(1);
+                    }
+                    values.push_back(v);
+                }
                 while *at < first && !values.is_empty() {
                     values.pop_front();
                     *at = at.wrapping_add(1);
@@ -141,10 +145,10 @@ impl Dimension {
         }
     }
 
-    /// Bytes its history holds.
+    /// Bytes its history holds on the heap.
     pub fn history_bytes(&self) -> usize {
         match &self.history {
-            History::Runs(runs) => runs.len() * 8,
+            History::Runs { older, .. } => older.len() * 8,
             History::Flat { values, .. } => values.len() * 4,
         }
     }
@@ -167,6 +171,8 @@ pub struct Chart {
     cap: usize,
     /// Fed by the census ([`defs::CENSUS_HISTORY_ROWS`]).
     census: bool,
+    /// The absolute number of the registry's newest row.
+    newest: u32,
     /// Unix time of the last row in which the chart was collected.
     pub last_collected: Option<f64>,
     /// Where the next dimension lookup by id starts.
@@ -192,10 +198,11 @@ impl Chart {
             context: def.id,
             chart_type: def.chart_type,
             priority: def.priority,
-            dimensions: def.dimensions.iter().map(|d| Dimension::new(d, 0)).collect(),
+            dimensions: def.dimensions.iter().map(|d| Dimension::new(Cow::Borrowed(d), 0)).collect(),
             variables: BTreeMap::new(),
             cap: 1,
             census: defs::is_census_chart(def.id),
+            newest: u32::MAX,
             last_collected: None,
             cursor: 0,
         }
@@ -205,13 +212,14 @@ impl Chart {
         self.dimensions.iter().find(|d| d.id == id_or_name || d.name == id_or_name)
     }
 
-    /// Starts row `row` (absolute), keeping rows from `first` on; dimensions not given a value
-    /// in it stay NaN.
-    fn push_row(&mut self, row: u32, first: u32) {
-        for d in &mut self.dimensions {
-            d.put(row, f32::NAN);
-            d.forget_before(first, row);
-        }
+    /// Dimension `d`'s value in the newest row, or `None` if it was not collected then.
+    pub fn last(&self, d: &Dimension) -> Option<f64> {
+        Some(d.at(self.newest)).filter(|v| !v.is_nan()).map(f64::from)
+    }
+
+    /// The newest value of the dimension with this id or name.
+    pub fn last_of(&self, id_or_name: &str) -> Option<f64> {
+        self.dimension(id_or_name).and_then(|d| self.last(d))
     }
 
     /// Sets a dimension's value in the newest row, adding the dimension if it is new.
@@ -224,17 +232,17 @@ impl Chart {
         let dim = match found {
             Some(i) => &mut self.dimensions[i],
             None => {
-                self.dimensions.push(Dimension::new(id, at.index));
+                self.dimensions.push(Dimension::new(Cow::Owned(id.to_string()), at.index));
                 self.dimensions.last_mut().expect("just pushed")
             }
         };
-        dim.put(at.index, value as f32);
+        dim.put(at.first, at.index, value as f32);
         self.last_collected = Some(at.time);
     }
 
     /// Sets the value of dimension `index` in the newest row.
     fn set_at(&mut self, at: Row, index: usize, value: f64) {
-        self.dimensions[index].put(at.index, value as f32);
+        self.dimensions[index].put(at.first, at.index, value as f32);
         self.last_collected = Some(at.time);
     }
 
@@ -244,10 +252,11 @@ impl Chart {
     }
 }
 
-/// The row being filled: its absolute number and its Unix time.
+/// The row being filled: its absolute number, the oldest row kept, and its Unix time.
 #[derive(Debug, Clone, Copy)]
 struct Row {
     index: u32,
+    first: u32,
     time: f64,
 }
 
@@ -371,11 +380,15 @@ pub struct Registry {
     charts: Vec<Chart>,
     /// Unix times of the history rows, oldest first, shared by every chart.
     times: VecDeque<f64>,
-    /// The absolute number of the next row, and the row last started.
+    /// The absolute number of the next row, and the row last started as the census charts
+    /// keep it.
     next_row: u32,
-    last_row: Row,
-    /// Where each figure of the table goes, by position, found once.
-    slots: Vec<defs::Slot>,
+    census_row: Row,
+    /// Where each figure of the table goes, by position (shared by every registry).
+    slots: &'static [defs::Slot],
+    /// Each figure's chart variable as last written (bits), so an unchanged one costs no map
+    /// write.
+    written: Vec<u64>,
     /// Msqids of the queues that have dimensions now, ascending.
     queue_ids: Vec<i32>,
 }
@@ -390,14 +403,16 @@ impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
         let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
         charts.sort_by_key(|c| c.priority);
-        let slots = defs::slots(&charts);
+        let slots = defs::shared_slots(&charts);
+        let written = vec![defs::UNWRITTEN; figures::FIGURES.len()];
         Registry {
             config,
             charts,
             times: VecDeque::new(),
             next_row: 0,
-            last_row: Row { index: 0, time: 0.0 },
+            census_row: Row { index: 0, first: 0, time: 0.0 },
             slots,
+            written,
             queue_ids: Vec::new(),
         }
     }
@@ -438,18 +453,22 @@ impl Registry {
     /// queues that have dimensions of their own (the others' dimensions are retired).
     pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
-        let at = Row { index: self.next_row, time: snap.timestamp };
-        self.next_row = self.next_row.wrapping_add(1);
         self.times.push_back(snap.timestamp);
         while self.times.len() > keep {
             self.times.pop_front();
         }
+        let index = self.next_row;
+        self.next_row = self.next_row.wrapping_add(1);
+        // Every chart keeps the registry's rows but the census ones, which keep at most an
+        // hour: their dimensions forget from the later first row.
+        let first = self.next_row.wrapping_sub(self.times.len() as u32);
+        let census_first = self.next_row.wrapping_sub(self.times.len().min(defs::CENSUS_HISTORY_ROWS) as u32);
+        let at = Row { index, first, time: snap.timestamp };
         for chart in &mut self.charts {
             chart.cap = if chart.census { keep.min(defs::CENSUS_HISTORY_ROWS) } else { keep };
-            let kept = self.times.len().min(chart.cap) as u32;
-            chart.push_row(at.index, self.next_row.wrapping_sub(kept));
+            chart.newest = index;
         }
-        self.last_row = at;
+        self.census_row = Row { first: census_first, ..at };
         let unchanged = self.queue_ids.len() == queues.queues().len()
             && self.queue_ids.iter().zip(queues.queues()).all(|(a, q)| *a == q.id);
         if !unchanged {
@@ -461,13 +480,13 @@ impl Registry {
                 }
             }
         }
-        defs::fill(&mut self.charts, at, &self.slots, snap, queues);
+        defs::fill(&mut self.charts, at, self.slots, &mut self.written, snap, queues);
     }
 
     /// Fills the census's charts in the row [`Registry::update`] just started, from the
     /// namespace's latest census (`None`: no values this row).
     pub fn update_holders(&mut self, pass: Option<&ipcwatch_holders::Pass>) {
-        defs::fill_holders(&mut self.charts, self.last_row, pass);
+        defs::fill_holders(&mut self.charts, self.census_row, pass);
     }
 
     /// The most per-queue dimensions (the cap the pipeline chooses queues with).

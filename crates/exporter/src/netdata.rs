@@ -457,8 +457,8 @@ fn alarm_variables(r: &ChartRef) -> String {
         chart_vars.push((a.rule.name.to_string(), fmt5(a.value)));
     }
     for d in &c.dimensions {
-        let v = d.last().unwrap_or(f64::NAN);
-        chart_vars.push((d.id.clone(), fmt5(v)));
+        let v = c.last(d).unwrap_or(f64::NAN);
+        chart_vars.push((d.id.to_string(), fmt5(v)));
         chart_vars.push((format!("{}_raw", d.id), fmt5(v)));
         chart_vars.push((format!("{}_last_collected_t", d.id), format!("{last:.5}")));
     }

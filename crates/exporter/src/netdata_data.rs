@@ -186,9 +186,9 @@ fn query(
             .collect();
         rows.push((end, values));
     }
-    let latest = dims.iter().map(|d| d.last()).collect();
+    let latest = dims.iter().map(|d| c.last(d)).collect();
     Ok(Result {
-        dims: dims.iter().map(|d| (d.id.clone(), d.name.clone())).collect(),
+        dims: dims.iter().map(|d| (d.id.to_string(), d.name.to_string())).collect(),
         rows,
         before,
         after,
@@ -585,9 +585,9 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                             last as f64 / 1000.0,
                             -1.0,
                             0.0,
-                            Some(std::slice::from_ref(&d.id)),
+                            Some(std::slice::from_ref(&d.id.to_string())),
                         ),
-                        _ => d.last().unwrap_or(f64::NAN),
+                        _ => c.last(d).unwrap_or(f64::NAN),
                     };
                     if v.is_nan() {
                         continue;
@@ -632,7 +632,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                             "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
                             js(&d.id),
                             js(&d.name),
-                            d.last().map_or("null".into(), |v| format!("{v:.7}"))
+                            c.last(d).map_or("null".into(), |v| format!("{v:.7}"))
                         )
                     })
                     .collect();
@@ -663,7 +663,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                     c.dimensions.iter().collect()
                 };
                 for d in dims {
-                    let v = d.last().unwrap_or(0.0);
+                    let v = c.last(d).unwrap_or(0.0);
                     total += v;
                     let _ = writeln!(
                         out,

@@ -126,7 +126,7 @@ fn the_queue_choice_is_the_same_for_charts_and_outputs() {
     {
         let registry = p.registry();
         let chart = registry.chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
-        let dims: Vec<&str> = chart.dimensions.iter().map(|d| d.id.as_str()).collect();
+        let dims: Vec<&str> = chart.dimensions.iter().map(|d| &*d.id).collect();
         assert_eq!(dims, ["2", "3"]);
     }
 
@@ -137,7 +137,7 @@ fn the_queue_choice_is_the_same_for_charts_and_outputs() {
     assert_eq!(chosen, [1, 3]);
     let registry = p.registry();
     let chart = registry.chart(ipcwatch_charts::QUEUE_BYTES_CHART).unwrap();
-    let mut dims: Vec<&str> = chart.dimensions.iter().map(|d| d.id.as_str()).collect();
+    let mut dims: Vec<&str> = chart.dimensions.iter().map(|d| &*d.id).collect();
     dims.sort();
     assert_eq!(dims, ["1", "3"]);
 }
