@@ -348,3 +348,20 @@ fn a_new_namespace_on_a_reused_inode_starts_with_no_history_or_alerts() {
     let values: Vec<f64> = data["data"].as_array().unwrap().iter().filter_map(|r| r[1].as_f64()).collect();
     assert!(values.iter().all(|v| *v == 0.0), "history of the old namespace: {values:?}");
 }
+
+/// A namespace that appears between two scans is watched from the next tick: the daemon looks
+/// at the processes started since the last tick. With `rescan = 3600` only that can find it.
+#[test]
+fn a_new_namespace_is_watched_within_two_seconds_without_waiting_for_a_scan() {
+    let mut ns = Namespace::new("quick");
+    let (port, _, log) = ns.daemon("[namespaces]\nrescan = 3600\n");
+    // The first scan is done: the daemon's own namespace is watched.
+    assert!(eventually(5, || get(port, "/metrics").body.contains("sysvipc_semaphore_arrays{")));
+    let started = std::time::Instant::now();
+    let (_, inode, _) = ns.hold(&["sem 0 1"]);
+    let line = format!("sysvipc_semaphore_arrays{{ipc_namespace=\"{inode}\"}} 1");
+    let seen = eventually(5, || get(port, "/metrics").body.contains(&line));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(seen, "not watched {:?} after it appeared:\n{text}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}

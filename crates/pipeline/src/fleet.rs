@@ -142,6 +142,11 @@ pub struct Fleet {
     /// Scans made, to read the anchors' identities again every sixth.
     scans: u64,
     next_scan: Option<Instant>,
+    /// Between full scans, new processes are looked at every tick: a new namespace is watched
+    /// from the next tick, not the next scan.
+    new_processes: namespaces::NewProcesses,
+    /// Every namespace the last scan found, watched or left out beyond `max`.
+    found: std::collections::HashSet<u64>,
     /// Reused every tick to share the queue-series cap out.
     queue_buffer: Vec<(u64, u64, usize)>,
     seen: usize,
@@ -188,6 +193,8 @@ impl Fleet {
             members: BTreeMap::new(),
             scans: 0,
             next_scan: None,
+            new_processes: namespaces::NewProcesses::default(),
+            found: std::collections::HashSet::new(),
             queue_buffer: Vec::new(),
             seen: 1,
             skipped: 0,
@@ -330,6 +337,7 @@ impl Fleet {
         // Every sixth scan (a minute by default) reads the anchors' names and cgroups again.
         let refresh = self.scans % 6 == 0;
         self.scans += 1;
+        self.new_processes.reset(&self.config.procfs);
         let scan = match namespaces::scan_known(&self.config.procfs, &self.config.pod_logs, &known, refresh) {
             Ok(s) => s,
             Err(e) => {
@@ -340,6 +348,7 @@ impl Fleet {
         self.discovery_seconds = started.elapsed().as_secs_f64();
         let found: BTreeMap<u64, namespaces::Found> =
             scan.namespaces.into_iter().map(|f| (f.identity.inode, f)).collect();
+        self.found = found.keys().copied().collect();
         let gone: Vec<u64> =
             self.members.keys().copied().filter(|i| *i != self.home && !found.contains_key(i)).collect();
         for inode in gone {
@@ -439,6 +448,14 @@ impl Fleet {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // A process started since the last tick in a namespace no scan found: scan now.
+        if self.visitor.is_some() && self.next_scan.is_some() {
+            let (found, members) = (&self.found, &self.members);
+            let known = |inode: u64| found.contains(&inode) || members.contains_key(&inode);
+            if self.new_processes.found_new(&self.config.procfs, known) {
+                self.next_scan = None;
+            }
+        }
         if self.visitor.is_some() && self.next_scan.is_none_or(|t| started >= t) {
             self.rescan(now, &mut notifications);
             self.next_scan = Some(started + self.config.rescan);

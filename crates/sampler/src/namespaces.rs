@@ -602,3 +602,71 @@ pub fn snapshot_all(config: crate::SamplerConfig, pod_logs: &Path) -> io::Result
 
 #[cfg(test)]
 mod tests;
+
+/// Notices new IPC namespaces between full scans, at the cost of the processes started since
+/// the last look: the kernel's newest pid (the last field of `/proc/loadavg`) says which pids
+/// are new, and only their `ns/ipc` links are read. A process that unshares right after it
+/// starts is looked at again one check later. What it cannot judge (a pid counter that wrapped,
+/// thousands of new pids) asks for a full scan; without loadavg it finds nothing, and the
+/// periodic scans do the finding.
+#[derive(Debug, Default)]
+pub struct NewProcesses {
+    /// The newest pid at the last look.
+    last_pid: Option<u32>,
+    /// Pids first seen at the last look, looked at once more.
+    young: Vec<u32>,
+    /// Links read (for tests: the cost of a check).
+    pub links_read: u64,
+}
+
+/// Most new pids a check reads one by one; beyond, a full scan is cheaper.
+pub const MAX_NEW_PIDS: u32 = 4096;
+
+impl NewProcesses {
+    /// Starts counting from now (call as a full scan begins: what starts after is new).
+    pub fn reset(&mut self, procfs: &Path) {
+        self.last_pid = newest_pid(procfs);
+        self.young.clear();
+    }
+
+    /// Whether a process started since the last look is in an IPC namespace `known` does not
+    /// hold (then a full scan should run).
+    pub fn found_new(&mut self, procfs: &Path, known: impl Fn(u64) -> bool) -> bool {
+        // Without /proc/loadavg (a fixture tree) only the periodic scans find namespaces.
+        let (Some(prev), Some(now)) = (self.last_pid, newest_pid(procfs)) else {
+            self.reset(procfs);
+            return false;
+        };
+        if now < prev || now - prev > MAX_NEW_PIDS {
+            return true;
+        }
+        self.last_pid = Some(now);
+        let again = std::mem::take(&mut self.young);
+        let mut path = procfs.to_path_buf();
+        let mut new = false;
+        for (pid, first_look) in
+            again.into_iter().map(|p| (p, false)).chain((prev + 1..=now).map(|p| (p, true)))
+        {
+            path.push(pid.to_string());
+            path.push("ns/ipc");
+            let link = std::fs::read_link(&path);
+            path.pop();
+            path.pop();
+            path.pop();
+            self.links_read += 1;
+            let Ok(link) = link else { continue };
+            match parse_ns_link(&link) {
+                Some(inode) if !known(inode) => new = true,
+                _ if first_look => self.young.push(pid),
+                _ => {}
+            }
+        }
+        new
+    }
+}
+
+/// The newest pid the kernel handed out in the reader's pid namespace (`/proc/loadavg`).
+fn newest_pid(procfs: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(procfs.join("loadavg")).ok()?;
+    text.split_whitespace().nth(4)?.parse().ok()
+}
