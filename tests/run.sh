@@ -8,6 +8,7 @@
 #   openssl, curl                                           certificates and a TLS client for the TLS tests
 #   chromium                                                loads the dashboard in a real (headless) browser
 #   podman                                                  builds the container image offline
+#   strace                                                  counts the sampler's syscalls per tick (dense-node test)
 #   debootstrap, lintian, man-db                            the Debian package: a fresh Debian 12 root, its lint,
 #                                                           and `man -l` on its pages
 #   cargo-deb            (cargo install)                    builds the package
@@ -33,6 +34,7 @@ command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v podman >/dev/null 2>&1 || need="$need podman"
+command -v strace >/dev/null 2>&1 || need="$need strace"
 command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 command -v lintian >/dev/null 2>&1 || need="$need lintian"
 command -v man >/dev/null 2>&1 || need="$need man-db"

@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod daemon;
+mod dense;
 mod grafana;
 mod holders;
 mod http;

@@ -186,6 +186,16 @@ const CENSUS_DURATION: SelfMetric = SelfMetric {
     help: "How long the last census of owners and stale objects took (per namespace, and all together).",
     kind: "gauge",
 };
+const CENSUS_PROC_WALKS: SelfMetric = SelfMetric {
+    name: "ipcwatch_census_proc_walks",
+    help: "Walks of /proc the last census made, for every namespace together (1, or 2 with POSIX queues' owners to look up).",
+    kind: "gauge",
+};
+const CENSUS_DEV_SHM_LISTINGS: SelfMetric = SelfMetric {
+    name: "ipcwatch_census_dev_shm_listings",
+    help: "/dev/shm folders the last census listed: one per mount namespace, however many IPC namespaces share it.",
+    kind: "gauge",
+};
 const CENSUS_TIMESTAMP: SelfMetric = SelfMetric {
     name: "ipcwatch_census_timestamp_seconds",
     help: "Unix time the last census of owners and stale objects ended.",
@@ -375,6 +385,8 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
         duration_seconds: all.duration_seconds,
         timestamp: all.timestamp,
         mqueue_user_limits: Vec::new(),
+        proc_walks: all.proc_walks,
+        dev_shm_listings: all.dev_shm_listings,
     };
     let mut uid = String::with_capacity(10);
     for f in OWNER_FIGURES {
@@ -417,8 +429,13 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
     }
     t.family(CENSUS_DURATION.name, CENSUS_DURATION.help, CENSUS_DURATION.kind);
     t.sample(CENSUS_DURATION.name, &[], Value::Float(h.duration_seconds));
-    for n in &h.namespaces {
+    // Per namespace only the home one's, as with the collectors' durations.
+    for n in h.namespaces.iter().filter(|n| by_label.get(&*n.label).is_some_and(|w| w.home)) {
         t.sample(CENSUS_DURATION.name, &[(NS, &n.label)], Value::Float(n.pass.duration_seconds));
+    }
+    for (m, v) in [(&CENSUS_PROC_WALKS, all.proc_walks), (&CENSUS_DEV_SHM_LISTINGS, all.dev_shm_listings)] {
+        t.family(m.name, m.help, m.kind);
+        t.sample(m.name, &[], Value::Int(v));
     }
     t.family(CENSUS_TIMESTAMP.name, CENSUS_TIMESTAMP.help, CENSUS_TIMESTAMP.kind);
     t.sample(CENSUS_TIMESTAMP.name, &[], Value::Int(h.timestamp.max(0) as u64));

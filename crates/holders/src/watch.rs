@@ -36,6 +36,12 @@ pub struct HoldersPublished {
     /// RLIMIT_MSGQUEUE (soft, bytes; `u64::MAX` for unlimited) of each uid that owns POSIX
     /// queues, read from one of its processes; uids with no process are left out.
     pub mqueue_user_limits: Vec<(u32, u64)>,
+    /// Walks of procfs the last round made (one for every namespace together, and one more
+    /// for the RLIMIT_MSGQUEUE of POSIX queues' owners when there are any).
+    pub proc_walks: u64,
+    /// /dev/shm listings the last round made: one per mount namespace, however many IPC
+    /// namespaces share it.
+    pub dev_shm_listings: u64,
 }
 
 /// Runs census rounds from the calling thread (which must stay the same: namespace visits
@@ -89,6 +95,7 @@ impl Watch {
         // an object is idle long enough to be stale), and the processes that share each mount
         // namespace (the users of its /dev/shm files).
         let (by_ipc, by_mount) = crate::walk_namespaces(&self.procfs, true);
+        out.proc_walks += 1;
         let mut dev_shm_by_mount: HashMap<u64, Option<crate::DevShmFiles>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
@@ -117,6 +124,7 @@ impl Watch {
                 dev_shm_by_mount
                     .entry(mnt)
                     .or_insert_with(|| {
+                        out.dev_shm_listings += 1;
                         let users = by_mount.get(&mnt).map_or(&[][..], Vec::as_slice);
                         crate::dev_shm_files(&self.procfs, pid, mnt, users)
                     })
@@ -131,6 +139,7 @@ impl Watch {
         }
         queue_owners.sort_unstable();
         queue_owners.dedup();
+        out.proc_walks += u64::from(!queue_owners.is_empty());
         out.mqueue_user_limits = msgqueue_limits(&self.procfs, &queue_owners);
         // A census of 32,000 objects allocates megabytes for a moment, once a minute.
         ipcwatch_sampler::objects::release_free_memory();

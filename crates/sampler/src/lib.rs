@@ -130,10 +130,15 @@ pub struct Sampler {
     shm_kept: HashMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
     shm_by_mount: HashMap<u64, SharedShm>,
+    /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
+    limits_kept: HashMap<u64, (Instant, Limits, CollectorReport)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
     /// /dev/shm and /dev/mqueue.
     mount_kinds: posix::MountKinds,
 }
+
+/// How often the SysV limits of a namespace other than the daemon's own are read again.
+pub const LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
 /// listing. Queue counts and /dev/shm use are read every sample.
@@ -206,6 +211,7 @@ impl Sampler {
             posix_kept: HashMap::new(),
             shm_kept: HashMap::new(),
             shm_by_mount: HashMap::new(),
+            limits_kept: HashMap::new(),
             mount_kinds: posix::MountKinds::default(),
         }
     }
@@ -224,9 +230,24 @@ impl Sampler {
         let (shm, report) = timed("shm", || self.shared_memory(&mut snap.warnings));
         snap.shared_memory = shm;
         snap.collectors.push(report);
-        let (limits, report) = timed("limits", || self.limits());
-        snap.limits = limits.unwrap_or_default();
-        snap.collectors.push(report);
+        // Another namespace's SysV limits (three IPC_INFO calls) are read every
+        // LIMITS_EVERY: only a write to its /proc/sys/kernel changes them.
+        let other = self.target.filter(|t| t.other).map(|t| t.inode);
+        let kept = other.and_then(|i| self.limits_kept.get(&i)).filter(|k| k.0.elapsed() < LIMITS_EVERY);
+        if let Some((_, limits, report)) = kept {
+            snap.limits = limits.clone();
+            snap.collectors.push(report.clone());
+        } else {
+            let (limits, report) = timed("limits", || self.limits());
+            snap.limits = limits.unwrap_or_default();
+            if let Some(inode) = other.filter(|_| report.ok) {
+                if self.limits_kept.len() >= 4096 {
+                    self.limits_kept.clear();
+                }
+                self.limits_kept.insert(inode, (Instant::now(), snap.limits.clone(), report.clone()));
+            }
+            snap.collectors.push(report);
+        }
         if self.config.posix {
             snap.posix = Some(self.posix());
         }
