@@ -34,8 +34,15 @@ done
 # IPCWATCH_BENCH_CONFIG=FILE runs the daemon with that config (to see what a part costs).
 config=${IPCWATCH_BENCH_CONFIG:+--config $IPCWATCH_BENCH_CONFIG}
 # IPCWATCH_BENCH_WRAP="heaptrack -o FILE" runs it under a profiler (its figures then include the tool's).
+# IPCWATCH_BENCH_PROCESSES=N: N more processes (sleep) in the shared namespaces, for the
+# census's walk of /proc.
+i=0
+while [ $i -lt "${IPCWATCH_BENCH_PROCESSES:-0}" ]; do
+    echo "spawn $dir/sleep.out sleep 100000" >&3
+    i=$((i + 1))
+done
 echo "spawn $dir/daemon.log ${IPCWATCH_BENCH_WRAP:-} $bin --web.listen-address 127.0.0.1:$port $config" >&3
-until [ "$(cat "$dir/out" 2>/dev/null | wc -l)" -ge $((n + 6)) ]; do sleep 0.2; done
+until [ "$(cat "$dir/out" 2>/dev/null | wc -l)" -ge $((n + ${IPCWATCH_BENCH_PROCESSES:-0} + 6)) ]; do sleep 0.2; done
 pid=$(tail -n 1 "$dir/out" | awk '{print $2}')
 # Under a wrapper, the daemon is the wrapper's child (or, after exec, the same process).
 pid=$(pgrep -P "$pid" -f "$bin" || echo "$pid")
@@ -70,6 +77,14 @@ printf '  census thread: %s ms/s, sampler thread: %s ms/s\n' \
 grep -E '^(VmRSS|VmHWM)' "/proc/$pid/status" | sed 's/VmHWM/peak RSS/; s/VmRSS/RSS/'
 printf 'series: %s\n' "$(printf '%s\n' "$metrics" | grep -vc '^#')"
 printf '/metrics: %s bytes\n' "$(printf '%s\n' "$metrics" | wc -c)"
+# A scrape as Prometheus makes it (gzip), one a second so each renders a new sample: median.
+scrapes=$(for i in 1 2 3 4 5; do
+    sleep 1
+    curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total}\n' "127.0.0.1:$port/metrics"
+done | sort -n | sed -n 3p)
+printf 'scrape: %s ms (median of 5, gzip)\n' "$(echo "$scrapes * 1000" | bc -l | xargs printf '%.1f')"
+printf 'census pass: %s s over %s processes\n' \
+    "$(printf '%s\n' "$metrics" | awk '/^ipcwatch_census_duration_seconds / { print $2 }')" "$(ls /proc | grep -c '^[0-9]')"
 # A graceful stop, so that a wrapper (heaptrack) writes its output.
 kill -TERM "$pid" 2>/dev/null || true
 sleep 2

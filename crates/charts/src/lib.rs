@@ -145,6 +145,14 @@ impl Dimension {
         }
     }
 
+    /// Gives row `row` the value of the row before, if it had one.
+    fn carry(&mut self, first: u32, row: u32) {
+        let v = self.at(row.wrapping_sub(1));
+        if !v.is_nan() {
+            self.put(first, row, v);
+        }
+    }
+
     /// Bytes its history holds on the heap.
     pub fn history_bytes(&self) -> usize {
         match &self.history {
@@ -384,6 +392,8 @@ pub struct Registry {
     /// keep it.
     next_row: u32,
     census_row: Row,
+    /// Whether the census charts were filled in the last row.
+    holders_filled: bool,
     /// Where each figure of the table goes, by position (shared by every registry).
     slots: &'static [defs::Slot],
     /// Each figure's chart variable as last written (bits), so an unchanged one costs no map
@@ -411,6 +421,7 @@ impl Registry {
             times: VecDeque::new(),
             next_row: 0,
             census_row: Row { index: 0, first: 0, time: 0.0 },
+            holders_filled: false,
             slots,
             written,
             queue_ids: Vec::new(),
@@ -484,8 +495,21 @@ impl Registry {
     }
 
     /// Fills the census's charts in the row [`Registry::update`] just started, from the
-    /// namespace's latest census (`None`: no values this row).
-    pub fn update_holders(&mut self, pass: Option<&ipcwatch_holders::Pass>) {
+    /// namespace's latest census (`None`: no values this row). `changed`: whether this census
+    /// is another than the last row's; if not, each census dimension carries its value into
+    /// the row (what filling it again would give, without a lookup by name).
+    pub fn update_holders(&mut self, pass: Option<&ipcwatch_holders::Pass>, changed: bool) {
+        if pass.is_some() && !changed && self.holders_filled {
+            let at = self.census_row;
+            for chart in self.charts.iter_mut().filter(|c| c.census) {
+                for d in &mut chart.dimensions {
+                    d.carry(at.first, at.index);
+                }
+                chart.last_collected = Some(at.time);
+            }
+            return;
+        }
+        self.holders_filled = pass.is_some();
         defs::fill_holders(&mut self.charts, self.census_row, pass);
     }
 

@@ -209,7 +209,7 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
     };
     let snap = Snapshot { timestamp: 100.0, ..Default::default() };
     r.update(&snap, &crate::QueueChoice::default());
-    r.update_holders(Some(&pass));
+    r.update_holders(Some(&pass), true);
     for chart in OWNER_FIGURES.iter().filter_map(|f| f.chart) {
         let c = r.chart(chart).unwrap_or_else(|| panic!("{chart} is not in CHARTS"));
         assert_eq!(c.dimensions.len(), 2, "{chart}");
@@ -225,8 +225,21 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
     // An owner who left loses its dimension at the next census.
     let later = Pass { owners: vec![owner(Some(48), "apache", 2)], ..Default::default() };
     r.update(&Snapshot { timestamp: 101.0, ..Default::default() }, &crate::QueueChoice::default());
-    r.update_holders(Some(&later));
+    r.update_holders(Some(&later), true);
     assert!(r.chart("ipc.semaphore_arrays_by_owner").unwrap().dimension("other").is_none());
+    // The same census in later rows: carried, as filling it again would give.
+    for t in 102..105 {
+        r.update(&Snapshot { timestamp: t as f64, ..Default::default() }, &crate::QueueChoice::default());
+        r.update_holders(Some(&later), false);
+        let c = r.chart("ipc.semaphore_arrays_by_owner").unwrap();
+        assert_eq!(c.last_of("apache"), Some(2.0), "row {t}");
+        assert_eq!(c.lookup(Reduce::Min, t as f64, -3.0, 0.0, None), 2.0);
+        assert_eq!(c.last_collected, Some(t as f64));
+    }
+    // No census: the rows are empty.
+    r.update(&Snapshot { timestamp: 105.0, ..Default::default() }, &crate::QueueChoice::default());
+    r.update_holders(None, true);
+    assert_eq!(r.chart("ipc.semaphore_arrays_by_owner").unwrap().last_of("apache"), None);
 }
 
 /// Every stored history reads back exactly what one value per row would: runs of repeats,

@@ -103,7 +103,8 @@ fn main() {
         let known_ids: Vec<namespaces::Identity> =
             scan.namespaces.iter().map(|f| f.identity.clone()).collect();
         let known: Vec<&namespaces::Identity> = known_ids.iter().collect();
-        let discovery = common::median(|| scan = namespaces::scan_known(proc, pods, &known, true).unwrap());
+        let discovery =
+            common::median(|| scan = namespaces::scan_known(proc, pods, &known, true, &|_| None).unwrap());
         let processes = scan.processes - scan.unreadable;
         let rss_before = rss_kib();
         let heap = Region::new(GLOBAL);

@@ -338,7 +338,15 @@ impl Fleet {
         let refresh = self.scans % 6 == 0;
         self.scans += 1;
         self.new_processes.reset(&self.config.procfs);
-        let scan = match namespaces::scan_known(&self.config.procfs, &self.config.pod_logs, &known, refresh) {
+        let members = &self.members;
+        let alive = |inode: u64| members.get(&inode)?.anchor.as_ref().map(namespaces::Anchor::is_alive);
+        let scan = match namespaces::scan_known(
+            &self.config.procfs,
+            &self.config.pod_logs,
+            &known,
+            refresh,
+            &alive,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, procfs = %self.config.procfs.display(), "cannot scan for IPC namespaces");

@@ -168,6 +168,8 @@ pub struct Pipeline {
     /// The namespace's latest census (owners, stale objects), charted every tick until the
     /// next one arrives.
     holders: Option<Arc<NamespaceHolders>>,
+    /// Whether `holders` changed since the last tick charted it.
+    holders_changed: bool,
     alarm_log: Arc<std::sync::Mutex<std::collections::VecDeque<LogEntry>>>,
 }
 
@@ -192,12 +194,20 @@ impl Pipeline {
             failed: 0,
             slow: 0,
             holders: None,
+            holders_changed: true,
             alarm_log: Default::default(),
         }
     }
 
     /// The census the next ticks chart (`None`: none, or it is too old to show).
     pub fn set_holders(&mut self, holders: Option<Arc<NamespaceHolders>>) {
+        // Compared while the old one is still held: an address cannot have been reused.
+        let same = match (&self.holders, &holders) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.holders_changed |= !same;
         self.holders = holders;
     }
 
@@ -282,7 +292,8 @@ impl Pipeline {
         {
             let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
             registry.update(&snapshot, &queues);
-            registry.update_holders(self.holders.as_deref().map(|h| &h.pass));
+            registry.update_holders(self.holders.as_deref().map(|h| &h.pass), self.holders_changed);
+            self.holders_changed = false;
         }
         let outcome = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());

@@ -104,7 +104,7 @@ pub fn parse_ns_link(link: &Path) -> Option<u64> {
 /// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
 /// `/var/log/pods` (its folders name pods by UID), read if it exists.
 pub fn scan(procfs: &Path, pod_logs: &Path) -> io::Result<Scan> {
-    scan_known(procfs, pod_logs, &[], true)
+    scan_known(procfs, pod_logs, &[], true, &|_| None)
 }
 
 /// A process's start (clock ticks after boot) and parent, from `/proc/PID/stat`.
@@ -157,7 +157,16 @@ pub fn choose_anchor(procs: &[(u32, u64, u32)]) -> Option<u32> {
 /// [`choose_anchor`]. The anchor's command name and cgroup (container, pod, unit) are read
 /// again when `refresh` (a process may exec or move); otherwise a kept anchor keeps the
 /// identity known, and a scan of a thousand known namespaces reads one stat file each.
-pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity], refresh: bool) -> io::Result<Scan> {
+///
+/// `alive(inode)`: what an anchor's pidfd says of the known anchor (`None`: no pidfd), which
+/// spares reading its start time.
+pub fn scan_known(
+    procfs: &Path,
+    pod_logs: &Path,
+    known: &[&Identity],
+    refresh: bool,
+    alive: &dyn Fn(u64) -> Option<bool>,
+) -> io::Result<Scan> {
     let known: HashMap<u64, &Identity> = known.iter().map(|k| (k.inode, *k)).collect();
     let mut scan = Scan::default();
     let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
@@ -190,8 +199,10 @@ pub fn scan_known(procfs: &Path, pod_logs: &Path, known: &[&Identity], refresh: 
         // The known anchor, if it is still the same process in this namespace.
         let kept = known.get(&inode).and_then(|k| {
             let alive = procs.binary_search(&k.pid).is_ok()
-                && start_and_parent(&procfs.join(k.pid.to_string()), &mut text).map(|(s, _)| s)
-                    == Some(k.start_ticks);
+                && alive(inode).unwrap_or_else(|| {
+                    start_and_parent(&procfs.join(k.pid.to_string()), &mut text).map(|(s, _)| s)
+                        == Some(k.start_ticks)
+                });
             alive.then_some((k.pid, k.start_ticks))
         });
         if let (Some(_), false) = (kept, refresh) {
@@ -459,6 +470,14 @@ pub struct Home(File);
 /// fails (the visitor then tries the namespace's other pids).
 #[derive(Debug)]
 pub struct Anchor(std::os::fd::OwnedFd);
+
+impl Anchor {
+    /// Whether its process still runs: then its pid is still that process (a pidfd names one
+    /// process for good), and a scan need not read its start time to know.
+    pub fn is_alive(&self) -> bool {
+        crate::sys::pidfd_alive(&self.0)
+    }
+}
 
 impl Visitor {
     pub fn new(procfs: &Path) -> io::Result<Visitor> {

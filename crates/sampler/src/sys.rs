@@ -216,6 +216,16 @@ pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
+/// Whether the process a pidfd names is alive (signal 0: nothing is sent).
+pub fn pidfd_alive(fd: &impl std::os::fd::AsRawFd) -> bool {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null siginfo and
+    // flags; signal 0 only checks that the process exists.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), 0, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Keeps only the capabilities in `keep` (bit numbers as in `<linux/capability.h>`) in the
 /// calling thread's effective, permitted and inheritable sets, and clears its ambient set.
 /// Other threads keep theirs: capabilities are per thread.
