@@ -634,6 +634,9 @@ pub struct NewProcesses {
     last_pid: Option<u32>,
     /// Pids first seen at the last look, looked at once more.
     young: Vec<u32>,
+    /// /proc/loadavg, kept open: one pread a tick.
+    loadavg: Option<std::fs::File>,
+    text: Vec<u8>,
     /// Links read (for tests: the cost of a check).
     pub links_read: u64,
 }
@@ -644,15 +647,28 @@ pub const MAX_NEW_PIDS: u32 = 4096;
 impl NewProcesses {
     /// Starts counting from now (call as a full scan begins: what starts after is new).
     pub fn reset(&mut self, procfs: &Path) {
-        self.last_pid = newest_pid(procfs);
+        self.last_pid = self.newest_pid(procfs);
         self.young.clear();
+    }
+
+    /// The newest pid the kernel handed out in the reader's pid namespace (`/proc/loadavg`'s
+    /// last field).
+    fn newest_pid(&mut self, procfs: &Path) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        if self.loadavg.is_none() {
+            self.loadavg = std::fs::File::open(procfs.join("loadavg")).ok();
+        }
+        self.text.resize(128, 0);
+        let n = self.loadavg.as_ref()?.read_at(&mut self.text, 0).ok()?;
+        let text = std::str::from_utf8(&self.text[..n]).ok()?;
+        text.split_whitespace().nth(4)?.parse().ok()
     }
 
     /// Whether a process started since the last look is in an IPC namespace `known` does not
     /// hold (then a full scan should run).
     pub fn found_new(&mut self, procfs: &Path, known: impl Fn(u64) -> bool) -> bool {
         // Without /proc/loadavg (a fixture tree) only the periodic scans find namespaces.
-        let (Some(prev), Some(now)) = (self.last_pid, newest_pid(procfs)) else {
+        let (Some(prev), Some(now)) = (self.last_pid, self.newest_pid(procfs)) else {
             self.reset(procfs);
             return false;
         };
@@ -682,10 +698,4 @@ impl NewProcesses {
         }
         new
     }
-}
-
-/// The newest pid the kernel handed out in the reader's pid namespace (`/proc/loadavg`).
-fn newest_pid(procfs: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(procfs.join("loadavg")).ok()?;
-    text.split_whitespace().nth(4)?.parse().ok()
 }
