@@ -130,6 +130,8 @@ pub struct Sampler {
     shm_kept: HashMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
     shm_by_mount: HashMap<u64, SharedShm>,
+    /// The daemon's own mount namespace, if its /dev/shm is a real folder (read once).
+    own_mnt: Option<Option<u64>>,
     /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
     limits_kept: HashMap<u64, (Instant, Limits, CollectorReport)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
@@ -212,6 +214,7 @@ impl Sampler {
             shm_kept: HashMap::new(),
             shm_by_mount: HashMap::new(),
             limits_kept: HashMap::new(),
+            own_mnt: None,
             mount_kinds: posix::MountKinds::default(),
         }
     }
@@ -305,6 +308,23 @@ impl Sampler {
             let u = &s.usage;
             ((u.files, u.semaphore_files, u.semaphore_bytes), s.listed_at)
         });
+        // The daemon's own mount namespace between listings: one statfs by path, where a
+        // container's /dev/shm takes a walk of three opens from its root.
+        // (Not where /dev/shm is a symbolic link: the walk refuses those, and says so.)
+        let own_mnt = self.own_mnt.get_or_insert_with(|| {
+            let real_dir = std::fs::symlink_metadata("/dev/shm").is_ok_and(|m| m.is_dir());
+            real_dir.then(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id())).flatten()
+        });
+        let own = mnt.is_some() && mnt == *own_mnt;
+        if let (true, Some((files, listed_at)), Some(mut usage)) =
+            (own, listed, posix::own_dev_shm_usage().filter(|_| own))
+        {
+            usage.mnt_namespace = mnt;
+            (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
+            self.shm_by_mount.insert(mnt.expect("own"), read);
+            return Ok(usage);
+        }
         let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
         let mut usage = dir.usage()?;
         let (files, listed_at) = match listed {

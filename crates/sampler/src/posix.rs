@@ -273,6 +273,24 @@ pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
     link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// The daemon's own /dev/shm's size and use, by path (one statfs; the daemon's own mount
+/// namespace is no container's to fake), if it is a tmpfs; the file counts are left at 0.
+pub fn own_dev_shm_usage() -> Option<DevShm> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let fs = sys::statfs(Path::new("/dev/shm")).ok().filter(|f| f.kind == TMPFS_MAGIC)?;
+    Some(usage_of(&fs))
+}
+
+fn usage_of(fs: &sys::FsUsage) -> DevShm {
+    DevShm {
+        size_bytes: fs.size_bytes,
+        used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
+        inodes_limit: fs.inodes,
+        inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
+        ..Default::default()
+    }
+}
+
 impl DevShmDir {
     /// Its size and use (one statfs); the file counts are left at 0.
     pub fn usage(&self) -> std::io::Result<DevShm> {
