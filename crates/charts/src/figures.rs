@@ -38,6 +38,9 @@ pub struct Figure {
     /// A figure of the namespace's `/dev/shm`, which belongs to a mount namespace: its series
     /// also carry `mnt_namespace`.
     pub per_mount: bool,
+    /// A constant of the kernel (SEMVMX, SHMMIN), the same in every namespace: its series is
+    /// the home namespace's only.
+    pub constant: bool,
 }
 
 const fn limit(
@@ -59,6 +62,7 @@ const fn limit(
         chart: Some(chart),
         variable,
         per_mount: false,
+        constant: false,
     }
 }
 
@@ -80,10 +84,15 @@ const fn measure(
         chart: Some(chart),
         variable: None,
         per_mount: false,
+        constant: false,
     }
 }
 
 /// The same figure, of `/dev/shm` (labelled with its mount namespace).
+const fn constant(f: Figure) -> Figure {
+    Figure { constant: true, ..f }
+}
+
 const fn mount(f: Figure) -> Figure {
     Figure { per_mount: true, ..f }
 }
@@ -128,9 +137,9 @@ pub const FIGURES: &[Figure] = &[
     limit("SEMOPM", "Max number of operations per semop(2)", |s| s.limits.semopm,
         "sysvipc_semaphore_ops_per_call_limit", "Maximum operations per semop call (SEMOPM, kernel.sem field 3).",
         ("ipc.limits", "semopm"), None),
-    limit("SEMVMX", "Semaphore max value", |s| s.limits.semvmx,
+    constant(limit("SEMVMX", "Semaphore max value", |s| s.limits.semvmx,
         "sysvipc_semaphore_value_limit", "Maximum semaphore value (SEMVMX).",
-        ("ipc.limits", "semvmx"), None),
+        ("ipc.limits", "semvmx"), None)),
     measure(counts("MSGMNI"), "Message queues", |s| s.message_queues.as_ref().map(|x| x.queues),
         "sysvipc_message_queues", "Message queues in use (MSG_INFO msgpool).",
         ("ipc.message_queues", "queues")),
@@ -171,9 +180,9 @@ pub const FIGURES: &[Figure] = &[
     limit("SHMMAX", "Max size of shared memory segment (bytes)", |s| s.limits.shmmax,
         "sysvipc_shared_memory_segment_size_limit_bytes", "Maximum size of one shared memory segment in bytes (kernel.shmmax).",
         ("ipc.limits", "shmmax"), None),
-    limit("SHMMIN", "Min size of shared memory segment (bytes)", |s| s.limits.shmmin,
+    constant(limit("SHMMIN", "Min size of shared memory segment (bytes)", |s| s.limits.shmmin,
         "sysvipc_shared_memory_segment_size_minimum_bytes", "Minimum size of one shared memory segment in bytes (SHMMIN).",
-        ("ipc.limits", "shmmin"), None),
+        ("ipc.limits", "shmmin"), None)),
     measure(MEASURE, "Shared memory resident", |s| s.shared_memory.as_ref().map(|x| x.resident_bytes),
         "sysvipc_shared_memory_resident_bytes", "Shared memory resident in RAM in bytes (SHM_INFO shm_rss).",
         ("ipc.shared_memory_memory", "resident")),
