@@ -32,15 +32,7 @@ pub struct ShmFileUse {
 
 /// Every process under `procfs`, grouped by mount namespace inode.
 pub fn processes_by_mount_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
-    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(procfs) else { return out };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if let Some(mnt) = mount_namespace(procfs, pid) {
-            out.entry(mnt).or_default().push(pid);
-        }
-    }
-    out
+    crate::walk_namespaces(procfs, true).1
 }
 
 pub use ipcwatch_sampler::posix::mount_namespace_of as mount_namespace;

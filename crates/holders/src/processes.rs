@@ -278,10 +278,7 @@ pub fn walk_namespaces(procfs: &Path, mounts: bool) -> (ByIpcNamespace, HashMap<
         if mounts {
             path.set_file_name("mnt");
             let link = std::fs::read_link(&path).ok();
-            let mnt = link
-                .as_deref()
-                .and_then(|l| l.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok());
-            if let Some(mnt) = mnt {
+            if let Some(mnt) = link.as_deref().and_then(ipcwatch_sampler::namespaces::parse_mnt_link) {
                 by_mount.entry(mnt).or_default().push(pid);
             }
         }

@@ -143,7 +143,7 @@ pub struct Sampler {
 pub const LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
-/// listing. Queue counts and /dev/shm use are read every sample.
+/// listing. The host's queue count and every /dev/shm's use are read every sample.
 pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often the POSIX message queues and `fs.mqueue.*` limits of a namespace other than the
@@ -316,9 +316,8 @@ impl Sampler {
             real_dir.then(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id())).flatten()
         });
         let own = mnt.is_some() && mnt == *own_mnt;
-        if let (true, Some((files, listed_at)), Some(mut usage)) =
-            (own, listed, posix::own_dev_shm_usage().filter(|_| own))
-        {
+        let own_usage = listed.filter(|_| own).and_then(|l| Some((l, posix::own_dev_shm_usage()?)));
+        if let Some(((files, listed_at), mut usage)) = own_usage {
             usage.mnt_namespace = mnt;
             (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
             let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };

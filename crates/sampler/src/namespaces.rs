@@ -97,8 +97,16 @@ pub fn pid_in(procfs: &Path) -> Option<u32> {
 
 /// `ipc:[4026531839]` (a `/proc/PID/ns/ipc` link) as 4026531839.
 pub fn parse_ns_link(link: &Path) -> Option<u64> {
-    let s = link.to_str()?;
-    s.strip_prefix("ipc:[")?.strip_suffix(']')?.parse().ok()
+    parse_link(link, "ipc:[")
+}
+
+/// The inode in a mount namespace link (`mnt:[4026531841]`).
+pub fn parse_mnt_link(link: &Path) -> Option<u64> {
+    parse_link(link, "mnt:[")
+}
+
+fn parse_link(link: &Path, prefix: &str) -> Option<u64> {
+    link.to_str()?.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()
 }
 
 /// Finds the IPC namespaces of every process under `procfs`. `pod_logs` is the kubelet's
@@ -637,8 +645,6 @@ pub struct NewProcesses {
     /// /proc/loadavg, kept open: one pread a tick.
     loadavg: Option<std::fs::File>,
     text: Vec<u8>,
-    /// Links read (for tests: the cost of a check).
-    pub links_read: u64,
 }
 
 /// Most new pids a check reads one by one; beyond, a full scan is cheaper.
@@ -688,7 +694,6 @@ impl NewProcesses {
             path.pop();
             path.pop();
             path.pop();
-            self.links_read += 1;
             let Ok(link) = link else { continue };
             match parse_ns_link(&link) {
                 Some(inode) if !known(inode) => new = true,

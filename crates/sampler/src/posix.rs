@@ -270,7 +270,7 @@ pub struct DevShmDir(within::Dir);
 /// The inode of process `pid`'s mount namespace.
 pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
     let link = std::fs::read_link(procfs.join(pid.to_string()).join("ns/mnt")).ok()?;
-    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+    crate::namespaces::parse_mnt_link(&link)
 }
 
 /// The daemon's own /dev/shm's size and use, by path (one statfs; the daemon's own mount
@@ -294,14 +294,7 @@ fn usage_of(fs: &sys::FsUsage) -> DevShm {
 impl DevShmDir {
     /// Its size and use (one statfs); the file counts are left at 0.
     pub fn usage(&self) -> std::io::Result<DevShm> {
-        let fs = self.0.statfs()?;
-        Ok(DevShm {
-            size_bytes: fs.size_bytes,
-            used_bytes: fs.size_bytes.saturating_sub(fs.free_bytes),
-            inodes_limit: fs.inodes,
-            inodes_used: fs.inodes.saturating_sub(fs.free_inodes),
-            ..Default::default()
-        })
+        Ok(usage_of(&self.0.statfs()?))
     }
 
     /// Files in it, and how many of them (and what bytes) are glibc named semaphores.
