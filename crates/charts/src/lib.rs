@@ -182,14 +182,6 @@ impl Variables {
     pub fn iter(&self) -> impl Iterator<Item = (&&'static str, &f64)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 impl std::ops::Index<&str> for Variables {
@@ -223,8 +215,6 @@ pub struct Chart {
     pub dimensions: Vec<Dimension>,
     /// Chart variables (Netdata's `ipc_semaphores_max` and ours), as alert expressions see them.
     pub variables: Variables,
-    /// The most history rows it keeps (its rows are the registry's newest).
-    cap: usize,
     /// Fed by the census ([`defs::CENSUS_HISTORY_ROWS`]).
     census: bool,
     /// The absolute number of the registry's newest row.
@@ -256,7 +246,6 @@ impl Chart {
             priority: def.priority,
             dimensions: def.dimensions.iter().map(|d| Dimension::new(Cow::Borrowed(d), 0)).collect(),
             variables: Variables::default(),
-            cap: 1,
             census: defs::is_census_chart(def.id),
             newest: u32::MAX,
             last_collected: None,
@@ -323,8 +312,6 @@ struct Row {
 pub struct ChartView<'a> {
     chart: &'a Chart,
     times: &'a VecDeque<f64>,
-    /// The absolute row of the registry's newest row plus one.
-    next_row: u32,
 }
 
 impl std::ops::Deref for ChartView<'_> {
@@ -340,9 +327,12 @@ impl<'a> ChartView<'a> {
         self.chart
     }
 
-    /// Number of history rows kept.
+    /// Number of history rows kept: the registry's, at most an hour's for a census chart.
     pub fn history_len(&self) -> usize {
-        self.times.len().min(self.chart.cap)
+        match self.chart.census {
+            true => self.times.len().min(defs::CENSUS_HISTORY_ROWS),
+            false => self.times.len(),
+        }
     }
 
     /// Unix times of the history rows, oldest first.
@@ -353,7 +343,7 @@ impl<'a> ChartView<'a> {
     /// Dimension `d`'s value in history row `i` (0 = the oldest kept), NaN where it was not
     /// collected.
     pub fn value(&self, d: &Dimension, i: usize) -> f32 {
-        let first = self.next_row.wrapping_sub(self.history_len() as u32);
+        let first = self.chart.newest.wrapping_add(1).wrapping_sub(self.history_len() as u32);
         d.at(first.wrapping_add(i as u32))
     }
 
@@ -487,20 +477,13 @@ impl Registry {
     }
 
     fn view<'a>(&'a self, chart: &'a Chart) -> ChartView<'a> {
-        ChartView { chart, times: &self.times, next_row: self.next_row }
+        ChartView { chart, times: &self.times }
     }
 
     /// A chart by id, answering Netdata's documented alias `system.message_queue_message` too.
     pub fn chart(&self, id: &str) -> Option<ChartView<'_>> {
         let id = if id == QUEUE_MESSAGES_ALIAS { QUEUE_MESSAGES_CHART } else { id };
         self.charts.iter().find(|c| c.id == id).map(|c| self.view(c))
-    }
-
-    /// Bytes the history holds: every dimension's values, and the rows' times.
-    pub fn history_size(&self) -> usize {
-        let values: usize =
-            self.charts.iter().flat_map(|c| &c.dimensions).map(Dimension::history_bytes).sum();
-        values + self.times.len() * 8
     }
 
     /// Msqids of the queues that have dimensions now (the capped selection), ascending.
@@ -524,7 +507,6 @@ impl Registry {
         let census_first = self.next_row.wrapping_sub(self.times.len().min(defs::CENSUS_HISTORY_ROWS) as u32);
         let at = Row { index, first, time: snap.timestamp };
         for chart in &mut self.charts {
-            chart.cap = if chart.census { keep.min(defs::CENSUS_HISTORY_ROWS) } else { keep };
             chart.newest = index;
         }
         self.census_row = Row { first: census_first, ..at };

@@ -149,6 +149,8 @@ pub struct Fleet {
     found: std::collections::HashSet<u64>,
     /// Reused every tick to share the queue-series cap out.
     queue_buffer: Vec<(u64, u64, usize)>,
+    /// Reused every tick: the mount namespaces whose /dev/shm a sample already shows.
+    dev_shm_shown: std::collections::HashSet<u64>,
     seen: usize,
     skipped: usize,
     visits_failed: u64,
@@ -196,6 +198,7 @@ impl Fleet {
             new_processes: namespaces::NewProcesses::default(),
             found: std::collections::HashSet::new(),
             queue_buffer: Vec::new(),
+            dev_shm_shown: std::collections::HashSet::new(),
             seen: 1,
             skipped: 0,
             visits_failed: 0,
@@ -438,7 +441,8 @@ impl Fleet {
     fn add_dev_shm(&mut self, inodes: &[u64], samples: &mut [Result<Snapshot, VisitError>]) {
         let home_first = inodes.iter().position(|i| *i == self.home).into_iter();
         let others = (0..inodes.len()).filter(|i| inodes[*i] != self.home);
-        let mut shown: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let shown = &mut self.dev_shm_shown;
+        shown.clear();
         for i in home_first.chain(others) {
             let (Ok(snapshot), Some(m)) = (&mut samples[i], self.members.get(&inodes[i])) else { continue };
             self.sampler.add_dev_shm(snapshot, m.identity.pid);
