@@ -41,6 +41,10 @@ pub struct Figure {
     /// A constant of the kernel (SEMVMX, SHMMIN), the same in every namespace: its series is
     /// the home namespace's only.
     pub constant: bool,
+    /// A figure that counts trouble (full queues, orphaned segments) and is normally 0: in a
+    /// container namespace its series is written only while it is not 0, as Prometheus's own
+    /// `ALERTS` has series only for firing alerts. The home namespace always has it.
+    pub sparse: bool,
 }
 
 const fn limit(
@@ -63,6 +67,7 @@ const fn limit(
         variable,
         per_mount: false,
         constant: false,
+        sparse: false,
     }
 }
 
@@ -85,14 +90,19 @@ const fn measure(
         variable: None,
         per_mount: false,
         constant: false,
+        sparse: false,
     }
 }
 
-/// The same figure, of `/dev/shm` (labelled with its mount namespace).
 const fn constant(f: Figure) -> Figure {
     Figure { constant: true, ..f }
 }
 
+const fn sparse(f: Figure) -> Figure {
+    Figure { sparse: true, ..f }
+}
+
+/// The same figure, of `/dev/shm` (labelled with its mount namespace).
 const fn mount(f: Figure) -> Figure {
     Figure { per_mount: true, ..f }
 }
@@ -146,9 +156,9 @@ pub const FIGURES: &[Figure] = &[
     limit("MSGMNI", "Number of message queues", |s| s.limits.msgmni,
         "sysvipc_message_queues_limit", "Maximum number of message queues (kernel.msgmni).",
         ("ipc.limits", "msgmni"), Some(("ipc.message_queues", "ipc_msg_queues_max"))),
-    measure(MEASURE, "Full message queues", |s| s.message_queues.as_ref().map(|x| x.full_queues),
+    sparse(measure(MEASURE, "Full message queues", |s| s.message_queues.as_ref().map(|x| x.full_queues),
         "sysvipc_message_queues_full", "Queues that cannot take one more message: their writers block.",
-        ("ipc.message_queues", "full")),
+        ("ipc.message_queues", "full"))),
     measure(MEASURE, "Messages queued", |s| s.message_queues.as_ref().map(|x| x.messages),
         "sysvipc_messages", "Messages queued in all queues (MSG_INFO msgmap).",
         ("ipc.message_queue_totals", "messages")),
@@ -189,15 +199,15 @@ pub const FIGURES: &[Figure] = &[
     measure(MEASURE, "Shared memory swapped", |s| s.shared_memory.as_ref().map(|x| x.swapped_bytes),
         "sysvipc_shared_memory_swapped_bytes", "Shared memory swapped out in bytes (SHM_INFO shm_swp).",
         ("ipc.shared_memory_memory", "swapped")),
-    measure(MEASURE, "Orphaned segments", |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments),
+    sparse(measure(MEASURE, "Orphaned segments", |s| s.shared_memory.as_ref().map(|x| x.orphaned_segments),
         "sysvipc_shared_memory_orphaned_segments", "Segments nobody has attached that were not removed: memory no process owns.",
-        ("ipc.shared_memory_orphaned_segments", "orphaned")),
-    measure(MEASURE, "Orphaned bytes", |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes),
+        ("ipc.shared_memory_orphaned_segments", "orphaned"))),
+    sparse(measure(MEASURE, "Orphaned bytes", |s| s.shared_memory.as_ref().map(|x| x.orphaned_bytes),
         "sysvipc_shared_memory_orphaned_bytes", "Bytes of segments nobody has attached that were not removed.",
-        ("ipc.shared_memory_orphaned_bytes", "orphaned")),
-    measure(MEASURE, "Removed but attached segments", |s| s.shared_memory.as_ref().map(|x| x.destroyed_attached_segments),
+        ("ipc.shared_memory_orphaned_bytes", "orphaned"))),
+    sparse(measure(MEASURE, "Removed but attached segments", |s| s.shared_memory.as_ref().map(|x| x.destroyed_attached_segments),
         "sysvipc_shared_memory_removed_attached_segments", "Segments removed (SHM_DEST) but still attached; they are freed on the last detach.",
-        ("ipc.shared_memory_orphaned_segments", "removed_attached")),
+        ("ipc.shared_memory_orphaned_segments", "removed_attached"))),
     // POSIX IPC. Queues belong to the IPC namespace; /dev/shm to the mount namespace.
     measure(counts("MQUMNI"), "POSIX message queues", |s| mq(s).map(|q| q.queues),
         "posix_mqueue_queues", "POSIX message queues in the namespace (linked; counted from the mqueue root's size).",
@@ -212,9 +222,9 @@ pub const FIGURES: &[Figure] = &[
     limit("MQUMNB", "Number of messages in POSIX message queue", |s| mq_limits(s).and_then(|l| l.msg_max),
         "posix_mqueue_messages_limit", "Most messages a POSIX queue may be created to hold (fs.mqueue.msg_max).",
         ("ipc.limits", "mqumnb"), None),
-    measure(MEASURE, "Full POSIX message queues", |s| mq(s).map(|q| q.full_queues),
+    sparse(measure(MEASURE, "Full POSIX message queues", |s| mq(s).map(|q| q.full_queues),
         "posix_mqueue_queues_full", "POSIX queues holding their maximum of messages: senders block or get EAGAIN.",
-        ("ipc.posix_mqueue_queues", "full")),
+        ("ipc.posix_mqueue_queues", "full"))),
     measure(MEASURE, "POSIX queue RLIMIT_MSGQUEUE charge", |s| mq(s).map(|q| q.charge_bytes),
         "posix_mqueue_charge_bytes", "What the namespace's POSIX queues charge against their creators' RLIMIT_MSGQUEUE (computed).",
         ("ipc.posix_mqueue_charge", "bytes")),
@@ -464,7 +474,9 @@ pub fn markdown_table() -> String {
         };
         let chart = f.chart.map_or(String::new(), |(c, d)| format!("`{c}` {d}"));
         let labels = if f.per_mount { "`mnt_namespace`" } else { "" };
-        let _ = writeln!(out, "| `{}` | {} | {} | {} | {} |", f.metric, labels, kernel, chart, f.help);
+        let sparse = if f.sparse { " A container namespace has it only while it is not 0." } else { "" };
+        let _ =
+            writeln!(out, "| `{}` | {} | {} | {} | {}{} |", f.metric, labels, kernel, chart, f.help, sparse);
     }
     for q in QUEUE_FIGURES {
         let chart = q.chart.map_or(String::new(), |c| format!("`{c}` (msqid)"));

@@ -392,7 +392,10 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
     for f in OWNER_FIGURES {
         t.family(f.metric, f.help, "gauge");
         for n in &h.namespaces {
-            for o in &n.pass.owners {
+            let home = by_label.get(&*n.label).is_some_and(|w| w.home);
+            // In a container namespace an owner's figure is written only while it holds some:
+            // who holds nothing is not in the breakdown (sum by (owner) is unchanged).
+            for o in n.pass.owners.iter().filter(|o| home || (f.read)(&o.usage) != 0) {
                 uid.clear();
                 if let Some(u) = o.uid {
                     let _ = write!(uid, "{u}");
@@ -424,7 +427,11 @@ fn render_holders(t: &mut Text, all: &HoldersPublished, watched: &[ipcwatch_pipe
         }
     }
     t.family(CENSUS_PIDS_UNKNOWN.name, CENSUS_PIDS_UNKNOWN.help, CENSUS_PIDS_UNKNOWN.kind);
-    for n in &h.namespaces {
+    for n in h
+        .namespaces
+        .iter()
+        .filter(|n| n.pass.pids_unknown != 0 || by_label.get(&*n.label).is_some_and(|w| w.home))
+    {
         t.sample(CENSUS_PIDS_UNKNOWN.name, &[(NS, &n.label)], Value::Int(n.pass.pids_unknown));
     }
     t.family(CENSUS_DURATION.name, CENSUS_DURATION.help, CENSUS_DURATION.kind);
@@ -456,7 +463,7 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
         let mut first = true;
         for n in namespaces.iter().filter(|n| n.home || !f.constant) {
             let snapshot = &n.published.snapshot;
-            if let Some(v) = (f.read)(snapshot) {
+            if let Some(v) = (f.read)(snapshot).filter(|&v| n.home || !f.sparse || v != 0) {
                 if std::mem::take(&mut first) {
                     t.family(f.metric, f.help, "gauge");
                 }
@@ -561,7 +568,8 @@ pub(crate) fn render(published: Option<&FleetPublished>, state: &State) -> Strin
         || namespaces.iter().flat_map(|n| n.published.snapshot.collectors.iter().map(move |c| (n, c)));
     if collectors().next().is_some() {
         t.family(COLLECTOR_SUCCESS.name, COLLECTOR_SUCCESS.help, COLLECTOR_SUCCESS.kind);
-        for (n, c) in collectors() {
+        // A container's collectors only while they fail, as its alerts only while raised.
+        for (n, c) in collectors().filter(|(n, c)| n.home || !c.ok) {
             t.sample(
                 COLLECTOR_SUCCESS.name,
                 &[("collector", c.name), (NS, &n.label)],
