@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::http::{free_port, get, request, samples, wait_metrics, wait_ready};
+use crate::http::{free_port, get, get_gzip, request, samples, wait_metrics, wait_ready};
 use crate::ns::{dies_with_test, recv, KillOnDrop, Namespace, IPCWATCH};
 
 /// Starts the daemon inside `ns` on a free port; returns (port, pid, log path).
@@ -90,6 +90,20 @@ fn metrics_equal_the_kernel_and_pass_promtool() {
     }
 
     promtool_check(&r.body);
+
+    // The gzip form (what Prometheus asks for) is written as it is rendered: the same series.
+    let z = get_gzip(port, "/metrics");
+    assert_eq!(z.status, 200);
+    promtool_check(&z.body);
+    let stable = |body: &str| -> Vec<String> {
+        samples(body)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("sysvipc_") || k.starts_with("posix_"))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect()
+    };
+    assert_eq!(stable(&z.body), stable(&r.body));
+    assert!(z.body.len() > 4096 && z.body.ends_with('\n'), "{}", z.body);
 }
 
 /// Prometheus's own linter, not our eyes: `promtool check metrics` must say nothing.

@@ -3,6 +3,7 @@
 //! Netdata's statuses. A status change is logged at once. Its notification waits out the
 //! rule's `delay`, and is dropped if the alert returns to the last notified status meanwhile.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use ipcwatch_charts::{Chart, ChartView, Registry};
@@ -143,8 +144,10 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Alert {
     pub rule: Arc<Rule>,
-    pub chart: String,
-    pub family: String,
+    /// The chart's id: the table's (no allocation) in the engine, with its namespace's
+    /// prefix (`ipc_ns_N.`) on a container's board.
+    pub chart: Cow<'static, str>,
+    pub family: &'static str,
     pub id: u64,
     pub status: Status,
     pub value: f64,
@@ -284,7 +287,7 @@ impl Engine {
                 .map(|a| Alert {
                     rule: a.rule.clone(),
                     chart: a.chart.clone(),
-                    family: a.family.clone(),
+                    family: a.family,
                     error: a.error.clone(),
                     pending: None,
                     ..*a
@@ -348,8 +351,8 @@ impl Engine {
                         .unwrap_or(self.update_every);
                     self.alerts.push(Alert {
                         rule: rule.clone(),
-                        chart: chart.id.to_string(),
-                        family: chart.family.to_string(),
+                        chart: Cow::Borrowed(chart.id),
+                        family: chart.family,
                         id,
                         status: Status::Uninitialized,
                         value: f64::NAN,
@@ -373,6 +376,8 @@ impl Engine {
                 }
             }
         }
+        // A namespace's alerts are made once: no room for more in each of a thousand.
+        self.alerts.shrink_to_fit();
         let host = &self.host.hostname;
         for a in &mut self.alerts {
             if a.status != Status::Removed && registry.chart(&a.chart).is_none() {
@@ -440,7 +445,7 @@ impl Engine {
             self.next_unique_id += 1;
             out.transitions.push(Transition {
                 name: a.rule.name.clone(),
-                chart: a.chart.clone(),
+                chart: a.chart.to_string(),
                 old_status: old,
                 status: Status::Removed,
                 value: f64::NAN,
@@ -606,8 +611,8 @@ fn notification(
         alarm_id: a.id,
         when: now,
         name: r.name.clone(),
-        chart: a.chart.clone(),
-        family: a.family.clone(),
+        chart: a.chart.to_string(),
+        family: a.family.to_string(),
         status: a.status,
         old_status,
         value: a.value,
@@ -667,7 +672,7 @@ fn change_status(
     a.pending = Some(Box::new((now + delay, notification(a, old, now, host, id, false))));
     out.transitions.push(Transition {
         name: a.rule.name.clone(),
-        chart: a.chart.clone(),
+        chart: a.chart.to_string(),
         old_status: old,
         status,
         value,

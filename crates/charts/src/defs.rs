@@ -15,6 +15,7 @@ pub const QUEUE_BYTES_CHART: &str = "system.message_queue_bytes";
 /// The id Netdata's integration page uses for the messages chart.
 pub const QUEUE_MESSAGES_ALIAS: &str = "system.message_queue_message";
 
+#[derive(Debug)]
 pub struct ChartDef {
     pub id: &'static str,
     pub title: &'static str,
@@ -24,6 +25,8 @@ pub struct ChartDef {
     pub priority: u32,
     /// Fixed dimensions; the per-queue charts have none until queues appear.
     pub dimensions: &'static [&'static str],
+    /// Netdata's context: the chart id, as Netdata's own IPC charts have it.
+    pub context: &'static str,
 }
 
 const fn chart(
@@ -35,7 +38,7 @@ const fn chart(
     priority: u32,
     dimensions: &'static [&'static str],
 ) -> ChartDef {
-    ChartDef { id, title, units, family, chart_type, priority, dimensions }
+    ChartDef { id, title, units, family, chart_type, priority, dimensions, context: id }
 }
 
 use ChartType::{Area, Line, Stacked};

@@ -40,10 +40,9 @@ impl ChartType {
 /// One time series of a chart.
 #[derive(Debug, Clone)]
 pub struct Dimension {
-    /// A fixed dimension's id and name are the table's (no allocation); a queue's or an
-    /// owner's are its own.
+    /// A fixed dimension's id is the table's (no allocation); a queue's or an owner's is its
+    /// own. Its name is the same text.
     pub id: Cow<'static, str>,
-    pub name: Cow<'static, str>,
     history: History,
 }
 
@@ -72,7 +71,12 @@ impl Dimension {
         // Nothing yet: row `row - 1` is NaN, and so is every row up to the first value.
         let before = row.wrapping_sub(1);
         let history = History::Runs { older: VecDeque::new(), last: (before, f32::NAN), set: before };
-        Dimension { name: id.clone(), id, history }
+        Dimension { id, history }
+    }
+
+    /// Netdata's dimension name: the id, for every dimension ipcwatch makes.
+    pub fn name(&self) -> &str {
+        &self.id
     }
 
     /// The value at absolute row `row` (NaN where there is none).
@@ -202,16 +206,12 @@ impl<'a> IntoIterator for &'a Variables {
     }
 }
 
-/// A chart with Netdata's metadata and its recent history.
+/// A chart with Netdata's metadata (its definition's: `chart.title` reads through) and its
+/// recent history.
 #[derive(Debug, Clone)]
 pub struct Chart {
-    pub id: &'static str,
-    pub title: &'static str,
-    pub units: &'static str,
-    pub family: &'static str,
-    pub context: &'static str,
-    pub chart_type: ChartType,
-    pub priority: u32,
+    /// The table's row: a thousand namespaces' charts share their texts.
+    def: &'static defs::ChartDef,
     pub dimensions: Vec<Dimension>,
     /// Chart variables (Netdata's `ipc_semaphores_max` and ours), as alert expressions see them.
     pub variables: Variables,
@@ -222,7 +222,14 @@ pub struct Chart {
     /// Unix time of the last row in which the chart was collected.
     pub last_collected: Option<f64>,
     /// Where the next dimension lookup by id starts.
-    cursor: usize,
+    cursor: u32,
+}
+
+impl std::ops::Deref for Chart {
+    type Target = defs::ChartDef;
+    fn deref(&self) -> &defs::ChartDef {
+        self.def
+    }
 }
 
 /// How `lookup` reduces a window of history to one value.
@@ -235,15 +242,9 @@ pub enum Reduce {
 }
 
 impl Chart {
-    fn new(def: &defs::ChartDef) -> Chart {
+    fn new(def: &'static defs::ChartDef) -> Chart {
         Chart {
-            id: def.id,
-            title: def.title,
-            units: def.units,
-            family: def.family,
-            context: def.id,
-            chart_type: def.chart_type,
-            priority: def.priority,
+            def,
             dimensions: def.dimensions.iter().map(|d| Dimension::new(Cow::Borrowed(d), 0)).collect(),
             variables: Variables::default(),
             census: defs::is_census_chart(def.id),
@@ -254,7 +255,7 @@ impl Chart {
     }
 
     pub fn dimension(&self, id_or_name: &str) -> Option<&Dimension> {
-        self.dimensions.iter().find(|d| d.id == id_or_name || d.name == id_or_name)
+        self.dimensions.iter().find(|d| d.id == id_or_name)
     }
 
     /// Dimension `d`'s value in the newest row, or `None` if it was not collected then.
@@ -272,11 +273,15 @@ impl Chart {
         // Values usually arrive in dimension order (queues by msqid), so the search starts
         // where the previous one ended: O(1) per value instead of O(dimensions).
         let n = self.dimensions.len();
-        let found = (0..n).map(|k| (self.cursor + k) % n).find(|&i| self.dimensions[i].id == id);
-        self.cursor = found.map_or(0, |i| i + 1);
+        let cursor = self.cursor as usize;
+        let found = (0..n).map(|k| (cursor + k) % n).find(|&i| self.dimensions[i].id == id);
+        self.cursor = found.map_or(0, |i| i as u32 + 1);
         let dim = match found {
             Some(i) => &mut self.dimensions[i],
             None => {
+                // Exactly one more: most such charts have one owner or a few queues, and
+                // doubling would leave room for 3 more in each of a thousand namespaces.
+                self.dimensions.reserve_exact(1);
                 self.dimensions.push(Dimension::new(Cow::Owned(id.to_string()), at.index));
                 self.dimensions.last_mut().expect("just pushed")
             }
@@ -355,11 +360,7 @@ impl<'a> ChartView<'a> {
         let rows: Vec<usize> =
             self.times().enumerate().filter(|(_, t)| **t > from && **t <= to).map(|(i, _)| i).collect();
         let mut total = f64::NAN;
-        for dim in self
-            .dimensions
-            .iter()
-            .filter(|d| of.is_none_or(|of| of.iter().any(|o| *o == d.id || *o == d.name)))
-        {
+        for dim in self.dimensions.iter().filter(|d| of.is_none_or(|of| of.iter().any(|o| *o == d.id))) {
             let values = rows.iter().map(|&i| f64::from(self.value(dim, i))).filter(|v| !v.is_nan());
             let (mut n, mut acc) = (0usize, f64::NAN);
             for v in values {

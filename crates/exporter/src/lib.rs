@@ -147,14 +147,18 @@ impl State {
     pub fn metrics_body(&self, gzip: bool) -> Bytes {
         let Some(served) = self.served() else {
             // No fresh sample: only ipcwatch's own series. Rare, so not cached.
-            let text = Bytes::from(metrics::render(None, self));
-            return if gzip { metrics::gzip(&text) } else { text };
+            return if gzip {
+                metrics::render_gzip(None, self)
+            } else {
+                Bytes::from(metrics::render(None, self))
+            };
         };
-        let text = served.metrics.get_or_init(|| Bytes::from(metrics::render(Some(&served.published), self)));
+        // Each form is rendered when first asked for: Prometheus asks for gzip only, and then
+        // the text is never held whole.
         if gzip {
-            served.metrics_gzip.get_or_init(|| metrics::gzip(text)).clone()
+            served.metrics_gzip.get_or_init(|| metrics::render_gzip(Some(&served.published), self)).clone()
         } else {
-            text.clone()
+            served.metrics.get_or_init(|| Bytes::from(metrics::render(Some(&served.published), self))).clone()
         }
     }
 }

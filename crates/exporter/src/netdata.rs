@@ -176,7 +176,7 @@ fn chart_json(r: &ChartRef, c: ChartView<'_>, indent: &str) -> String {
     let _ = writeln!(o, "{i}\t\"update_every\": 1,");
     let dims: Vec<String> = ordered(r, c.chart())
         .iter()
-        .map(|d| format!("{i}\t\t{}: {{ \"name\": {} }}", js(&d.id), js(&d.name)))
+        .map(|d| format!("{i}\t\t{}: {{ \"name\": {} }}", js(&d.id), js(d.name())))
         .collect();
     let _ = writeln!(o, "{i}\t\"dimensions\": {{\n{}\n{i}\t}},", dims.join(",\n"));
     let vars: Vec<String> =
@@ -419,7 +419,7 @@ fn alarm_count(p: &FleetPublished, params: &[(String, String)]) -> String {
     for (i, ns) in p.namespaces.iter().enumerate() {
         for a in &ns.published.alerts.alerts {
             let ctx_ok = context.is_none_or(|c| {
-                let inner = if i == 0 { a.chart.clone() } else { unscope(&a.chart) };
+                let inner = if i == 0 { a.chart.to_string() } else { unscope(&a.chart) };
                 c.split([',', '|']).any(|c| c == inner)
             });
             let st_ok = match status.as_str() {

@@ -144,7 +144,7 @@ fn query(
     let mut dims: Vec<&ipcwatch_charts::Dimension> = c
         .dimensions
         .iter()
-        .filter(|d| selected.as_ref().is_none_or(|s| s.matches(&d.id) || s.matches(&d.name)))
+        .filter(|d| selected.as_ref().is_none_or(|s| s.matches(&d.id) || s.matches(d.name())))
         .collect();
     if queue_chart {
         dims.reverse();
@@ -188,7 +188,7 @@ fn query(
     }
     let latest = dims.iter().map(|d| c.last(d)).collect();
     Ok(Result {
-        dims: dims.iter().map(|d| (d.id.to_string(), d.name.to_string())).collect(),
+        dims: dims.iter().map(|d| (d.id.to_string(), d.name().to_string())).collect(),
         rows,
         before,
         after,
@@ -631,7 +631,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                         format!(
                             "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
                             js(&d.id),
-                            js(&d.name),
+                            js(d.name()),
                             c.last(d).map_or("null".into(), |v| format!("{v:.7}"))
                         )
                     })

@@ -111,7 +111,7 @@ pub struct LogEntry {
     pub when: i64,
     pub name: String,
     pub chart: String,
-    pub family: String,
+    pub family: &'static str,
     pub rule: Arc<Rule>,
     pub status: ipcwatch_alerts::Status,
     pub old_status: ipcwatch_alerts::Status,
@@ -321,7 +321,7 @@ impl Pipeline {
             let mut board = self.engine.board();
             if let Some(s) = &self.scope {
                 for a in &mut board.alerts {
-                    a.chart = s.chart(&a.chart);
+                    a.chart = s.chart(&a.chart).into();
                 }
                 board.labels.clone_from(&s.labels);
             }
@@ -344,7 +344,7 @@ impl Pipeline {
                     when,
                     name: t.name.clone(),
                     chart,
-                    family: a.family.clone(),
+                    family: a.family,
                     rule: a.rule.clone(),
                     status: t.status,
                     old_status: t.old_status,

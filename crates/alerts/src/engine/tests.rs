@@ -205,7 +205,7 @@ fn templates_lookups_and_host_filters() {
         w.at(T0 + t as f64, arrays);
     }
     let a = &w.engine.alerts()[0];
-    assert_eq!((a.rule.name.as_str(), a.chart.as_str()), ("avg", "system.ipc_semaphore_arrays"));
+    assert_eq!((a.rule.name.as_str(), &*a.chart), ("avg", "system.ipc_semaphore_arrays"));
     assert_eq!(a.value, 3.0, "average of 0, 0 and 9");
     assert_eq!(w.engine.alerts().len(), 1, "no chart, no alert");
 }
