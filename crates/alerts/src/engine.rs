@@ -3,13 +3,20 @@
 //! Netdata's statuses. A status change is logged at once. Its notification waits out the
 //! rule's `delay`, and is dropped if the alert returns to the last notified status meanwhile.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use ipcwatch_charts::{Chart, ChartView, Registry};
 use serde_json::{json, Map, Value};
 
 use crate::rules::{Expression, Rule, RuleKind};
+
+/// An alert's chart id as shown: `system.ipc_semaphores`, or `PREFIX.ipc_semaphores`.
+fn shown_chart(prefix: Option<&str>, id: &'static str) -> Arc<str> {
+    match prefix {
+        Some(p) => format!("{p}.{}", id.split_once('.').map_or(id, |(_, name)| name)).into(),
+        None => id.into(),
+    }
+}
 
 /// Netdata's statuses, with Netdata's numbers (`$status >= $WARNING` depends on them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,9 +151,11 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Alert {
     pub rule: Arc<Rule>,
-    /// The chart's id: the table's (no allocation) in the engine, with its namespace's
-    /// prefix (`ipc_ns_N.`) on a container's board.
-    pub chart: Cow<'static, str>,
+    /// The chart's id as shown: the table's (no allocation), or with the namespace's prefix
+    /// (`ipc_ns_N.ipc_semaphores`, see [`Engine::set_chart_prefix`]).
+    pub chart: Arc<str>,
+    /// The id of the chart in the registry that the alert is evaluated on.
+    source: &'static str,
     pub family: &'static str,
     pub id: u64,
     pub status: Status,
@@ -163,9 +172,10 @@ pub struct Alert {
     delay_down_current: f64,
     delay_up_to: f64,
     delay_last: f64,
-    /// The notification waiting out its delay, and when it is due. Boxed: a notification is
-    /// large and rarely pending, and every alert of every namespace carries the slot.
-    pending: Option<Box<(f64, Notification)>>,
+    /// The notification waiting out its delay, and when it is due. Behind a pointer: a
+    /// notification is large and rarely pending, every alert of every namespace carries the
+    /// slot, and the alerts are copied when a board shares them.
+    pending: Option<Arc<(f64, Notification)>>,
     last_notified: Option<Status>,
     last_notified_at: f64,
     last_repeat: f64,
@@ -175,7 +185,11 @@ pub struct Alert {
 pub struct Engine {
     host: Host,
     rules: Vec<Arc<Rule>>,
-    alerts: Vec<Alert>,
+    /// Shared with the last [`Board`] until an evaluation changes them (copy on write): a
+    /// namespace's alerts are held once, not once in the engine and once more in its view.
+    alerts: Arc<Vec<Alert>>,
+    /// `ipc_ns_N`: the alerts' charts are shown as `ipc_ns_N.NAME`.
+    chart_prefix: Option<String>,
     update_every: f64,
     next_unique_id: u64,
     /// Bumped whenever anything an alert shows changes, so views are rebuilt only then.
@@ -191,7 +205,7 @@ pub struct Board {
     pub hostname: String,
     pub latest_unique_id: u64,
     /// Every alert, REMOVED ones included (views leave those out).
-    pub alerts: Vec<Alert>,
+    pub alerts: Arc<Vec<Alert>>,
     /// The namespace and owner labels of these alerts (empty for a single namespace).
     pub labels: Vec<(&'static str, String)>,
 }
@@ -259,7 +273,8 @@ impl Engine {
         let mut e = Engine {
             host,
             rules: Vec::new(),
-            alerts: Vec::new(),
+            alerts: Arc::default(),
+            chart_prefix: None,
             update_every,
             next_unique_id: 1,
             generation: 0,
@@ -279,30 +294,28 @@ impl Engine {
         Board {
             hostname: self.host.hostname.clone(),
             latest_unique_id: self.next_unique_id - 1,
-            // Without the notifications waiting out their delays: views do not show them, and
-            // each holds a dozen strings.
-            alerts: self
-                .alerts
-                .iter()
-                .map(|a| Alert {
-                    rule: a.rule.clone(),
-                    chart: a.chart.clone(),
-                    family: a.family,
-                    error: a.error.clone(),
-                    pending: None,
-                    ..*a
-                })
-                .collect(),
+            alerts: self.alerts.clone(),
             labels: Vec::new(),
         }
+    }
+
+    /// Shows the alerts' charts as `PREFIX.NAME` (`ipc_ns_N.ipc_semaphores` for
+    /// `system.ipc_semaphores`): in views, transitions and notifications alike.
+    pub fn set_chart_prefix(&mut self, prefix: Option<String>) {
+        for a in Arc::make_mut(&mut self.alerts) {
+            a.chart = shown_chart(prefix.as_deref(), a.source);
+        }
+        self.chart_prefix = prefix;
+        self.generation += 1;
     }
 
     /// Replaces the rules (a reload). Alerts whose rule name and chart survive keep their state.
     pub fn set_rules<R: Into<Arc<Rule>>>(&mut self, rules: impl IntoIterator<Item = R>) {
         self.rules = rules.into_iter().map(Into::into).filter(|r| self.host.admits(r)).collect();
         let rules = &self.rules;
-        self.alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
-        for a in &mut self.alerts {
+        let alerts = Arc::make_mut(&mut self.alerts);
+        alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
+        for a in alerts {
             if let Some(r) = rules.iter().find(|r| r.name == a.rule.name) {
                 a.rule = r.clone();
             }
@@ -340,18 +353,20 @@ impl Engine {
         }
         self.synced_charts = Some(registry.charts().len());
         self.generation += 1;
+        let alerts = Arc::make_mut(&mut self.alerts);
         for rule in &self.rules {
             for chart in Self::charts_for(rule, registry) {
-                if !self.alerts.iter().any(|a| a.rule.name == rule.name && a.chart == chart.id) {
+                if !alerts.iter().any(|a| a.rule.name == rule.name && a.source == chart.id) {
                     let id = self.next_unique_id;
                     self.next_unique_id += 1;
                     let every = rule
                         .every
                         .or(rule.lookup.as_ref().and_then(|l| l.every))
                         .unwrap_or(self.update_every);
-                    self.alerts.push(Alert {
+                    alerts.push(Alert {
                         rule: rule.clone(),
-                        chart: Cow::Borrowed(chart.id),
+                        chart: shown_chart(self.chart_prefix.as_deref(), chart.id),
+                        source: chart.id,
                         family: chart.family,
                         id,
                         status: Status::Uninitialized,
@@ -377,10 +392,10 @@ impl Engine {
             }
         }
         // A namespace's alerts are made once: no room for more in each of a thousand.
-        self.alerts.shrink_to_fit();
+        alerts.shrink_to_fit();
         let host = &self.host.hostname;
-        for a in &mut self.alerts {
-            if a.status != Status::Removed && registry.chart(&a.chart).is_none() {
+        for a in alerts {
+            if a.status != Status::Removed && registry.chart(a.source).is_none() {
                 change_status(a, Status::Removed, f64::NAN, None, now, host, &mut self.next_unique_id, out);
             }
         }
@@ -394,11 +409,18 @@ impl Engine {
         let host = &self.host.hostname;
         let ids_before = self.next_unique_id;
         let mut evaluated = false;
-        for a in &mut self.alerts {
-            if a.status == Status::Removed || now + 1e-6 < a.next_update {
+        // Copied (from the board that shares them) only when one is due or has a notification
+        // waiting: most ticks of a container's engine evaluate nothing.
+        let due = |a: &Alert| a.status != Status::Removed && now + 1e-6 >= a.next_update;
+        if !self.alerts.iter().any(|a| due(a) || release_due(a, now)) {
+            return out;
+        }
+        let alerts = Arc::make_mut(&mut self.alerts);
+        for a in alerts.iter_mut() {
+            if !due(a) {
                 continue;
             }
-            let Some(chart) = registry.chart(&a.chart) else { continue };
+            let Some(chart) = registry.chart(a.source) else { continue };
             let (status, value, error) = compute(a, chart, registry, now, self.update_every);
             evaluated = true;
             a.last_updated = now;
@@ -411,7 +433,7 @@ impl Engine {
             }
         }
         let mut released = false;
-        for a in &mut self.alerts {
+        for a in alerts.iter_mut() {
             released |= release(a, now, host, &mut self.next_unique_id, &mut out);
         }
         if evaluated || released || self.next_unique_id != ids_before {
@@ -430,7 +452,7 @@ impl Engine {
     pub fn end(&mut self, now: f64) -> Outcome {
         let mut out = Outcome::default();
         let host = &self.host.hostname;
-        for a in &mut self.alerts {
+        for a in Arc::make_mut(&mut self.alerts) {
             if a.status == Status::Removed {
                 continue;
             }
@@ -669,7 +691,7 @@ fn change_status(
     a.last_status_change = now;
     let id = *ids;
     *ids += 1;
-    a.pending = Some(Box::new((now + delay, notification(a, old, now, host, id, false))));
+    a.pending = Some(Arc::new((now + delay, notification(a, old, now, host, id, false))));
     out.transitions.push(Transition {
         name: a.rule.name.clone(),
         chart: a.chart.to_string(),
@@ -681,6 +703,26 @@ fn change_status(
     });
 }
 
+/// The repeat interval of a raised alert's notification (0: none).
+fn repeat_every(a: &Alert) -> f64 {
+    match a.last_notified {
+        Some(Status::Warning) if a.status == Status::Warning => a.rule.repeat.warning,
+        Some(Status::Critical) if a.status == Status::Critical => a.rule.repeat.critical,
+        _ => 0.0,
+    }
+}
+
+/// Whether [`release`] has anything to do at `now`.
+fn release_due(a: &Alert, now: f64) -> bool {
+    match a.pending.as_deref() {
+        Some((due, _)) => now + 1e-6 >= *due,
+        None => {
+            let every = repeat_every(a);
+            every > 0.0 && now + 1e-6 >= a.last_notified_at + every
+        }
+    }
+}
+
 /// Sends the pending notification once its delay has passed, if it still says something new;
 /// re-sends raised ones per `repeat:`. Returns whether the alert changed.
 fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome) -> bool {
@@ -688,7 +730,7 @@ fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome
         if now + 1e-6 < *due {
             return false;
         }
-        let (_, n) = *a.pending.take().expect("checked above");
+        let (_, n) = Arc::unwrap_or_clone(a.pending.take().expect("checked above"));
         let last = a.last_notified.unwrap_or(Status::Clear);
         let news = match n.status {
             // Netdata sends nothing for its internal statuses. We send REMOVED only to end a
@@ -710,11 +752,7 @@ fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome
         }
         return true;
     }
-    let every = match a.last_notified {
-        Some(Status::Warning) if a.status == Status::Warning => a.rule.repeat.warning,
-        Some(Status::Critical) if a.status == Status::Critical => a.rule.repeat.critical,
-        _ => 0.0,
-    };
+    let every = repeat_every(a);
     if every > 0.0 && now + 1e-6 >= a.last_notified_at + every {
         a.last_notified_at = now;
         a.last_repeat = now;

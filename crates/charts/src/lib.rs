@@ -115,7 +115,12 @@ impl Dimension {
                         *last = older.pop_back().expect("just seen");
                     }
                 } else if !same(last.1, v) {
-                    older.push_back(*last);
+                    // The NaN before a dimension's first value need not be kept: rows before
+                    // the oldest run read as NaN anyway, and so a figure that never changes
+                    // allocates nothing.
+                    if !(older.is_empty() && last.1.is_nan()) {
+                        older.push_back(*last);
+                    }
                     *last = (row, v);
                 }
                 *set = row;

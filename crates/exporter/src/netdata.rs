@@ -188,7 +188,7 @@ fn chart_json(r: &ChartRef, c: ChartView<'_>, indent: &str) -> String {
         .alerts
         .alerts
         .iter()
-        .filter(|a| a.chart == r.id && a.status != ipcwatch_alerts::Status::Removed)
+        .filter(|a| *a.chart == *r.id && a.status != ipcwatch_alerts::Status::Removed)
         .map(|a| {
             format!(
                 "{i}\t\t{}: {{\n{i}\t\t\t\"id\": {},\n{i}\t\t\t\"status\": {},\n{i}\t\t\t\"units\": {},\n{i}\t\t\t\"update_every\": {}\n{i}\t\t}}",
@@ -285,7 +285,7 @@ fn hostname(p: &FleetPublished) -> String {
 fn info(state: &State, p: &FleetPublished) -> String {
     let (mut normal, mut warning, mut critical) = (0, 0, 0);
     for n in &p.namespaces {
-        for a in &n.published.alerts.alerts {
+        for a in n.published.alerts.alerts.iter() {
             match a.status {
                 ipcwatch_alerts::Status::Warning => warning += 1,
                 ipcwatch_alerts::Status::Critical => critical += 1,
@@ -417,7 +417,7 @@ fn alarm_count(p: &FleetPublished, params: &[(String, String)]) -> String {
     let context = param(params, "context").filter(|c| !c.is_empty());
     let mut n = 0;
     for (i, ns) in p.namespaces.iter().enumerate() {
-        for a in &ns.published.alerts.alerts {
+        for a in ns.published.alerts.alerts.iter() {
             let ctx_ok = context.is_none_or(|c| {
                 let inner = if i == 0 { a.chart.to_string() } else { unscope(&a.chart) };
                 c.split([',', '|']).any(|c| c == inner)
@@ -453,7 +453,7 @@ fn alarm_variables(r: &ChartRef) -> String {
         ("red".into(), red_line(&c).map_or("null".into(), |v| format!("{v:.5}"))),
         ("update_every".into(), "1.00000".into()),
     ];
-    for a in r.alerts.alerts.iter().filter(|a| a.chart == r.id) {
+    for a in r.alerts.alerts.iter().filter(|a| *a.chart == *r.id) {
         chart_vars.push((a.rule.name.to_string(), fmt5(a.value)));
     }
     for d in &c.dimensions {

@@ -678,7 +678,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             }
             let _ = write!(out, "\n# NETDATA ALARMS RUNNING\n");
             for ns in &p.namespaces {
-                for a in &ns.published.alerts.alerts {
+                for a in ns.published.alerts.alerts.iter() {
                     let name =
                         format!("NETDATA_ALARM_{}_{}", metric_part(&a.chart), metric_part(&a.rule.name))
                             .to_ascii_uppercase();

@@ -247,7 +247,8 @@ impl Pipeline {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        self.scope = Some(Scope { prefix, labels, owner });
+        self.engine.set_chart_prefix(prefix);
+        self.scope = Some(Scope { labels, owner });
         self.board_generation = u64::MAX; // rebuild the view with the new names
     }
 
@@ -262,7 +263,6 @@ impl Pipeline {
 
     fn scoped(&self, n: &mut Notification) {
         if let Some(s) = &self.scope {
-            n.chart = s.chart(&n.chart);
             n.labels.clone_from(&s.labels);
         }
     }
@@ -305,7 +305,7 @@ impl Pipeline {
         for t in &outcome.transitions {
             let (old, new) = (t.old_status.name(), t.status.name());
             let error = t.error.as_deref().unwrap_or("");
-            let chart = self.scope.as_ref().map_or_else(|| t.chart.clone(), |s| s.chart(&t.chart));
+            let chart = &t.chart;
             if t.status.is_raised() {
                 tracing::warn!(alert = %t.name, %chart, ipc_namespace, owner, old_status = old, status = new, value = t.value, notify_in_s = t.delay, error, "alert status changed");
             } else {
@@ -320,9 +320,6 @@ impl Pipeline {
         if self.engine.generation() != self.board_generation {
             let mut board = self.engine.board();
             if let Some(s) = &self.scope {
-                for a in &mut board.alerts {
-                    a.chart = s.chart(&a.chart).into();
-                }
                 board.labels.clone_from(&s.labels);
             }
             self.board = Arc::new(board);
@@ -331,8 +328,8 @@ impl Pipeline {
         if !outcome.transitions.is_empty() {
             let mut log = self.alarm_log.lock().unwrap_or_else(|p| p.into_inner());
             for t in &outcome.transitions {
-                let chart = self.scope.as_ref().map_or_else(|| t.chart.clone(), |s| s.chart(&t.chart));
-                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && a.chart == chart)
+                let chart = t.chart.clone();
+                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *chart)
                 else {
                     continue;
                 };
@@ -378,11 +375,9 @@ impl Pipeline {
     }
 }
 
-/// How a namespace's alerts are named.
+/// How a namespace's alerts are labelled (their charts' names are the engine's).
 #[derive(Debug, Clone)]
 struct Scope {
-    /// `None` keeps Netdata's chart ids (the daemon's own namespace).
-    prefix: Option<String>,
     labels: Vec<(&'static str, String)>,
     /// What owns the namespace, as one text for log lines (empty: nothing known).
     owner: String,
@@ -391,14 +386,6 @@ struct Scope {
 impl Scope {
     fn namespace(&self) -> &str {
         self.labels.iter().find(|(k, _)| *k == "ipc_namespace").map_or("", |(_, v)| v.as_str())
-    }
-
-    /// `system.ipc_semaphores` in namespace N is `ipc_ns_N.ipc_semaphores`.
-    fn chart(&self, id: &str) -> String {
-        match &self.prefix {
-            Some(prefix) => format!("{prefix}.{}", id.split_once('.').map_or(id, |(_, name)| name)),
-            None => id.to_string(),
-        }
     }
 }
 
