@@ -157,20 +157,40 @@ fn every_figure_feeds_a_chart_dimension_that_exists() {
             assert!(r.chart(chart).is_some(), "{}: no chart {chart}", f.metric);
         }
     }
+    // lsipc's limits keep lsipc's order (others may sit between them).
     let limits: Vec<&str> = figures::limits().map(|f| f.kernel).collect();
-    assert_eq!(
-        limits,
-        [
-            "SEMMNI", "SEMMNS", "SEMMSL", "SEMOPM", "SEMVMX", "MSGMNI", "MSGMAX", "MSGMNB", "SHMMNI",
-            "SHMALL", "SHMMAX", "SHMMIN", "MQUMNI", "MQUMAX", "MQUMNB", "DEVSHM", "DEVSHMI"
-        ]
-    );
+    let lsipc = [
+        "SEMMNI", "SEMMNS", "SEMMSL", "SEMOPM", "SEMVMX", "MSGMNI", "MSGMAX", "MSGMNB", "SHMMNI", "SHMALL",
+        "SHMMAX", "SHMMIN",
+    ];
+    let at: Vec<usize> =
+        lsipc.iter().map(|k| limits.iter().position(|l| l == k).unwrap_or_else(|| panic!("{k}"))).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{limits:?}");
     let metrics: std::collections::BTreeSet<&str> = figures::FIGURES.iter().map(|f| f.metric).collect();
     assert_eq!(metrics.len(), figures::FIGURES.len(), "metric names are unique");
 }
 
 /// docs/metrics.md carries the table generated from the figures; they must agree.
 /// `IPCWATCH_BLESS=1 cargo test -p ipcwatch-charts` rewrites it.
+/// The check behind CONTRIBUTING.md's "Adding a kernel limit": a field of `Limits` with no
+/// row in the figures table (no series, no chart dimension, no alert variable) fails here.
+#[test]
+fn every_kernel_limit_has_a_figure_and_a_limits_dimension() {
+    let registry = Registry::default();
+    let limits_chart = registry.chart(defs::LIMITS_CHART).expect("the limits chart");
+    for name in Limits::NAMES {
+        let s = Snapshot { limits: Limits::only(name, 424_242).unwrap(), ..Default::default() };
+        let rows: Vec<&figures::Figure> =
+            figures::limits().filter(|f| (f.read)(&s) == Some(424_242)).collect();
+        assert_eq!(rows.len(), 1, "limit {name}: {} figures read it (add one row to FIGURES)", rows.len());
+        let f = rows[0];
+        assert!(!f.kernel.is_empty(), "{name}: {} has no kernel name", f.metric);
+        let (chart, dimension) = f.chart.expect("a limit is charted");
+        assert_eq!(chart, defs::LIMITS_CHART, "{name}");
+        assert!(limits_chart.dimension(dimension).is_some(), "{name}: ipc.limits has no {dimension}");
+    }
+}
+
 #[test]
 fn docs_metrics_md_agrees_with_the_figures() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");

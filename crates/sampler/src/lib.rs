@@ -566,7 +566,8 @@ impl Sampler {
     }
 
     fn limits(&mut self) -> Outcome<Limits> {
-        let mut limits = Limits { semvmx: Some(SEMVMX), shmmin: Some(SHMMIN), ..Default::default() };
+        let mut limits =
+            Limits { semvmx: Some(SEMVMX), semaem: Some(SEMAEM), shmmin: Some(SHMMIN), ..Default::default() };
         let mut errors: Vec<Error> = Vec::new();
         let mut used_text = false;
         let auto = self.config.source == Source::Auto;
@@ -579,6 +580,7 @@ impl Sampler {
                 limits.semopm = Some(v.semopm as u64);
                 limits.semmni = Some(v.semmni as u64);
                 limits.semvmx = Some(v.semvmx as u64);
+                limits.semaem = Some(v.semaem as u64);
             }
             failed => {
                 used_text = true;

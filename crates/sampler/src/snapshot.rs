@@ -299,59 +299,79 @@ impl Segment {
     }
 }
 
-/// The namespace's limits. `None` (JSON `null`) means it could not be read; never a made-up zero.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
-pub struct Limits {
+/// Declares [`Limits`] and what is derived from its field list, so that a new kernel limit
+/// is one line here (see CONTRIBUTING.md, "Adding a kernel limit").
+macro_rules! limits {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// The namespace's limits. `None` (JSON `null`) means it could not be read; never a
+        /// made-up zero.
+        #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+        pub struct Limits {
+            $($(#[doc = $doc])* pub $name: Option<u64>,)*
+        }
+
+        impl Limits {
+            /// Every field's name (its JSON key), in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// Every limit with its name.
+            pub fn named(&self) -> impl Iterator<Item = (&'static str, Option<u64>)> {
+                [$((stringify!($name), self.$name)),*].into_iter()
+            }
+
+            /// Limits with only `name` set, to `value` (a test that every limit is exported).
+            pub fn only(name: &str, value: u64) -> Option<Limits> {
+                let mut l = Limits::default();
+                match name {
+                    $(stringify!($name) => l.$name = Some(value),)*
+                    _ => return None,
+                }
+                Some(l)
+            }
+        }
+    };
+}
+
+limits! {
     /// Max semaphore arrays.
-    pub semmni: Option<u64>,
+    semmni,
     /// Max semaphores in all arrays.
-    pub semmns: Option<u64>,
+    semmns,
     /// Max semaphores per array.
-    pub semmsl: Option<u64>,
+    semmsl,
     /// Max operations per semop call.
-    pub semopm: Option<u64>,
+    semopm,
     /// Max semaphore value (constant 32767).
-    pub semvmx: Option<u64>,
+    semvmx,
+    /// Max total adjustment a process may hold on one semaphore with SEM_UNDO (constant 32767).
+    semaem,
     /// Max message queues.
-    pub msgmni: Option<u64>,
+    msgmni,
     /// Max bytes in one message.
-    pub msgmax: Option<u64>,
+    msgmax,
     /// Default capacity in bytes of a new queue.
-    pub msgmnb: Option<u64>,
+    msgmnb,
     /// Max shared memory segments.
-    pub shmmni: Option<u64>,
+    shmmni,
     /// Max segment size in bytes.
-    pub shmmax: Option<u64>,
+    shmmax,
     /// Max pages in all segments.
-    pub shmall: Option<u64>,
+    shmall,
     /// Min segment size in bytes (constant 1).
-    pub shmmin: Option<u64>,
+    shmmin,
 }
 
 impl Limits {
     /// Whether any limit could not be read.
     pub fn any_missing(&self) -> bool {
-        [
-            self.semmni,
-            self.semmns,
-            self.semmsl,
-            self.semopm,
-            self.semvmx,
-            self.msgmni,
-            self.msgmax,
-            self.msgmnb,
-            self.shmmni,
-            self.shmmax,
-            self.shmall,
-            self.shmmin,
-        ]
-        .iter()
-        .any(Option::is_none)
+        self.named().any(|(_, v)| v.is_none())
     }
 }
 
 /// SEMVMX: the kernel's constant maximum semaphore value.
 pub const SEMVMX: u64 = 32767;
+/// SEMAEM: the kernel's constant bound on a semaphore's adjust-on-exit value (SEMVMX).
+pub const SEMAEM: u64 = SEMVMX;
 /// SHMMIN: the kernel's constant minimum segment size.
 pub const SHMMIN: u64 = 1;
 

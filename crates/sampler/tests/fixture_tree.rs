@@ -150,6 +150,19 @@ fn json_has_the_documented_shape() {
     assert_eq!(json["semaphores"]["items"][1]["key"], "0x80000001");
     assert_eq!(json["semaphores"]["items"][1]["mode"], "600");
     assert_eq!(json["limits"]["shmmax"], 18446744073692774399u64);
+    // Every limit is in the JSON, and in its documentation.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/snapshot-json.md"))
+            .unwrap();
+    let limits_doc = &doc[doc.find("\"limits\": {").expect("a limits object")..];
+    let limits_doc = &limits_doc[..limits_doc.find('}').unwrap()];
+    for name in ipcwatch_sampler::Limits::NAMES {
+        assert!(json["limits"].get(name).is_some(), "{name} missing from the JSON");
+        assert!(
+            limits_doc.contains(&format!("\"{name}\":")),
+            "docs/snapshot-json.md does not show limits.{name}"
+        );
+    }
 }
 
 #[test]
