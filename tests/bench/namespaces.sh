@@ -64,13 +64,15 @@ c0=$(thread_ns ipcwatch-census)
 s0=$(thread_ns ipcwatch-sample)
 # Prometheus scrapes meanwhile, every 15 s with gzip (its default interval and encoding):
 # what a user pays includes the scrapes.
-( while :; do curl -s -o /dev/null -H 'Accept-Encoding: gzip' "127.0.0.1:$port/metrics"; sleep 15; done ) &
+# (Without fd 3: the driver stops when the last writer of its input closes it.)
+( while :; do curl -s -o /dev/null -H 'Accept-Encoding: gzip' "127.0.0.1:$port/metrics"; sleep 15; done ) 3>&- &
 scraper=$!
 sleep "$secs"
 t1=$(cpu_ns)
 c1=$(thread_ns ipcwatch-census)
 s1=$(thread_ns ipcwatch-sample)
-pkill -P "$scraper" 2>/dev/null; kill "$scraper" 2>/dev/null || true
+pkill -P "$scraper" 2>/dev/null || true
+kill "$scraper" 2>/dev/null || true
 metrics=$(curl -s --compressed "127.0.0.1:$port/metrics")
 # IPCWATCH_METRICS_OUT=FILE keeps the scrape, to see what each namespace costs in series.
 if [ -n "${IPCWATCH_METRICS_OUT:-}" ]; then printf '%s\n' "$metrics" > "$IPCWATCH_METRICS_OUT"; fi

@@ -251,9 +251,13 @@ impl ExecRunner {
 
 /// An alert as Alertmanager sees it.
 #[derive(Debug, Clone)]
+/// An alert as Alertmanager is told of it. Plain strings, made JSON only when sent: a
+/// thousand raised alerts are kept, and a JSON map costs several times its text.
 struct AmAlert {
-    labels: serde_json::Value,
-    annotations: serde_json::Value,
+    labels: Vec<(&'static str, String)>,
+    summary: String,
+    info: String,
+    value: String,
     starts_at: f64,
     /// Set once resolved.
     ended_at: Option<f64>,
@@ -385,22 +389,30 @@ fn make_targets(urls: &[String]) -> Vec<Target> {
 /// Updates the Alertmanager view; `true` if it changed.
 fn track(alerts: &mut HashMap<(String, String), AmAlert>, n: &Notification, instance: &str) -> bool {
     let key = (n.name.clone(), n.chart.clone());
-    let annotations = json!({ "summary": n.summary, "info": n.info, "value": n.value_string });
     if n.status.is_raised() {
         let starts_at = match alerts.get(&key) {
             Some(a) if a.ended_at.is_none() => a.starts_at,
             _ => n.when,
         };
-        let mut labels = json!({ "alertname": n.name, "chart": n.chart, "instance": instance, "severity": severity(n.status) });
+        let mut labels = vec![
+            ("alertname", n.name.clone()),
+            ("chart", n.chart.clone()),
+            ("instance", instance.to_string()),
+            ("severity", severity(n.status).to_string()),
+        ];
         for (k, v) in &n.labels {
-            labels[*k] = json!(v);
+            match labels.iter_mut().find(|(have, _)| have == k) {
+                Some(l) => l.1.clone_from(v),
+                None => labels.push((k, v.clone())),
+            }
         }
-        alerts.insert(key, AmAlert { labels, annotations, starts_at, ended_at: None });
+        let (summary, info, value) = (n.summary.clone(), n.info.clone(), n.value_string.clone());
+        alerts.insert(key, AmAlert { labels, summary, info, value, starts_at, ended_at: None });
         true
     } else if let Some(a) = alerts.get_mut(&key) {
         if a.ended_at.is_none() {
             a.ended_at = Some(n.when);
-            a.annotations = annotations;
+            (a.summary, a.info, a.value) = (n.summary.clone(), n.info.clone(), n.value_string.clone());
             return true;
         }
         false
@@ -413,9 +425,11 @@ fn payload(alerts: &HashMap<(String, String), AmAlert>, now: f64) -> Bytes {
     let list: Vec<serde_json::Value> = alerts
         .values()
         .map(|a| {
+            let labels: serde_json::Map<String, serde_json::Value> =
+                a.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
             json!({
-                "labels": a.labels,
-                "annotations": a.annotations,
+                "labels": labels,
+                "annotations": { "summary": a.summary, "info": a.info, "value": a.value },
                 "startsAt": rfc3339(a.starts_at),
                 "endsAt": rfc3339(a.ended_at.unwrap_or(now + ACTIVE_FOR.as_secs_f64())),
             })

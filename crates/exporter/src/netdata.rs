@@ -362,7 +362,7 @@ fn alarm_log(p: &FleetPublished, params: &[(String, String)]) -> String {
         for e in log.iter().filter(|e| e.unique_id > after) {
             let r = &e.rule;
             let units = r.units.clone().unwrap_or_default();
-            let context = if e.chart.starts_with("ipc_ns_") { unscope(&e.chart) } else { e.chart.clone() };
+            let context = if e.chart.starts_with("ipc_ns_") { unscope(&e.chart) } else { e.chart.to_string() };
             entries.push(serde_json::json!({
                 "hostname": host,
                 "utc_offset": 0,
@@ -371,7 +371,7 @@ fn alarm_log(p: &FleetPublished, params: &[(String, String)]) -> String {
                 "alarm_id": e.alarm_id,
                 "alarm_event_id": e.unique_id,
                 "config_hash_id": "00000000-0000-0000-0000-000000000000",
-                "name": e.name,
+                "name": e.name(),
                 "chart": e.chart,
                 "context": context,
                 "family": e.family,

@@ -109,9 +109,10 @@ pub struct LogEntry {
     pub unique_id: u64,
     pub alarm_id: u64,
     pub when: i64,
-    pub name: String,
-    pub chart: String,
+    /// The alert's chart, shared with it (a namespace logs a dozen transitions at start).
+    pub chart: Arc<str>,
     pub family: &'static str,
+    /// The alert's rule; its name is the entry's.
     pub rule: Arc<Rule>,
     pub status: ipcwatch_alerts::Status,
     pub old_status: ipcwatch_alerts::Status,
@@ -120,6 +121,13 @@ pub struct LogEntry {
     pub delay: f64,
     /// Seconds the previous status lasted.
     pub duration: i64,
+}
+
+impl LogEntry {
+    /// The alert's name.
+    pub fn name(&self) -> &str {
+        &self.rule.name
+    }
 }
 
 /// Most transitions kept per namespace.
@@ -328,8 +336,7 @@ impl Pipeline {
         if !outcome.transitions.is_empty() {
             let mut log = self.alarm_log.lock().unwrap_or_else(|p| p.into_inner());
             for t in &outcome.transitions {
-                let chart = t.chart.clone();
-                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *chart)
+                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *t.chart)
                 else {
                     continue;
                 };
@@ -339,8 +346,7 @@ impl Pipeline {
                     unique_id: next_log_id(),
                     alarm_id: a.id,
                     when,
-                    name: t.name.clone(),
-                    chart,
+                    chart: a.chart.clone(),
                     family: a.family,
                     rule: a.rule.clone(),
                     status: t.status,
