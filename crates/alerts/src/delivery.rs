@@ -274,21 +274,27 @@ fn now_unix() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// RFC 3339 in UTC, what Alertmanager's API takes.
-pub fn rfc3339(unix: f64) -> String {
-    let secs = unix.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil-from-days.
+/// A Unix time as UTC calendar fields: `(year, month, day, hour, minute, second)`. The one
+/// date conversion of the workspace (Alertmanager's times here, Netdata's /api/v1/data rows
+/// in the exporter); Howard Hinnant's civil-from-days, exact for any i64 day.
+pub fn utc(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400) as u32);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// RFC 3339 in UTC, what Alertmanager's API takes.
+pub fn rfc3339(unix: f64) -> String {
+    let (y, m, d, h, mi, s) = utc(unix.floor() as i64);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 fn severity(s: Status) -> &'static str {

@@ -3,7 +3,7 @@
 //! least any text exposition can cost). Run: `cargo bench -p ipcwatch-exporter`.
 
 use std::fmt::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use ipcwatch_charts::QueueChoice;
 use ipcwatch_exporter::{BuildInfo, State};
 use ipcwatch_pipeline::{FleetPublished, Published};
 use ipcwatch_sampler::{Key, Limits, MessageQueue, MessageQueues, Semaphores, SharedMemory, Snapshot};
+
+#[path = "../../../tests/bench/median.rs"]
+mod median;
 
 const RUNS: usize = 51;
 
@@ -55,17 +58,8 @@ fn sample(queues: usize) -> Arc<FleetPublished> {
     Arc::new(FleetPublished::single(one, Default::default()))
 }
 
-fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut size = f();
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            size = f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    (times[RUNS / 2], size)
+fn median(f: impl FnMut() -> usize) -> (Duration, usize) {
+    median::median_of(RUNS, f)
 }
 
 fn main() {

@@ -362,7 +362,8 @@ fn alarm_log(p: &FleetPublished, params: &[(String, String)]) -> String {
         for e in log.iter().filter(|e| e.unique_id > after) {
             let r = &e.rule;
             let units = r.units.clone().unwrap_or_default();
-            let context = if e.chart.starts_with("ipc_ns_") { unscope(&e.chart) } else { e.chart.to_string() };
+            let context =
+                if e.chart.starts_with("ipc_ns_") { unscope(&e.chart) } else { e.chart.to_string() };
             entries.push(serde_json::json!({
                 "hostname": host,
                 "utc_offset": 0,

@@ -8,6 +8,7 @@ use ipcwatch_pipeline::FleetPublished;
 
 use crate::netdata::{all_charts, find_chart, is_queue_chart};
 use crate::State;
+use ipcwatch_alerts::delivery::utc as datetime;
 
 type Answer = (u16, &'static str, String);
 
@@ -261,22 +262,6 @@ fn js(s: &str) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC (the daemon's reports are in UTC, as Netdata's are in its TZ).
-fn datetime(t: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400) as u32;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
-}
-
 fn date_text(t: i64) -> String {
     let (y, m, d, h, mi, s) = datetime(t);
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")

@@ -336,7 +336,8 @@ impl Pipeline {
         if !outcome.transitions.is_empty() {
             let mut log = self.alarm_log.lock().unwrap_or_else(|p| p.into_inner());
             for t in &outcome.transitions {
-                let Some(a) = self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *t.chart)
+                let Some(a) =
+                    self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *t.chart)
                 else {
                     continue;
                 };

@@ -18,10 +18,13 @@
 //! `POSIX_CONTAINER_LIMITS_EVERY` (5 min) (issue 19), so both costs print.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipcwatch_sampler::namespaces::Visitor;
 use ipcwatch_sampler::{posix, testkit as tk, Sampler, SamplerConfig};
+
+#[path = "../../../tests/bench/median.rs"]
+mod median;
 
 const INIT_IPC_NS: &str = "ipc:[4026531839]";
 
@@ -198,17 +201,8 @@ fn many_queues(n: usize) {
     );
 }
 
-fn median(mut f: impl FnMut()) -> Duration {
-    f();
-    let mut t: Vec<Duration> = (0..11)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    t[5]
+fn median(f: impl FnMut()) -> Duration {
+    median::median_of(11, f).0
 }
 
 fn ms(d: Duration) -> f64 {

@@ -12,9 +12,12 @@
 
 use std::io::Read;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipcwatch_sampler::{testkit as tk, Sampler, SamplerConfig};
+
+#[path = "../../../tests/bench/median.rs"]
+mod median;
 
 const INIT_IPC_NS: &str = "ipc:[4026531839]";
 const RUNS: usize = 21;
@@ -81,17 +84,8 @@ fn main() {
     }
 }
 
-fn median(mut f: impl FnMut()) -> Duration {
-    f(); // warm up
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
+fn median(f: impl FnMut()) -> Duration {
+    median::median_of(RUNS, f).0
 }
 
 fn us(d: Duration) -> f64 {

@@ -1,7 +1,10 @@
 //! What the pipeline's benchmarks share: a throw-away namespace to run in, and medians.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "../../../../tests/bench/median.rs"]
+mod median;
 
 const INIT_IPC_NS: &str = "ipc:[4026531839]";
 
@@ -26,18 +29,8 @@ pub fn in_throwaway_namespace() {
 }
 
 /// The median of 31 runs after one to warm up.
-pub fn median(mut f: impl FnMut()) -> Duration {
-    const RUNS: usize = 31;
-    f();
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
+pub fn median(f: impl FnMut()) -> Duration {
+    median::median_of(31, f).0
 }
 
 /// The baseline of every IPC benchmark: the median time to merely read the three
