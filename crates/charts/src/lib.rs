@@ -55,10 +55,67 @@ enum History {
     /// Runs of equal values, each from the absolute row it starts at, oldest first: `older`,
     /// then `last`, which lasts to row `set`. An idle container's figures never change, so an
     /// hour of history is one run held in the dimension itself, with nothing on the heap.
-    Runs { older: VecDeque<(u32, f32)>, last: (u32, f32), set: u32 },
+    Runs { older: Older, last: (u32, f32), set: u32 },
     /// One value per row from absolute row `first`: what a figure that changes most rows
     /// takes (runs would cost twice as much), so no history costs more than 4 bytes a row.
-    Flat { first: u32, values: VecDeque<f32> },
+    // Boxed: the enum is as small as its runs form, which nearly every dimension has.
+    #[allow(clippy::box_collection)]
+    Flat { first: u32, values: Box<VecDeque<f32>> },
+}
+
+/// The runs before the last: nothing at all (no heap, one word in the dimension) while a
+/// figure has not changed within the history, which is what most of a thousand namespaces'
+/// figures do.
+#[derive(Debug, Clone, Default)]
+#[allow(clippy::box_collection)] // one word, where a VecDeque is four
+struct Older(Option<Box<VecDeque<(u32, f32)>>>);
+
+impl Older {
+    fn push_back(&mut self, run: (u32, f32)) {
+        self.0.get_or_insert_with(Default::default).push_back(run);
+    }
+
+    fn pop_back(&mut self) -> Option<(u32, f32)> {
+        let run = self.0.as_mut()?.pop_back();
+        self.free_if_empty();
+        run
+    }
+
+    fn pop_front(&mut self) -> Option<(u32, f32)> {
+        let run = self.0.as_mut()?.pop_front();
+        self.free_if_empty();
+        run
+    }
+
+    fn free_if_empty(&mut self) {
+        if self.0.as_ref().is_some_and(|v| v.is_empty()) {
+            self.0 = None;
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&(u32, f32)> {
+        self.0.as_ref()?.get(i)
+    }
+
+    fn front(&self) -> Option<&(u32, f32)> {
+        self.get(0)
+    }
+
+    fn back(&self) -> Option<&(u32, f32)> {
+        self.0.as_ref()?.back()
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn partition_point(&self, pred: impl FnMut(&(u32, f32)) -> bool) -> usize {
+        self.0.as_ref().map_or(0, |v| v.partition_point(pred))
+    }
 }
 
 /// Whether two stored values are the same (every NaN is the same: not collected).
@@ -70,7 +127,7 @@ impl Dimension {
     fn new(id: Cow<'static, str>, row: u32) -> Dimension {
         // Nothing yet: row `row - 1` is NaN, and so is every row up to the first value.
         let before = row.wrapping_sub(1);
-        let history = History::Runs { older: VecDeque::new(), last: (before, f32::NAN), set: before };
+        let history = History::Runs { older: Older::default(), last: (before, f32::NAN), set: before };
         Dimension { id, history }
     }
 
@@ -90,7 +147,7 @@ impl Dimension {
                 } else {
                     match older.partition_point(|r| r.0 <= row) {
                         0 => f32::NAN,
-                        i => older[i - 1].1,
+                        i => older.get(i - 1).map_or(f32::NAN, |r| r.1),
                     }
                 }
             }
@@ -129,7 +186,7 @@ impl Dimension {
                 }
                 let rows = row.wrapping_sub(first) as usize + 1;
                 if older.len() > 8 && older.len() * 2 > rows {
-                    let values = (first..=row).map(|r| self.at(r)).collect();
+                    let values = Box::new((first..=row).map(|r| self.at(r)).collect());
                     self.history = History::Flat { first, values };
                 }
             }
