@@ -227,7 +227,10 @@ impl Sampler {
     /// One complete sample of the caller's IPC namespace.
     pub fn snapshot(&mut self) -> Snapshot {
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        let mut snap = Snapshot { timestamp, page_size: self.page_size, ..Default::default() };
+        // Room for every collector's report (sem, msg, shm, limits, devshm) at once: a Vec
+        // that doubles to 8 would hold three empty slots in each of a thousand snapshots.
+        let collectors = Vec::with_capacity(5);
+        let mut snap = Snapshot { timestamp, page_size: self.page_size, collectors, ..Default::default() };
 
         let (sem, report) = timed("sem", || self.semaphores(&mut snap.warnings));
         snap.semaphores = sem;
