@@ -13,7 +13,6 @@ mod http;
 mod landing;
 mod metrics;
 mod netdata;
-mod netdata_data;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};

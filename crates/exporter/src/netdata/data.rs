@@ -1,34 +1,27 @@
-//! `/api/v1/data` (a chart's history, grouped into points, in Netdata's formats) and
-//! `/api/v1/allmetrics` (every chart's latest values).
+//! `/api/v1/data`: a chart's history in Netdata's formats and options.
 
 use std::fmt::Write as _;
 
+use ipcwatch_alerts::delivery::utc as datetime;
 use ipcwatch_charts::ChartView;
 use ipcwatch_pipeline::FleetPublished;
 
-use crate::netdata::{all_charts, find_chart, is_queue_chart};
-use crate::State;
-use ipcwatch_alerts::delivery::utc as datetime;
-
-type Answer = (u16, &'static str, String);
-
-const JSON: &str = "application/json; charset=utf-8";
-const TEXT: &str = "text/plain; charset=utf-8";
+use super::catalog::{self, ChartRef};
+use super::format::*;
 
 /// Netdata's window when a query names none (`after=-600`).
 const DEFAULT_WINDOW: i64 = 600;
+
 /// Relative times: Netdata treats |t| up to three years as seconds from now.
 const RELATIVE_MAX: i64 = 3 * 365 * 86_400;
+
 /// Most points one query returns (Netdata's history is at most this deep here anyway).
 const MAX_POINTS: usize = 100_000;
+
 /// Most values (points × dimensions) one answer holds: a chart of a thousand points and a
 /// hundred dimensions. An answer is built whole before it is sent, so this bounds what one
 /// request can make the daemon hold; a bigger query is refused with 400.
 pub(crate) const MAX_CELLS: usize = 100_000;
-
-fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Group {
@@ -243,24 +236,6 @@ fn shape(r: &mut Result, o: &Options) {
     }
 }
 
-fn n(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => {
-            if v == v.trunc() && v.abs() < 1e15 {
-                format!("{}", v as i64)
-            } else {
-                let s = format!("{v:.7}");
-                s.trim_end_matches('0').trim_end_matches('.').to_string()
-            }
-        }
-        _ => "null".into(),
-    }
-}
-
-fn js(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
 /// `YYYY-MM-DD HH:MM:SS` in UTC (the daemon's reports are in UTC, as Netdata's are in its TZ).
 fn date_text(t: i64) -> String {
     let (y, m, d, h, mi, s) = datetime(t);
@@ -301,11 +276,16 @@ fn json_result(r: &Result, o: &Options) -> String {
         .map(|(t, v)| {
             if o.objectrows {
                 let fields: Vec<String> = std::iter::once(format!("\"time\":{}", time(*t, o)))
-                    .chain(r.dims.iter().zip(v).map(|((_, name), x)| format!("{}:{}", js(name), n(*x))))
+                    .chain(
+                        r.dims
+                            .iter()
+                            .zip(v)
+                            .map(|((_, name), x)| format!("{}:{}", js(name), num_or_null(*x))),
+                    )
                     .collect();
                 format!(" {{ {} }}", fields.join(","))
             } else {
-                let vals: Vec<String> = v.iter().map(|x| n(*x)).collect();
+                let vals: Vec<String> = v.iter().map(|x| num_or_null(*x)).collect();
                 format!(" [ {},{}]", time(*t, o), vals.join(","))
             }
         })
@@ -333,7 +313,7 @@ fn datatable(r: &Result) -> String {
         .iter()
         .map(|(t, v)| {
             let (y, m, d, h, mi, s) = datetime(*t);
-            let vals: String = v.iter().map(|x| format!(",{{\"v\":{}}}", n(*x))).collect();
+            let vals: String = v.iter().map(|x| format!(",{{\"v\":{}}}", num_or_null(*x))).collect();
             format!(
                 "        {{\"c\":[{{\"v\":\"Date({y},{},{d},{h},{mi},{s})\"}},{{\"v\":null}},{{\"v\":null}}{vals}]}}",
                 m - 1
@@ -348,7 +328,7 @@ fn datatable(r: &Result) -> String {
 /// `/api/v1/data`.
 pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
     let id = param(params, "chart").or_else(|| param(params, "context")).unwrap_or("");
-    let Some((id, registry, inner)) = find_chart(p, id) else {
+    let Some(ChartRef { id, registry, inner, .. }) = catalog::find(p, id) else {
         return (404, TEXT, "No metrics where matched to query.".into());
     };
     let (o, given) = Options::parse(param(params, "options").unwrap_or(""));
@@ -356,7 +336,7 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
     let Some(c) = reg.chart(inner) else {
         return (404, TEXT, "No metrics where matched to query.".into());
     };
-    let r = query(c, is_queue_chart(inner), params, &o);
+    let r = query(c, catalog::is_queue_chart(inner), params, &o);
     drop(reg);
     let Ok(mut r) = r else {
         return (400, TEXT, r.err().unwrap_or_default());
@@ -375,7 +355,7 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
                 let when = if o.ms || given.contains(&"seconds") { time(*t, &o).to_string() } else { date_text(*t) };
                 out.push_str(&when);
                 for x in v {
-                    let _ = write!(out, "{sep}{}", n(*x));
+                    let _ = write!(out, "{sep}{}", num_or_null(*x));
                 }
                 out.push_str("\r\n");
             }
@@ -383,11 +363,11 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
         }
         "ssv" | "ssvcomma" => {
             let sep = if format == "ssv" { " " } else { "," };
-            let vals: Vec<String> = r.rows.iter().map(|(_, v)| n(row_value(v, &o))).collect();
+            let vals: Vec<String> = r.rows.iter().map(|(_, v)| num_or_null(row_value(v, &o))).collect();
             (TEXT, vals.join(sep))
         }
         "array" => {
-            let vals: Vec<String> = r.rows.iter().map(|(_, v)| n(row_value(v, &o))).collect();
+            let vals: Vec<String> = r.rows.iter().map(|(_, v)| num_or_null(row_value(v, &o))).collect();
             (JSON, format!("[{}]", vals.join(",")))
         }
         "datatable" => (JSON, datatable(&r)),
@@ -408,7 +388,7 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
             for (t, v) in &r.rows {
                 let _ = write!(out, "<tr><td>{}</td>", date_text(*t));
                 for x in v {
-                    let _ = write!(out, "<td>{}</td>", n(*x));
+                    let _ = write!(out, "<td>{}</td>", num_or_null(*x));
                 }
                 out.push_str("</tr>\n");
             }
@@ -428,7 +408,7 @@ pub(crate) fn data(p: &FleetPublished, params: &[(String, String)]) -> Answer {
             for (t, v) in &r.rows {
                 out.push_str(&date_text(*t));
                 for x in v {
-                    let _ = write!(out, " | {}", n(*x));
+                    let _ = write!(out, " | {}", num_or_null(*x));
                 }
                 out.push('\n');
             }
@@ -465,10 +445,12 @@ fn wrap(id: &str, r: &Result, o: &Options, given: &[&str], format: &str) -> Stri
     let strings = |v: Vec<String>| v.join(",");
     let names = strings(r.dims.iter().map(|(_, n)| js(n)).collect());
     let ids = strings(r.dims.iter().map(|(i, _)| js(i)).collect());
-    let latest = strings(r.latest.iter().map(|v| n(*v)).collect());
+    let latest = strings(r.latest.iter().map(|v| num_or_null(*v)).collect());
     let view_latest = strings(
         (0..r.dims.len())
-            .map(|i| n(r.rows.iter().find_map(|(_, v)| v[i]).or(r.latest.get(i).copied().flatten())))
+            .map(|i| {
+                num_or_null(r.rows.iter().find_map(|(_, v)| v[i]).or(r.latest.get(i).copied().flatten()))
+            })
             .collect(),
     );
     let all: Vec<f64> = r.rows.iter().flat_map(|(_, v)| v.iter().flatten().copied()).collect();
@@ -497,181 +479,7 @@ fn wrap(id: &str, r: &Result, o: &Options, given: &[&str], format: &str) -> Stri
         r.rows.len(),
         js(format),
         r.db_points,
-        n(Some(min)),
-        n(Some(max)),
+        num_or_null(Some(min)),
+        num_or_null(Some(max)),
     )
-}
-
-/// A metric name part: lower-case alphanumerics and `_`.
-fn metric_part(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
-}
-
-/// `/api/v1/allmetrics`: every chart's latest values, as Prometheus text (valid: one HELP and
-/// TYPE per family, where Netdata repeats TYPE per dimension), shell variables or JSON.
-pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, String)]) -> Answer {
-    let format = param(params, "format").unwrap_or("shell");
-    let yes =
-        |k: &str, default: bool| param(params, k).map_or(default, |v| matches!(v, "yes" | "1" | "true" | ""));
-    let source = param(params, "source").or_else(|| param(params, "data")).unwrap_or("average");
-    let charts = all_charts(p);
-    let host = p.namespaces.first().map_or_else(String::new, |n| n.published.alerts.hostname.clone());
-    match format {
-        "prometheus" | "prometheus_all_hosts" => {
-            // HELP and TYPE by default, once per family: the output passes `promtool check
-            // metrics` (Netdata's repeats TYPE per dimension, and writes no HELP).
-            let (help, types, timestamps) = (yes("help", true), yes("types", true), yes("timestamps", true));
-            let all_hosts = format == "prometheus_all_hosts";
-            let mut out = String::new();
-            let instance = if all_hosts { format!(",instance={}", js(&host)) } else { String::new() };
-            if help {
-                let _ = writeln!(out, "# HELP netdata_info The exporting daemon; always 1.");
-            }
-            if types {
-                let _ = writeln!(out, "# TYPE netdata_info gauge");
-            }
-            let _ = writeln!(
-                out,
-                "netdata_info{{instance={},application=\"ipcwatch\",version={}}} 1",
-                js(&host),
-                js(&state.build.version)
-            );
-            // Families first collected, so each gets its HELP/TYPE once.
-            let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
-            for (id, registry, inner) in &charts {
-                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
-                let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().next_back().map_or(0, |t| (*t * 1000.0) as i64);
-                let name = match source {
-                    "as-collected" | "as_collected" => format!("netdata_{}", metric_part(c.context)),
-                    other => format!(
-                        "netdata_{}_{}_{}",
-                        metric_part(c.context),
-                        metric_part(c.units),
-                        metric_part(other)
-                    ),
-                };
-                let entry = match families.iter_mut().position(|f| f.0 == name) {
-                    Some(i) => i,
-                    None => {
-                        families.push((name.clone(), format!("{} ({})", c.title, c.units), Vec::new()));
-                        families.len() - 1
-                    }
-                };
-                let dims: Vec<&ipcwatch_charts::Dimension> = if is_queue_chart(inner) {
-                    c.dimensions.iter().rev().collect()
-                } else {
-                    c.dimensions.iter().collect()
-                };
-                for d in dims {
-                    let v = match source {
-                        "sum" => c.lookup(
-                            ipcwatch_charts::Reduce::Sum,
-                            last as f64 / 1000.0,
-                            -1.0,
-                            0.0,
-                            Some(std::slice::from_ref(&d.id.to_string())),
-                        ),
-                        _ => c.last(d).unwrap_or(f64::NAN),
-                    };
-                    if v.is_nan() {
-                        continue;
-                    }
-                    let ts = if timestamps { format!(" {last}") } else { String::new() };
-                    families[entry].2.push(format!(
-                        "{name}{{chart={},family={},dimension={}{instance}}} {}{ts}",
-                        js(id),
-                        js(c.family),
-                        js(&d.id),
-                        n(Some(v))
-                    ));
-                }
-            }
-            for (name, title, samples) in families {
-                if samples.is_empty() {
-                    continue;
-                }
-                if help {
-                    let _ = writeln!(out, "# HELP {name} {title}");
-                }
-                if types {
-                    let _ = writeln!(out, "# TYPE {name} gauge");
-                }
-                for s in samples {
-                    let _ = writeln!(out, "{s}");
-                }
-            }
-            (200, "text/plain; version=0.0.4; charset=utf-8", out)
-        }
-        "json" => {
-            let mut entries = Vec::new();
-            for (id, registry, inner) in &charts {
-                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
-                let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().next_back().map_or(0, |t| *t as i64);
-                let dims: Vec<String> = c
-                    .dimensions
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
-                            js(&d.id),
-                            js(d.name()),
-                            c.last(d).map_or("null".into(), |v| format!("{v:.7}"))
-                        )
-                    })
-                    .collect();
-                entries.push(format!(
-                    "\t{}: {{\n\t\t\"name\":{},\n\t\t\"family\":{},\n\t\t\"context\":{},\n\t\t\"units\":{},\n\t\t\"last_updated\": {last},\n\t\t\"dimensions\": {{\n{}\n\t\t}}\n\t}}",
-                    js(id),
-                    js(id),
-                    js(c.family),
-                    js(c.context),
-                    js(c.units),
-                    dims.join(",\n")
-                ));
-            }
-            (200, JSON, format!("{{\n{}\n}}", entries.join(",\n")))
-        }
-        // shell (the default)
-        _ => {
-            let mut out = String::new();
-            for (id, registry, inner) in &charts {
-                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
-                let Some(c) = reg.chart(inner) else { continue };
-                let _ = writeln!(out, "\n# chart: {id} (name: {id})");
-                let prefix = format!("NETDATA_{}", metric_part(id).to_ascii_uppercase());
-                let mut total = 0.0;
-                let dims: Vec<&ipcwatch_charts::Dimension> = if is_queue_chart(inner) {
-                    c.dimensions.iter().rev().collect()
-                } else {
-                    c.dimensions.iter().collect()
-                };
-                for d in dims {
-                    let v = c.last(d).unwrap_or(0.0);
-                    total += v;
-                    let _ = writeln!(
-                        out,
-                        "{prefix}_{}=\"{}\"      # {}",
-                        metric_part(&d.id).to_ascii_uppercase(),
-                        v.round() as i64,
-                        c.units
-                    );
-                }
-                let _ =
-                    writeln!(out, "{prefix}_VISIBLETOTAL=\"{}\"      # {}", total.round() as i64, c.units);
-            }
-            let _ = write!(out, "\n# NETDATA ALARMS RUNNING\n");
-            for ns in &p.namespaces {
-                for a in ns.published.alerts.alerts.iter() {
-                    let name =
-                        format!("NETDATA_ALARM_{}_{}", metric_part(&a.chart), metric_part(&a.rule.name))
-                            .to_ascii_uppercase();
-                    let _ = writeln!(out, "{name}_VALUE=\"{}\"", n(Some(a.value)));
-                    let _ = writeln!(out, "{name}_STATUS=\"{}\"", a.status.name());
-                }
-            }
-            (200, TEXT, out)
-        }
-    }
 }

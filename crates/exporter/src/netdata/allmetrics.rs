@@ -1,0 +1,184 @@
+//! `/api/v1/allmetrics`: every chart's latest values, as shell variables, JSON or
+//! Prometheus text.
+
+use std::fmt::Write as _;
+
+use ipcwatch_pipeline::FleetPublished;
+
+use super::catalog::{self, ChartRef};
+use super::format::*;
+use crate::State;
+
+/// A metric name part: lower-case alphanumerics and `_`.
+fn metric_part(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// `/api/v1/allmetrics`: every chart's latest values, as Prometheus text (valid: one HELP and
+/// TYPE per family, where Netdata repeats TYPE per dimension), shell variables or JSON.
+pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, String)]) -> Answer {
+    let format = param(params, "format").unwrap_or("shell");
+    let yes =
+        |k: &str, default: bool| param(params, k).map_or(default, |v| matches!(v, "yes" | "1" | "true" | ""));
+    let source = param(params, "source").or_else(|| param(params, "data")).unwrap_or("average");
+    let charts = catalog::charts(p);
+    let host = p.namespaces.first().map_or_else(String::new, |n| n.published.alerts.hostname.clone());
+    match format {
+        "prometheus" | "prometheus_all_hosts" => {
+            // HELP and TYPE by default, once per family: the output passes `promtool check
+            // metrics` (Netdata's repeats TYPE per dimension, and writes no HELP).
+            let (help, types, timestamps) = (yes("help", true), yes("types", true), yes("timestamps", true));
+            let all_hosts = format == "prometheus_all_hosts";
+            let mut out = String::new();
+            let instance = if all_hosts { format!(",instance={}", js(&host)) } else { String::new() };
+            if help {
+                let _ = writeln!(out, "# HELP netdata_info The exporting daemon; always 1.");
+            }
+            if types {
+                let _ = writeln!(out, "# TYPE netdata_info gauge");
+            }
+            let _ = writeln!(
+                out,
+                "netdata_info{{instance={},application=\"ipcwatch\",version={}}} 1",
+                js(&host),
+                js(&state.build.version)
+            );
+            // Families first collected, so each gets its HELP/TYPE once.
+            let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
+            for ChartRef { id, registry, inner, .. } in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let last = c.times().next_back().map_or(0, |t| (*t * 1000.0) as i64);
+                let name = match source {
+                    "as-collected" | "as_collected" => format!("netdata_{}", metric_part(c.context)),
+                    other => format!(
+                        "netdata_{}_{}_{}",
+                        metric_part(c.context),
+                        metric_part(c.units),
+                        metric_part(other)
+                    ),
+                };
+                let entry = match families.iter_mut().position(|f| f.0 == name) {
+                    Some(i) => i,
+                    None => {
+                        families.push((name.clone(), format!("{} ({})", c.title, c.units), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                let dims: Vec<&ipcwatch_charts::Dimension> = if catalog::is_queue_chart(inner) {
+                    c.dimensions.iter().rev().collect()
+                } else {
+                    c.dimensions.iter().collect()
+                };
+                for d in dims {
+                    let v = match source {
+                        "sum" => c.lookup(
+                            ipcwatch_charts::Reduce::Sum,
+                            last as f64 / 1000.0,
+                            -1.0,
+                            0.0,
+                            Some(std::slice::from_ref(&d.id.to_string())),
+                        ),
+                        _ => c.last(d).unwrap_or(f64::NAN),
+                    };
+                    if v.is_nan() {
+                        continue;
+                    }
+                    let ts = if timestamps { format!(" {last}") } else { String::new() };
+                    families[entry].2.push(format!(
+                        "{name}{{chart={},family={},dimension={}{instance}}} {}{ts}",
+                        js(id),
+                        js(c.family),
+                        js(&d.id),
+                        num_or_null(Some(v))
+                    ));
+                }
+            }
+            for (name, title, samples) in families {
+                if samples.is_empty() {
+                    continue;
+                }
+                if help {
+                    let _ = writeln!(out, "# HELP {name} {title}");
+                }
+                if types {
+                    let _ = writeln!(out, "# TYPE {name} gauge");
+                }
+                for s in samples {
+                    let _ = writeln!(out, "{s}");
+                }
+            }
+            (200, "text/plain; version=0.0.4; charset=utf-8", out)
+        }
+        "json" => {
+            let mut entries = Vec::new();
+            for ChartRef { id, registry, inner, .. } in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let last = c.times().next_back().map_or(0, |t| *t as i64);
+                let dims: Vec<String> = c
+                    .dimensions
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
+                            js(&d.id),
+                            js(d.name()),
+                            c.last(d).map_or("null".into(), |v| format!("{v:.7}"))
+                        )
+                    })
+                    .collect();
+                entries.push(format!(
+                    "\t{}: {{\n\t\t\"name\":{},\n\t\t\"family\":{},\n\t\t\"context\":{},\n\t\t\"units\":{},\n\t\t\"last_updated\": {last},\n\t\t\"dimensions\": {{\n{}\n\t\t}}\n\t}}",
+                    js(id),
+                    js(id),
+                    js(c.family),
+                    js(c.context),
+                    js(c.units),
+                    dims.join(",\n")
+                ));
+            }
+            (200, JSON, format!("{{\n{}\n}}", entries.join(",\n")))
+        }
+        // shell (the default)
+        _ => {
+            let mut out = String::new();
+            for ChartRef { id, registry, inner, .. } in &charts {
+                let reg = registry.read().unwrap_or_else(|e| e.into_inner());
+                let Some(c) = reg.chart(inner) else { continue };
+                let _ = writeln!(out, "\n# chart: {id} (name: {id})");
+                let prefix = format!("NETDATA_{}", metric_part(id).to_ascii_uppercase());
+                let mut total = 0.0;
+                let dims: Vec<&ipcwatch_charts::Dimension> = if catalog::is_queue_chart(inner) {
+                    c.dimensions.iter().rev().collect()
+                } else {
+                    c.dimensions.iter().collect()
+                };
+                for d in dims {
+                    let v = c.last(d).unwrap_or(0.0);
+                    total += v;
+                    let _ = writeln!(
+                        out,
+                        "{prefix}_{}=\"{}\"      # {}",
+                        metric_part(&d.id).to_ascii_uppercase(),
+                        v.round() as i64,
+                        c.units
+                    );
+                }
+                let _ =
+                    writeln!(out, "{prefix}_VISIBLETOTAL=\"{}\"      # {}", total.round() as i64, c.units);
+            }
+            let _ = write!(out, "\n# NETDATA ALARMS RUNNING\n");
+            for ns in &p.namespaces {
+                for a in ns.published.alerts.alerts.iter() {
+                    let name =
+                        format!("NETDATA_ALARM_{}_{}", metric_part(&a.chart), metric_part(&a.rule.name))
+                            .to_ascii_uppercase();
+                    let _ = writeln!(out, "{name}_VALUE=\"{}\"", num_or_null(Some(a.value)));
+                    let _ = writeln!(out, "{name}_STATUS=\"{}\"", a.status.name());
+                }
+            }
+            (200, TEXT, out)
+        }
+    }
+}
