@@ -126,7 +126,7 @@ impl Text<'_> {
 }
 
 /// Escapes `\` and newlines (and `"` in label values), as the text format requires.
-fn escape(out: &mut String, s: &str, quote: bool) {
+pub(crate) fn escape(out: &mut String, s: &str, quote: bool) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -30,7 +30,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             let (help, types, timestamps) = (yes("help", true), yes("types", true), yes("timestamps", true));
             let all_hosts = format == "prometheus_all_hosts";
             let mut out = String::new();
-            let instance = if all_hosts { format!(",instance={}", js(&host)) } else { String::new() };
+            let instance = if all_hosts { format!(",instance={}", label(&host)) } else { String::new() };
             if help {
                 let _ = writeln!(out, "# HELP netdata_info The exporting daemon; always 1.");
             }
@@ -40,8 +40,8 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             let _ = writeln!(
                 out,
                 "netdata_info{{instance={},application=\"ipcwatch\",version={}}} 1",
-                js(&host),
-                js(&state.build.version)
+                label(&host),
+                label(&state.build.version)
             );
             // Families first collected, so each gets its HELP/TYPE once.
             let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -87,9 +87,9 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                     let ts = if timestamps { format!(" {last}") } else { String::new() };
                     families[entry].2.push(format!(
                         "{name}{{chart={},family={},dimension={}{instance}}} {}{ts}",
-                        js(id),
-                        js(c.family),
-                        js(&d.id),
+                        label(id),
+                        label(c.family),
+                        label(&d.id),
                         num_or_null(Some(v))
                     ));
                 }
