@@ -301,10 +301,6 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Netdata's endpoints served under /api/v1 (besides alarms).
-const API_ENDPOINTS: [&str; 8] =
-    ["info", "charts", "chart", "data", "allmetrics", "alarm_count", "alarm_variables", "alarm_log"];
-
 /// Answers one request from the published state. Pure over its input (the body is never
 /// read), so it can be driven without a socket, as the fuzzer does.
 pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
@@ -320,7 +316,7 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     let (path, query) = crate::netdata::path_and_query(req.uri().path(), req.uri().query());
     let path = path.as_str();
     let metrics = path == state.telemetry_path();
-    let api = path.strip_prefix("/api/v1/").filter(|e| API_ENDPOINTS.contains(e));
+    let api = path.strip_prefix("/api/v1/").filter(|e| crate::netdata::serves(e));
     let known = metrics
         || api.is_some()
         || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms" | "/dashboard.js");

@@ -17,6 +17,8 @@ mod charts;
 mod data;
 mod format;
 
+use ipcwatch_pipeline::FleetPublished;
+
 use crate::State;
 
 use alarms::{alarm_count, alarm_log, alarm_variables};
@@ -82,41 +84,51 @@ pub(crate) fn params(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+type Handler = fn(&State, &FleetPublished, &[(String, String)]) -> Answer;
+
+/// Every endpoint under /api/v1 this module serves (besides `/api/v1/alarms`, the landing
+/// page's), and what answers it: the one list, which the HTTP layer asks too.
+const ROUTES: [(&str, Handler); 8] = [
+    ("info", |s, p, _| (200, JSON, info(s, p))),
+    ("charts", |s, p, _| (200, JSON, charts_json(s, p))),
+    ("chart", |_, p, q| chart(p, q)),
+    ("data", |_, p, q| data::data(p, q)),
+    ("allmetrics", allmetrics::allmetrics),
+    ("alarm_count", |_, p, q| (200, JSON, alarm_count(p, q))),
+    ("alarm_variables", |_, p, q| {
+        let id = param(q, "chart").unwrap_or("");
+        match find(p, id) {
+            Some(r) => (200, JSON, alarm_variables(&r)),
+            None => (404, TEXT, format!("Chart is not found: {id}")),
+        }
+    }),
+    ("alarm_log", |_, p, q| (200, JSON, alarm_log(p, q))),
+];
+
+/// Whether `/api/v1/<endpoint>` is one of Netdata's endpoints served here.
+pub(crate) fn serves(endpoint: &str) -> bool {
+    ROUTES.iter().any(|(e, _)| *e == endpoint)
+}
+
+fn chart(p: &FleetPublished, params: &[(String, String)]) -> Answer {
+    let id = param(params, "chart").unwrap_or("");
+    let Some(r) = find(p, id) else {
+        return (404, TEXT, format!("Chart is not found: {id}"));
+    };
+    let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
+    match reg.chart(r.inner) {
+        Some(c) => (200, JSON, chart_json(&r, c, "\t\t")),
+        None => (404, TEXT, format!("Chart is not found: {id}")),
+    }
+}
+
 /// Answers `/api/v1/<endpoint>`; `None` for endpoints this module does not serve.
 pub(crate) fn answer(state: &State, endpoint: &str, query: &str) -> Option<Answer> {
-    let params = params(query);
+    let (_, handler) = ROUTES.iter().find(|(e, _)| *e == endpoint)?;
     let Some(p) = state.latest() else {
         return Some((503, TEXT, "Not ready: no recent sample\n".into()));
     };
-    Some(match endpoint {
-        "info" => (200, JSON, info(state, &p)),
-        "charts" => (200, JSON, charts_json(state, &p)),
-        "chart" => {
-            let id = param(&params, "chart").unwrap_or("");
-            match find(&p, id) {
-                Some(r) => {
-                    let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
-                    match reg.chart(r.inner) {
-                        Some(c) => (200, JSON, chart_json(&r, c, "\t\t")),
-                        None => (404, TEXT, format!("Chart is not found: {id}")),
-                    }
-                }
-                None => (404, TEXT, format!("Chart is not found: {id}")),
-            }
-        }
-        "data" => data::data(&p, &params),
-        "allmetrics" => allmetrics::allmetrics(state, &p, &params),
-        "alarm_count" => (200, JSON, alarm_count(&p, &params)),
-        "alarm_log" => (200, JSON, alarm_log(&p, &params)),
-        "alarm_variables" => {
-            let id = param(&params, "chart").unwrap_or("");
-            match find(&p, id) {
-                Some(r) => (200, JSON, alarm_variables(&r)),
-                None => (404, TEXT, format!("Chart is not found: {id}")),
-            }
-        }
-        _ => return None,
-    })
+    Some(handler(state, &p, &params(query)))
 }
 
 #[cfg(test)]
