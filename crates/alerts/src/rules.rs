@@ -203,22 +203,59 @@ impl fmt::Display for RuleError {
     }
 }
 
-/// Seconds from a Netdata duration: `10s`, `5m`, `1h`, `2d`, `1w`, or a plain number of seconds.
+/// Seconds from a duration as people and Netdata's health files write them: `10s`, `5m`,
+/// `1h`, `2d`, `1w`, several at once (`1h30m`), with a sign (`-10s`, a lookup's window) or a
+/// fraction (`0.5m`), or a plain number of seconds. The one duration parser of the workspace:
+/// rules files, and the command line's `--older-than` (see [`parse_age`]).
 pub fn parse_duration(text: &str) -> Result<f64, String> {
     let t = text.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1.0),
-        Some((i, 'm')) => (&t[..i], 60.0),
-        Some((i, 'h')) => (&t[..i], 3600.0),
-        Some((i, 'd')) => (&t[..i], 86400.0),
-        Some((i, 'w')) => (&t[..i], 7.0 * 86400.0),
-        _ => (t, 1.0),
+    let bad = || format!("`{t}` is not a duration such as 90s, 30m, 1h30m or 2d");
+    let (sign, rest) = match t.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, t.strip_prefix('+').unwrap_or(t)),
     };
-    num.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(|v| v * mult)
-        .ok_or_else(|| format!("`{t}` is not a duration"))
+    if let Ok(v) = rest.parse::<f64>() {
+        // A plain number of seconds (not `inf`, `nan` or `1e400`).
+        return if rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') && v.is_finite() {
+            Ok(sign * v)
+        } else {
+            Err(bad())
+        };
+    }
+    let (mut total, mut number) = (0.0f64, String::new());
+    for c in rest.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86_400.0,
+            'w' => 604_800.0,
+            _ => return Err(bad()),
+        };
+        let n: f64 = std::mem::take(&mut number).parse().map_err(|_| bad())?;
+        total += n * unit;
+    }
+    if !number.is_empty() || rest.is_empty() || !total.is_finite() {
+        return Err(bad());
+    }
+    Ok(sign * total)
+}
+
+/// A duration that must be a whole, non-negative number of seconds (an age on the command
+/// line: `--older-than 2d`).
+pub fn parse_age(text: &str) -> Result<i64, String> {
+    let v = parse_duration(text)?;
+    if v < 0.0 || v.fract() != 0.0 || v > i64::MAX as f64 {
+        return Err(format!(
+            "`{}` is not a whole number of seconds from 0s up, such as 90s, 30m or 2d",
+            text.trim()
+        ));
+    }
+    Ok(v as i64)
 }
 
 fn parse_expression(text: &str) -> Result<Expression, String> {

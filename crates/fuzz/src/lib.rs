@@ -89,7 +89,7 @@ fn holders(input: &[u8]) {
     let t = text(input);
     let _ = ipcwatch_holders::start_ticks(t);
     let _ = ipcwatch_holders::boot_time(t);
-    let _ = ipcwatch_holders::parse_duration(t);
+    let _ = ipcwatch_alerts::parse_age(t);
     let _ = ipcwatch_holders::effective_uid(t);
 }
 

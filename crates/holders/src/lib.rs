@@ -34,7 +34,7 @@ pub use processes::{
     Residents,
 };
 pub use prune::{prune, Filter, Outcome, PruneReport};
-pub use report::{age, parse_duration, stale_objects, text, NamespaceCensus, Scope};
+pub use report::{age, stale_objects, text, NamespaceCensus, Scope};
 pub use watch::{msgqueue_limit, msgqueue_limits, real_uid, HoldersPublished, NamespaceHolders, Watch};
 
 /// What the census thread keeps: entering namespaces (CAP_SYS_ADMIN, CAP_SYS_PTRACE), and

@@ -189,40 +189,6 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
-/// `90`, `90s`, `30m`, `1h`, `2d` (or combined: `1h30m`) as seconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let bad = || format!("`{text}` is not a duration such as 0s, 90s, 30m, 1h or 2d");
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(n) = t.parse::<i64>() {
-        return if n >= 0 { Ok(n) } else { Err(bad()) };
-    }
-    let (mut total, mut digits) = (0i64, String::new());
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(bad()),
-        };
-        let n: i64 = std::mem::take(&mut digits).parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-    }
-    if digits.is_empty() {
-        Ok(total)
-    } else {
-        Err(bad())
-    }
-}
-
 /// The text table of `snapshot --stale` and `prune`.
 pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
     let mut out = String::new();
@@ -324,15 +290,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_as_people_write_them() {
-        assert_eq!(parse_duration("0s"), Ok(0));
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("30m"), Ok(1800));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        for bad in ["", "-5", "1x", "h", "5m3", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn ages_read_as_people_write_them() {
         assert_eq!(age(0), "0s");
         assert_eq!(age(3725), "1h2m");
         assert_eq!(age(90_000), "1d1h");

@@ -93,7 +93,7 @@ enum Command {
         stale: bool,
         /// With --stale: the age that counts, instead of stale_after and orphan_after
         /// (`0s` lists everything unused whose processes are gone).
-        #[arg(long, value_name = "DURATION", requires = "stale", value_parser = ipcwatch_holders::parse_duration)]
+        #[arg(long, value_name = "DURATION", requires = "stale", value_parser = ipcwatch_alerts::parse_age)]
         older_than: Option<i64>,
     },
     /// Remove stale and orphaned objects (see `snapshot --stale`). A dry run unless --yes;
@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, value_name = "USER")]
         owner: Option<String>,
         /// The age that counts, instead of [holders] stale_after and orphan_after.
-        #[arg(long, value_name = "DURATION", value_parser = ipcwatch_holders::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = ipcwatch_alerts::parse_age)]
         older_than: Option<i64>,
         /// Only objects of this kind: sem, msg or shm. Repeatable.
         #[arg(long, value_name = "KIND")]

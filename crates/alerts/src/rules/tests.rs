@@ -152,6 +152,20 @@ fn durations() {
     assert_eq!(parse_duration("-1m"), Ok(-60.0));
     assert_eq!(parse_duration("30"), Ok(30.0));
     assert!(parse_duration("m").is_err());
+    assert_eq!(parse_duration("1h30m"), Ok(5400.0));
+    assert_eq!(parse_duration("0.5m"), Ok(30.0));
+    for bad in ["", "-", "1x", "h", "5m3", "inf", "nan", "1e400", "--5s", "1h-5m"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+    // The command line's ages.
+    assert_eq!(parse_age("0s"), Ok(0));
+    assert_eq!(parse_age("90"), Ok(90));
+    assert_eq!(parse_age("30m"), Ok(1800));
+    assert_eq!(parse_age("1h30m"), Ok(5400));
+    assert_eq!(parse_age("2d"), Ok(172_800));
+    for bad in ["", "-5", "1x", "h", "5m3", "99999999999999999999d", "0.5s"] {
+        assert!(parse_age(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]
