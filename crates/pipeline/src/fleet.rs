@@ -610,7 +610,7 @@ fn failed_snapshot(e: &VisitError) -> Snapshot {
     };
     Snapshot {
         timestamp: now,
-        collectors: vec![report("sem"), report("msg"), report("shm"), report("limits")],
+        collectors: ipcwatch_sampler::SYSV_COLLECTORS.iter().map(|n| report(n)).collect(),
         ..Default::default()
     }
 }

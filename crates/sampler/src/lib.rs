@@ -15,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+mod collectors;
 mod error;
 mod names;
 pub mod namespaces;
@@ -30,10 +31,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use collectors::devshm::SharedShm;
+pub use collectors::limits::LIMITS_EVERY;
+use collectors::posix_queues::PosixKept;
+pub use collectors::posix_queues::{POSIX_CONTAINER_EVERY, POSIX_CONTAINER_LIMITS_EVERY};
 pub use error::Error;
 pub use names::{lossless, parse_passwd, use_passwd_file, UserNames};
 pub use snapshot::*;
 pub use sys::user_name;
+
+/// The System V collectors every snapshot reports on, by name, in report order.
+pub const SYSV_COLLECTORS: [&str; 4] =
+    [collectors::sem::NAME, collectors::msg::NAME, collectors::shm::NAME, collectors::limits::NAME];
 
 /// Calls on one object or process, for the slow liveness pass and `prune`: never per second.
 pub mod objects {
@@ -139,46 +148,9 @@ pub struct Sampler {
     mount_kinds: posix::MountKinds,
 }
 
-/// How often the SysV limits of a namespace other than the daemon's own are read again.
-pub const LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// How often POSIX IPC's slower parts are read again: the limits, each queue, the /dev/shm
 /// listing. The host's queue count and every /dev/shm's use are read every sample.
 pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How often the POSIX message queues and `fs.mqueue.*` limits of a namespace other than the
-/// daemon's own are read (see [`Sampler::set_target`]).
-pub const POSIX_CONTAINER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// How often a container's `fs.mqueue.*` limits are read: each lookup under /proc/sys/fs
-/// compares with every IPC namespace's entry (~130 µs at 1,000 namespaces), and limits
-/// change only when someone writes them.
-pub const POSIX_CONTAINER_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// A mount namespace's /dev/shm as last read: its use, reused within [`SHARED_READ_FOR`], and
-/// its files, listed again after [`POSIX_DETAIL_EVERY`].
-struct SharedShm {
-    used_at: Instant,
-    listed_at: Instant,
-    usage: posix::DevShm,
-}
-
-/// How long a process's mount namespace, as read from `/proc/PID/ns/mnt`, is trusted: a
-/// process seldom changes it (unshare -m, setns), and a thousand namespaces' readlinks every
-/// 10 s were 4% of the sampler.
-const MOUNT_NAMESPACE_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// How long one /dev/shm read serves the other IPC namespaces of its mount namespace: less
-/// than a tick, so every tick reads it afresh.
-const SHARED_READ_FOR: std::time::Duration = std::time::Duration::from_millis(500);
-
-struct PosixKept {
-    posix: posix::Posix,
-    next_read: Instant,
-    /// When a container's limits are read again.
-    limits_next: Instant,
-    device: Option<u64>,
-}
 
 /// The namespace the next sample is in, a process of it, and whether it is another than the
 /// daemon's own.
@@ -232,13 +204,13 @@ impl Sampler {
         let collectors = Vec::with_capacity(5);
         let mut snap = Snapshot { timestamp, page_size: self.page_size, collectors, ..Default::default() };
 
-        let (sem, report) = timed("sem", || self.semaphores(&mut snap.warnings));
+        let (sem, report) = timed(collectors::sem::NAME, || self.semaphores(&mut snap.warnings));
         snap.semaphores = sem;
         snap.collectors.push(report);
-        let (msg, report) = timed("msg", || self.message_queues(&mut snap.warnings));
+        let (msg, report) = timed(collectors::msg::NAME, || self.message_queues(&mut snap.warnings));
         snap.message_queues = msg;
         snap.collectors.push(report);
-        let (shm, report) = timed("shm", || self.shared_memory(&mut snap.warnings));
+        let (shm, report) = timed(collectors::shm::NAME, || self.shared_memory(&mut snap.warnings));
         snap.shared_memory = shm;
         snap.collectors.push(report);
         // Another namespace's SysV limits (three IPC_INFO calls) are read every
@@ -249,7 +221,7 @@ impl Sampler {
             snap.limits = limits.clone();
             snap.collectors.push(report.clone());
         } else {
-            let (limits, report) = timed("limits", || self.limits());
+            let (limits, report) = timed(collectors::limits::NAME, || self.limits());
             snap.limits = limits.unwrap_or_default();
             if let Some(inode) = other.filter(|_| report.ok) {
                 if self.limits_kept.len() >= 4096 {
@@ -266,387 +238,12 @@ impl Sampler {
         snap
     }
 
-    /// Adds the `/dev/shm` that process `pid` sees (its mount namespace's) to `snap`, when
-    /// POSIX IPC is asked for; a warning says why if it cannot be read. Its size and use are
-    /// read every time (one statfs); its files are listed again only every
-    /// [`POSIX_DETAIL_EVERY`].
-    pub fn add_dev_shm(&mut self, snap: &mut Snapshot, pid: u32) {
-        if !self.config.posix {
-            return;
-        }
-        let start = Instant::now();
-        let read = self.dev_shm(pid);
-        // No /dev/shm, or a plain directory there (a chroot): nothing to report, no failure.
-        let absent = |e: &std::io::Error| {
-            matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::Unsupported)
-        };
-        if read.as_ref().is_err_and(absent) {
-            return;
-        }
-        snap.collectors.push(CollectorReport {
-            name: "devshm",
-            ok: read.is_ok(),
-            source: if read.is_ok() { Origin::Syscall } else { Origin::None },
-            duration_seconds: start.elapsed().as_secs_f64(),
-            error: read.as_ref().err().map(|e| format!("/dev/shm of pid {pid}: {e}")),
-        });
-        snap.dev_shm = read.ok();
-    }
-
-    fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
-        // IPC namespaces that share a mount namespace share its /dev/shm: within one round
-        // of samples its use is read once, and its files listed once every
-        // POSIX_DETAIL_EVERY (a thousand PrivateIPC= units, one statfs a tick).
-        let mnt = match self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < MOUNT_NAMESPACE_KEPT_FOR) {
-            Some(k) => k.1,
-            None => {
-                let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
-                if self.shm_kept.len() >= 4096 {
-                    self.shm_kept.clear();
-                }
-                self.shm_kept.insert(pid, (Instant::now(), mnt));
-                mnt
-            }
-        };
-        let shared = mnt.and_then(|m| self.shm_by_mount.get(&m));
-        if let Some(s) = shared.filter(|s| s.used_at.elapsed() < SHARED_READ_FOR) {
-            return Ok(s.usage.clone());
-        }
-        let listed = shared.filter(|s| s.listed_at.elapsed() < POSIX_DETAIL_EVERY).map(|s| {
-            let u = &s.usage;
-            ((u.files, u.semaphore_files, u.semaphore_bytes), s.listed_at)
-        });
-        // The daemon's own mount namespace between listings: one statfs by path, where a
-        // container's /dev/shm takes a walk of three opens from its root.
-        // (Not where /dev/shm is a symbolic link: the walk refuses those, and says so.)
-        let own_mnt = self.own_mnt.get_or_insert_with(|| {
-            let real_dir = std::fs::symlink_metadata("/dev/shm").is_ok_and(|m| m.is_dir());
-            real_dir.then(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id())).flatten()
-        });
-        let own = mnt.is_some() && mnt == *own_mnt;
-        let own_usage = listed.filter(|_| own).and_then(|l| Some((l, posix::own_dev_shm_usage()?)));
-        if let Some(((files, listed_at), mut usage)) = own_usage {
-            usage.mnt_namespace = mnt;
-            (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
-            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
-            self.shm_by_mount.insert(mnt.expect("own"), read);
-            return Ok(usage);
-        }
-        let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
-        let mut usage = dir.usage()?;
-        let (files, listed_at) = match listed {
-            Some(kept) => kept,
-            None => (dir.count_files()?, Instant::now()),
-        };
-        usage.mnt_namespace = mnt;
-        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
-        if let Some(mnt) = mnt {
-            if self.shm_by_mount.len() >= 4096 {
-                self.shm_by_mount.clear();
-            }
-            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
-            self.shm_by_mount.insert(mnt, read);
-        }
-        Ok(usage)
-    }
-
-    /// POSIX message queues of the calling thread's IPC namespace, and their limits.
-    ///
-    /// The host's namespace, and the one a one-shot or single-namespace sample is in: every
-    /// sample counts the queues (one stat of /dev/mqueue); the limits and the queues one by
-    /// one are read again every [`POSIX_DETAIL_EVERY`], and at once when the count changes.
-    ///
-    /// Every other namespace (a container's, named by [`Sampler::set_target`]) is read whole
-    /// every [`POSIX_CONTAINER_EVERY`], each at its own moment within that period, so that a
-    /// thousand containers do not all read in one tick. Per second they cost nothing here:
-    /// their count needs a walk into the container's root or a private mount, and their
-    /// limits a /proc/sys lookup whose cost grows with the number of IPC namespaces on the
-    /// host.
-    fn posix(&mut self) -> posix::Posix {
-        let target = self.target.take();
-        // The fleet says which namespace this is; a one-shot sample asks the kernel.
-        let inode = target.map(|t| t.inode).or_else(|| {
-            std::fs::read_link("/proc/thread-self/ns/ipc").ok().as_deref().and_then(namespaces::parse_ns_link)
-        });
-        let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
-        let slow = !initial && target.is_some_and(|t| t.other);
-        let key = inode.unwrap_or(0);
-        let kept = self.posix_kept.get(&key);
-        let device = kept.and_then(|k| k.device);
-        let first = kept.is_none();
-        let due = kept.is_none_or(|k| Instant::now() >= k.next_read);
-        let reuse = if slow {
-            !due
-        } else {
-            // The host's /dev/mqueue: its queues counted with one stat.
-            let dir = Path::new("/dev/mqueue");
-            let count = (initial && posix::is_mqueue_of(dir, posix::any_device(dir)))
-                .then(|| posix::count_queues_in(dir).ok())
-                .flatten();
-            match (kept, count) {
-                (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
-                (Some(_), None) => !due,
-                (None, _) => false,
-            }
-        };
-        if reuse {
-            let k = self.posix_kept.get(&key).expect("just seen");
-            return k.posix.clone();
-        }
-        // A container's own /dev/mqueue, once a private mount has shown the namespace's
-        // device: reached without trusting it (no symlink, nothing on FUSE), held open while
-        // it is read, and cheaper than another mount.
-        let container_mqueue = match (initial, target.map(|t| t.pid).zip(device)) {
-            (false, Some((pid, dev))) => {
-                let kinds = &mut self.mount_kinds;
-                within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
-                    .ok()
-                    .filter(|d| d.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev))
-            }
-            _ => None,
-        };
-        // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
-        let kept_limits = kept
-            .filter(|k| slow && Instant::now() < k.limits_next)
-            .map(|k| (k.posix.limits.clone(), k.limits_next));
-        let (limits, limits_next) = match kept_limits {
-            Some(kept) => kept,
-            None => {
-                let read = posix::read_limits(&self.config.procfs, &mut self.text);
-                (read, Instant::now() + POSIX_CONTAINER_LIMITS_EVERY)
-            }
-        };
-        let read = match &container_mqueue {
-            Some(dir) => posix::read_queues_in(Path::new(&dir.proc_path())).map(|q| (q, device)),
-            None => posix::read_queues(initial),
-        };
-        let (queues, error, device) = match read {
-            Ok((q, d)) => (Some(q), None, d.or(device)),
-            Err(e) => (None, Some(e.into()), device),
-        };
-        let out = posix::Posix { limits, queues, error };
-        if self.posix_kept.len() >= 4096 {
-            self.posix_kept.clear();
-        }
-        let every = if slow { POSIX_CONTAINER_EVERY } else { POSIX_DETAIL_EVERY };
-        // A namespace's first read comes when it is found; the next at a moment of its own
-        // within the period (the inode spread by a multiplicative hash).
-        let wait = match first && slow {
-            true => {
-                every.mul_f64((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64)
-            }
-            false => every,
-        };
-        let kept = PosixKept { posix: out.clone(), next_read: Instant::now() + wait, limits_next, device };
-        self.posix_kept.insert(key, kept);
-        out
-    }
-
     /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples and a process
     /// of it, so that POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when
     /// that is the namespace's own. `other`: a namespace not the daemon's own, whose POSIX IPC
     /// is read on the slow clock ([`POSIX_CONTAINER_EVERY`]).
     pub fn set_target(&mut self, inode: u64, pid: u32, other: bool) {
         self.target = Some(Target { inode, pid, other });
-    }
-
-    fn semaphores(&mut self, warnings: &mut Vec<String>) -> Outcome<Semaphores> {
-        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
-            s.parse_file("sysvipc/sem", procfs::parse_sem, warnings).map(|items| Semaphores {
-                arrays: items.len() as u64,
-                semaphores: saturating_sum(items.iter().map(|a| a.semaphores)),
-                items,
-            })
-        };
-        if self.config.source == Source::Procfs {
-            return from_text(self, warnings)
-                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
-        }
-        let info = match sys::seminfo(libc::SEM_INFO) {
-            Ok(info) => info,
-            Err(e) => return self.fallback("semctl(SEM_INFO)", e, from_text, warnings),
-        };
-        let arrays = info.value.semusz as u64;
-        let totals = |items| Semaphores { arrays, semaphores: info.value.semaem as u64, items };
-        if !self.config.semaphore_detail {
-            return Outcome::ok(totals(Vec::new()), Origin::Syscall);
-        }
-        match walk(info.max_index, arrays, sys::sem_stat_any) {
-            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
-            Ok(None) => self.items_from_text("sysvipc/sem", procfs::parse_sem, totals, warnings),
-            Err(e) => self.fallback("semctl(SEM_STAT_ANY)", e, from_text, warnings),
-        }
-    }
-
-    fn message_queues(&mut self, warnings: &mut Vec<String>) -> Outcome<MessageQueues> {
-        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
-            s.parse_file("sysvipc/msg", procfs::parse_msg, warnings).map(|items| MessageQueues {
-                queues: items.len() as u64,
-                messages: saturating_sum(items.iter().map(|q| q.messages)),
-                bytes: saturating_sum(items.iter().map(|q| q.bytes)),
-                full_queues: 0,
-                items,
-            })
-        };
-        if self.config.source == Source::Procfs {
-            return from_text(self, warnings)
-                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
-        }
-        let info = match sys::msginfo(libc::MSG_INFO) {
-            Ok(info) => info,
-            Err(e) => return self.fallback("msgctl(MSG_INFO)", e, from_text, warnings),
-        };
-        let queues = info.value.msgpool as u64;
-        let totals = |items: Vec<MessageQueue>| MessageQueues {
-            queues,
-            messages: info.value.msgmap as u64,
-            bytes: info.value.msgtql as u64,
-            full_queues: items.iter().filter(|q| q.is_full()).count() as u64,
-            items,
-        };
-        match walk(info.max_index, queues, sys::msg_stat_any) {
-            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
-            Ok(None) => self.items_from_text("sysvipc/msg", procfs::parse_msg, totals, warnings),
-            Err(e) => self.fallback("msgctl(MSG_STAT_ANY)", e, from_text, warnings),
-        }
-    }
-
-    fn shared_memory(&mut self, warnings: &mut Vec<String>) -> Outcome<SharedMemory> {
-        let page = self.page_size;
-        let from_text = |s: &mut Self, warnings: &mut Vec<String>| {
-            s.parse_file("sysvipc/shm", procfs::parse_shm, warnings).map(|items| {
-                if items.first().is_some_and(|s| s.resident_bytes.is_none()) {
-                    warnings.push(
-                        "/proc/sysvipc/shm has no rss/swap columns: resident and swapped bytes read as 0"
-                            .into(),
-                    );
-                }
-                shm_totals(
-                    items.len() as u64,
-                    saturating_sum(items.iter().map(|s| s.size_bytes.div_ceil(page))),
-                    saturating_sum(items.iter().filter_map(|s| s.resident_bytes)),
-                    saturating_sum(items.iter().filter_map(|s| s.swapped_bytes)),
-                    items,
-                )
-            })
-        };
-        if self.config.source == Source::Procfs {
-            return from_text(self, warnings)
-                .map_or_else(Outcome::failed, |v| Outcome::ok(v, Origin::Procfs));
-        }
-        let info = match sys::shm_info() {
-            Ok(info) => info,
-            Err(e) => return self.fallback("shmctl(SHM_INFO)", e, from_text, warnings),
-        };
-        let i = info.value;
-        let segments = i.used_ids as u64;
-        let (pages, rss, swp) = (sys::ulong(i.shm_tot), sys::ulong(i.shm_rss), sys::ulong(i.shm_swp));
-        let totals =
-            |items| shm_totals(segments, pages, rss.saturating_mul(page), swp.saturating_mul(page), items);
-        let mut outcome = match walk(info.max_index, segments, sys::shm_stat_any) {
-            Ok(Some(items)) => Outcome::ok(totals(items), Origin::Syscall),
-            Ok(None) => return self.items_from_text("sysvipc/shm", procfs::parse_shm, totals, warnings),
-            Err(e) => return self.fallback("shmctl(SHM_STAT_ANY)", e, from_text, warnings),
-        };
-        if self.config.segment_memory {
-            if let Some(shm) = outcome.value.as_mut() {
-                match self.parse_file("sysvipc/shm", procfs::parse_shm, warnings) {
-                    Ok(text_items) => {
-                        let memory: HashMap<i32, (Option<u64>, Option<u64>)> =
-                            text_items.iter().map(|s| (s.id, (s.resident_bytes, s.swapped_bytes))).collect();
-                        for seg in &mut shm.items {
-                            if let Some(&(rss, swap)) = memory.get(&seg.id) {
-                                (seg.resident_bytes, seg.swapped_bytes) = (rss, swap);
-                            }
-                        }
-                        outcome.origin = Origin::Mixed;
-                    }
-                    Err(e) => warnings.push(format!("per-segment memory unavailable: {e}")),
-                }
-            }
-        }
-        outcome
-    }
-
-    fn limits(&mut self) -> Outcome<Limits> {
-        let mut limits =
-            Limits { semvmx: Some(SEMVMX), semaem: Some(SEMAEM), shmmin: Some(SHMMIN), ..Default::default() };
-        let mut errors: Vec<Error> = Vec::new();
-        let mut used_text = false;
-        let auto = self.config.source == Source::Auto;
-
-        match auto.then(|| sys::seminfo(libc::IPC_INFO)) {
-            Some(Ok(i)) => {
-                let v = i.value;
-                limits.semmsl = Some(v.semmsl as u64);
-                limits.semmns = Some(v.semmns as u64);
-                limits.semopm = Some(v.semopm as u64);
-                limits.semmni = Some(v.semmni as u64);
-                limits.semvmx = Some(v.semvmx as u64);
-                limits.semaem = Some(v.semaem as u64);
-            }
-            failed => {
-                used_text = true;
-                note_call_failure(&mut errors, "semctl(IPC_INFO)", failed);
-                match self.read_parsed("sys/kernel/sem", procfs::parse_sem_limits) {
-                    Ok([msl, mns, opm, mni]) => {
-                        (limits.semmsl, limits.semmns, limits.semopm, limits.semmni) =
-                            (Some(msl), Some(mns), Some(opm), Some(mni))
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        match auto.then(|| sys::msginfo(libc::IPC_INFO)) {
-            Some(Ok(i)) => {
-                limits.msgmni = Some(i.value.msgmni as u64);
-                limits.msgmax = Some(i.value.msgmax as u64);
-                limits.msgmnb = Some(i.value.msgmnb as u64);
-            }
-            failed => {
-                used_text = true;
-                note_call_failure(&mut errors, "msgctl(IPC_INFO)", failed);
-                limits.msgmni = self.number("sys/kernel/msgmni", &mut errors);
-                limits.msgmax = self.number("sys/kernel/msgmax", &mut errors);
-                limits.msgmnb = self.number("sys/kernel/msgmnb", &mut errors);
-            }
-        }
-        match auto.then(sys::shm_limits) {
-            Some(Ok(i)) => {
-                limits.shmmni = Some(sys::ulong(i.value.shmmni));
-                limits.shmmax = Some(sys::ulong(i.value.shmmax));
-                limits.shmall = Some(sys::ulong(i.value.shmall));
-                limits.shmmin = Some(sys::ulong(i.value.shmmin));
-            }
-            failed => {
-                used_text = true;
-                note_call_failure(&mut errors, "shmctl(IPC_INFO)", failed);
-                limits.shmmni = self.number("sys/kernel/shmmni", &mut errors);
-                limits.shmmax = self.number("sys/kernel/shmmax", &mut errors);
-                limits.shmall = self.number("sys/kernel/shmall", &mut errors);
-            }
-        }
-        let origin = match (auto, used_text) {
-            (true, false) => Origin::Syscall,
-            (true, true) => Origin::Mixed,
-            (false, _) => Origin::Procfs,
-        };
-        // Partial limits are kept: a missing one is `None`, the others stay true values.
-        let complete = !limits.any_missing();
-        if !complete && errors.is_empty() {
-            errors.push(Error::Incomplete("some limits could not be read"));
-        }
-        let error = match errors.len() {
-            0 => None,
-            1 => errors.pop(),
-            _ => Some(Error::Several(errors)),
-        };
-        Outcome { value: Some(limits), origin, error, complete }
-    }
-
-    /// Reads one number from a sysctl file, recording the error if it cannot.
-    fn number(&mut self, rel: &str, errors: &mut Vec<Error>) -> Option<u64> {
-        self.read_parsed(rel, procfs::parse_number).map_err(|e| errors.push(e)).ok()
     }
 
     /// Reads `<procfs>/<rel>` into the reusable buffer.
@@ -717,12 +314,6 @@ impl Sampler {
     }
 }
 
-fn note_call_failure<T>(errors: &mut Vec<Error>, call: &'static str, failed: Option<io::Result<T>>) {
-    if let Some(Err(source)) = failed {
-        errors.push(Error::Call { call, source });
-    }
-}
-
 /// Sums that cannot wrap: a namespace may hold segments of 2^62 bytes each, and a wrapped sum
 /// would hide them. At u64::MAX the figure stops, which no limit is above.
 fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
@@ -782,27 +373,6 @@ pub(crate) fn read_open_text(file: std::fs::File, path: &Path, buf: &mut String)
         return Err(Error::TooLarge { path: path.to_path_buf(), limit: MAX_TEXT_BYTES });
     }
     Ok(())
-}
-
-fn shm_totals(
-    segments: u64,
-    pages: u64,
-    resident_bytes: u64,
-    swapped_bytes: u64,
-    items: Vec<Segment>,
-) -> SharedMemory {
-    let orphans = items.iter().filter(|s| s.is_orphaned());
-    SharedMemory {
-        segments,
-        bytes: saturating_sum(items.iter().map(|s| s.size_bytes)),
-        pages,
-        resident_bytes,
-        swapped_bytes,
-        orphaned_segments: orphans.clone().count() as u64,
-        orphaned_bytes: saturating_sum(orphans.map(|s| s.size_bytes)),
-        destroyed_attached_segments: items.iter().filter(|s| s.destroyed && s.attached > 0).count() as u64,
-        items,
-    }
 }
 
 /// Walks `*_STAT_ANY` over `0..=max_index`. `Ok(None)` means the walk found nothing although

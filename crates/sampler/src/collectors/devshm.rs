@@ -1,0 +1,109 @@
+//! /dev/shm: its use (statfs) and its files, once per mount namespace.
+
+use crate::*;
+
+/// The collector's name in its report and in `ipcwatch_collector_success`.
+pub(crate) const NAME: &str = "devshm";
+
+/// A mount namespace's /dev/shm as last read: its use, reused within [`SHARED_READ_FOR`], and
+/// its files, listed again after [`POSIX_DETAIL_EVERY`].
+pub(crate) struct SharedShm {
+    pub(crate) used_at: Instant,
+    pub(crate) listed_at: Instant,
+    pub(crate) usage: posix::DevShm,
+}
+
+/// How long a process's mount namespace, as read from `/proc/PID/ns/mnt`, is trusted: a
+/// process seldom changes it (unshare -m, setns), and a thousand namespaces' readlinks every
+/// 10 s were 4% of the sampler.
+pub(crate) const MOUNT_NAMESPACE_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long one /dev/shm read serves the other IPC namespaces of its mount namespace: less
+/// than a tick, so every tick reads it afresh.
+pub(crate) const SHARED_READ_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Sampler {
+    /// Adds the `/dev/shm` that process `pid` sees (its mount namespace's) to `snap`, when
+    /// POSIX IPC is asked for; a warning says why if it cannot be read. Its size and use are
+    /// read every time (one statfs); its files are listed again only every
+    /// [`POSIX_DETAIL_EVERY`].
+    pub fn add_dev_shm(&mut self, snap: &mut Snapshot, pid: u32) {
+        if !self.config.posix {
+            return;
+        }
+        let start = Instant::now();
+        let read = self.dev_shm(pid);
+        // No /dev/shm, or a plain directory there (a chroot): nothing to report, no failure.
+        let absent = |e: &std::io::Error| {
+            matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::Unsupported)
+        };
+        if read.as_ref().is_err_and(absent) {
+            return;
+        }
+        snap.collectors.push(CollectorReport {
+            name: NAME,
+            ok: read.is_ok(),
+            source: if read.is_ok() { Origin::Syscall } else { Origin::None },
+            duration_seconds: start.elapsed().as_secs_f64(),
+            error: read.as_ref().err().map(|e| format!("/dev/shm of pid {pid}: {e}")),
+        });
+        snap.dev_shm = read.ok();
+    }
+
+    pub(crate) fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
+        // IPC namespaces that share a mount namespace share its /dev/shm: within one round
+        // of samples its use is read once, and its files listed once every
+        // POSIX_DETAIL_EVERY (a thousand PrivateIPC= units, one statfs a tick).
+        let mnt = match self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < MOUNT_NAMESPACE_KEPT_FOR) {
+            Some(k) => k.1,
+            None => {
+                let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
+                if self.shm_kept.len() >= 4096 {
+                    self.shm_kept.clear();
+                }
+                self.shm_kept.insert(pid, (Instant::now(), mnt));
+                mnt
+            }
+        };
+        let shared = mnt.and_then(|m| self.shm_by_mount.get(&m));
+        if let Some(s) = shared.filter(|s| s.used_at.elapsed() < SHARED_READ_FOR) {
+            return Ok(s.usage.clone());
+        }
+        let listed = shared.filter(|s| s.listed_at.elapsed() < POSIX_DETAIL_EVERY).map(|s| {
+            let u = &s.usage;
+            ((u.files, u.semaphore_files, u.semaphore_bytes), s.listed_at)
+        });
+        // The daemon's own mount namespace between listings: one statfs by path, where a
+        // container's /dev/shm takes a walk of three opens from its root.
+        // (Not where /dev/shm is a symbolic link: the walk refuses those, and says so.)
+        let own_mnt = self.own_mnt.get_or_insert_with(|| {
+            let real_dir = std::fs::symlink_metadata("/dev/shm").is_ok_and(|m| m.is_dir());
+            real_dir.then(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id())).flatten()
+        });
+        let own = mnt.is_some() && mnt == *own_mnt;
+        let own_usage = listed.filter(|_| own).and_then(|l| Some((l, posix::own_dev_shm_usage()?)));
+        if let Some(((files, listed_at), mut usage)) = own_usage {
+            usage.mnt_namespace = mnt;
+            (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
+            self.shm_by_mount.insert(mnt.expect("own"), read);
+            return Ok(usage);
+        }
+        let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
+        let mut usage = dir.usage()?;
+        let (files, listed_at) = match listed {
+            Some(kept) => kept,
+            None => (dir.count_files()?, Instant::now()),
+        };
+        usage.mnt_namespace = mnt;
+        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+        if let Some(mnt) = mnt {
+            if self.shm_by_mount.len() >= 4096 {
+                self.shm_by_mount.clear();
+            }
+            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
+            self.shm_by_mount.insert(mnt, read);
+        }
+        Ok(usage)
+    }
+}
