@@ -1,0 +1,147 @@
+//! The calling thread and other processes: namespaces, pidfds, capabilities, users, clocks, memory.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use super::*;
+
+/// The page size SHMALL and `shm_tot` are counted in.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if ps > 0 {
+        ps as u64
+    } else {
+        4096
+    }
+}
+
+/// Moves the calling thread into the IPC namespace `ns` (an open `/proc/PID/ns/ipc`). Only
+/// this thread moves; the caller returns it to its own namespace the same way.
+pub fn enter_ipc_namespace(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag; `ns` (a namespace file or a pidfd) is
+    // open for the whole call.
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) }).map(drop)
+}
+
+/// A pidfd for `pid`: it names that process for good (a reused pid cannot stand in for it)
+/// and, unlike a namespace file, does not keep the process's namespaces alive.
+pub fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Whether the process a pidfd names is alive (signal 0: nothing is sent).
+pub fn pidfd_alive(fd: &impl std::os::fd::AsRawFd) -> bool {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null siginfo and
+    // flags; signal 0 only checks that the process exists.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), 0, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Keeps only the capabilities in `keep` (bit numbers as in `<linux/capability.h>`) in the
+/// calling thread's effective, permitted and inheritable sets, and clears its ambient set.
+/// Other threads keep theirs: capabilities are per thread.
+/// `PR_SET_NO_NEW_PRIVS` for the calling thread and every thread and child it creates after:
+/// no exec can grant privileges again (a root process's exec otherwise regains every
+/// capability in the bounding set; setuid and file capabilities are ignored).
+pub fn no_new_privileges() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+pub fn keep_thread_capabilities(keep: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget fills the header and two Data structs (version 3), which we own.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+    check(ret as libc::c_int)?;
+    for (i, d) in data.iter_mut().enumerate() {
+        let mask = (keep >> (32 * i)) as u32;
+        d.effective &= mask;
+        d.permitted &= mask;
+        d.inheritable = 0;
+    }
+    // SAFETY: capset reads the header and the two Data structs we pass; pid 0 is this thread.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    check(ret as libc::c_int)?;
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    check(ret).map(drop)
+}
+
+/// The user name of `uid` through NSS (`getpwuid_r`), or `None` when none resolves.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut pwd = MaybeUninit::<libc::passwd>::zeroed();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer designates memory we own for the duration of the call, and `buf.len()`
+    // is the true size of `buf`.
+    let rc = unsafe { libc::getpwuid_r(uid, pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success `result` points to `pwd`, whose `pw_name` is a NUL-terminated string
+    // inside `buf`, which is still alive.
+    let name = unsafe { std::ffi::CStr::from_ptr((*result).pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Clock ticks per second, the unit of a process's start time in `/proc/PID/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Whether process `pid` exists in the caller's pid namespace: `kill(pid, 0)` sends nothing
+/// and, unlike /proc, is not hidden by `hidepid`/`ProtectProc`. `None` when it cannot tell.
+pub fn process_exists(pid: i32) -> Option<bool> {
+    if pid <= 0 {
+        return Some(false);
+    }
+    // SAFETY: signal 0 only checks for existence and permission; nothing is delivered.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return Some(true);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Some(false),
+        Some(libc::EPERM) => Some(true),
+        _ => None,
+    }
+}
+
+/// Hands memory freed by a big, rare pass back to the system (glibc keeps freed heap pages
+/// otherwise, and the resident size would keep the peak).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns unused heap pages; it takes an integer.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,37 @@
+use super::*;
+use std::mem::size_of;
+
+// Sizes of the kernel's structs on 64-bit Linux (x86_64, aarch64), from <linux/shm.h>.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn shm_struct_layouts_match_the_kernel() {
+    assert_eq!(size_of::<ShmInfo>(), 48);
+    assert_eq!(std::mem::offset_of!(ShmInfo, shm_tot), 8);
+    assert_eq!(size_of::<ShmLimitsRaw>(), 72);
+    assert_eq!(std::mem::offset_of!(ShmLimitsRaw, shmall), 32);
+}
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn libc_structs_have_the_kernel_sizes() {
+    assert_eq!(size_of::<libc::seminfo>(), 40);
+    assert_eq!(size_of::<libc::msginfo>(), 32);
+    assert_eq!(size_of::<libc::semid_ds>(), 104);
+    assert_eq!(size_of::<libc::msqid_ds>(), 120);
+    assert_eq!(size_of::<libc::shmid_ds>(), 112);
+}
+
+#[test]
+fn info_calls_work_unprivileged() {
+    // Only reads counters of whatever namespace the test runs in; creates nothing.
+    assert!(seminfo(libc::IPC_INFO).unwrap().value.semmni > 0);
+    assert!(msginfo(libc::IPC_INFO).unwrap().value.msgmni > 0);
+    assert!(shm_limits().unwrap().value.shmmni > 0);
+    assert!(shm_info().is_ok());
+    assert!(page_size() >= 4096);
+}
+
+#[test]
+fn root_resolves() {
+    assert_eq!(user_name(0).as_deref(), Some("root"));
+}
