@@ -243,22 +243,22 @@ impl Config {
             None => Config::default(),
         };
         flags.apply(&mut config);
-        config.validate().map_err(|(key, problem)| ConfigError(format!("{key}: {problem}")))?;
+        config.validate().map_err(|(key, problem)| ConfigError::invalid(key, problem))?;
         // Checked here, not in validate: a config file is checked on machines it does not
         // run on, but the daemon needs the host's root where it runs.
         let rootfs = &config.sampling.rootfs;
         if !rootfs.is_dir() {
-            return Err(ConfigError(format!(
-                "rootfs (--path.rootfs): {} is not a directory",
-                rootfs.display()
-            )));
+            return Err(ConfigError::invalid(
+                "rootfs (--path.rootfs)",
+                format!("{} is not a directory", rootfs.display()),
+            ));
         }
         let procfs = &config.sampling.procfs;
         if !procfs.join("self").exists() && !procfs.join("1").exists() {
-            return Err(ConfigError(format!(
-                "procfs (--path.procfs): {} is not a proc file system (it has no self or 1)",
-                procfs.display()
-            )));
+            return Err(ConfigError::invalid(
+                "procfs (--path.procfs)",
+                format!("{} is not a proc file system (it has no self or 1)", procfs.display()),
+            ));
         }
         Ok(config)
     }
@@ -288,36 +288,72 @@ impl Flags {
     }
 }
 
-/// A configuration problem, already phrased for the operator (`file:line: key: problem`).
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A configuration problem, phrased for the operator as `file:line: key: problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (the OS error is in the message, not a `source`, so that
+    /// the one line printed says it once).
+    #[error("{}: cannot read config: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    /// Not TOML, or a key or type serde refused (an unknown key, a string for a number).
+    #[error("{file}{}: {message}", at(*line))]
+    Syntax { file: String, line: Option<usize>, message: String },
+    /// A value serde took but ipcwatch cannot use; `file` is `None` for a flag or a default.
+    #[error("{}{key}: {problem}", place(file.as_deref(), *line))]
+    Invalid { file: Option<String>, line: Option<usize>, key: &'static str, problem: String },
+    /// The rules the config names did not load.
+    #[error(transparent)]
+    Rules(#[from] ipcwatch_pipeline::rules::Error),
+    /// The web configuration file (TLS, basic auth) is wrong.
+    #[error("web config: {0}")]
+    Web(String),
 }
 
-impl std::error::Error for ConfigError {}
+/// `:LINE`, or nothing.
+fn at(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+/// `FILE:LINE: `, `FILE: `, or nothing (a flag's or a default's problem).
+fn place(file: Option<&str>, line: Option<usize>) -> String {
+    file.map(|f| format!("{f}{}: ", at(line))).unwrap_or_default()
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { file: None, line: None, key, problem: problem.into() }
+    }
+
+    /// The same problem, said to be in `file` (if it does not name one already).
+    fn in_file(self, name: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid { file: None, line, key, problem } => {
+                ConfigError::Invalid { file: Some(name.to_string()), line, key, problem }
+            }
+            other => other,
+        }
+    }
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read config: {}", path.display(), e)))?;
+            .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
         let name = path.display().to_string();
         let mut config = Config::parse(&text, &name)?;
         config.source = Some(path.to_path_buf());
         // Secrets and the CA are read now, so a missing or unreadable one is a config error.
-        config.delivery().map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
+        config.delivery().map_err(|e| e.in_file(&name))?;
         // A rules path that is not there would switch alerting off without a word.
         if let Some(rules) = config.alerts.rules.as_ref().filter(|_| config.alerts.enabled) {
             let resolved = config.resolve(rules);
             if !resolved.exists() {
-                let line = find_key_line(&text, "rules").map(|l| format!(":{l}")).unwrap_or_default();
-                return Err(ConfigError(format!(
-                    "{name}{line}: rules: {} does not exist",
-                    resolved.display()
-                )));
+                return Err(ConfigError::Invalid {
+                    file: Some(name),
+                    line: find_key_line(&text, "rules"),
+                    key: "rules",
+                    problem: format!("{} does not exist", resolved.display()),
+                });
             }
         }
         Ok(config)
@@ -327,14 +363,13 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let message = e.message().trim().replace('\n', " ");
-            match line {
-                Some(line) => ConfigError(format!("{name}:{line}: {message}")),
-                None => ConfigError(format!("{name}: {message}")),
-            }
+            ConfigError::Syntax { file: name.to_string(), line, message }
         })?;
-        config.validate().map_err(|(key, problem)| {
-            let line = find_key_line(text, key).map(|l| format!(":{l}")).unwrap_or_default();
-            ConfigError(format!("{name}{line}: {key}: {problem}"))
+        config.validate().map_err(|(key, problem)| ConfigError::Invalid {
+            file: Some(name.to_string()),
+            line: find_key_line(text, key),
+            key,
+            problem,
         })?;
         Ok(config)
     }
@@ -524,13 +559,13 @@ impl Config {
     /// What alert delivery needs; reads the CA, password and token files it names.
     pub fn delivery(&self) -> Result<DeliveryConfig, ConfigError> {
         let a = &self.alerts;
-        let read = |key: &str, p: &Path| {
+        let read = |key: &'static str, p: &Path| {
             let path = self.resolve(p);
-            std::fs::read(&path).map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))
+            std::fs::read(&path).map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
         };
-        let secret = |key: &str, p: &Path| -> Result<String, ConfigError> {
+        let secret = |key: &'static str, p: &Path| -> Result<String, ConfigError> {
             let bytes = read(key, p)?;
-            let text = String::from_utf8(bytes).map_err(|_| ConfigError(format!("{key}: not UTF-8 text")))?;
+            let text = String::from_utf8(bytes).map_err(|_| ConfigError::invalid(key, "not UTF-8 text"))?;
             Ok(text.trim_end_matches(['\n', '\r']).to_string())
         };
         let auth = match (
@@ -569,7 +604,7 @@ impl Config {
         if !self.alerts.enabled {
             return Ok(Vec::new());
         }
-        ipcwatch_pipeline::rules::load(self.rules_path().as_deref()).map_err(|e| ConfigError(e.to_string()))
+        Ok(ipcwatch_pipeline::rules::load(self.rules_path().as_deref())?)
     }
 
     /// The web configuration file, resolved; `None` for plain HTTP without auth.
@@ -647,29 +682,30 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let e = Config::parse("[web]\n\nlisten = [\":1\"]\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("[web]\n\nlisten = [\":1\"]\n", "x.toml").unwrap_err().to_string();
         assert!(e.starts_with("x.toml:3: unknown field `listen`"), "{e}");
     }
 
     #[test]
     fn bad_value_names_the_line() {
-        let e = Config::parse("[sampling]\nupdate_every = \"fast\"\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("[sampling]\nupdate_every = \"fast\"\n", "x.toml").unwrap_err().to_string();
         assert!(e.starts_with("x.toml:2:"), "{e}");
-        let e = Config::parse("[sampling]\nupdate_every = 0\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("[sampling]\nupdate_every = 0\n", "x.toml").unwrap_err().to_string();
         assert_eq!(e, "x.toml:2: update_every: 0 is not between 1 and 3600 seconds");
-        let e = Config::parse("[web]\nlisten_addresses = [\"nonsense\"]\n", "x.toml").unwrap_err().0;
+        let e =
+            Config::parse("[web]\nlisten_addresses = [\"nonsense\"]\n", "x.toml").unwrap_err().to_string();
         assert!(e.contains("listen_addresses: `nonsense`"), "{e}");
-        let e = Config::parse("[log]\nlevel = \"loud\"\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("[log]\nlevel = \"loud\"\n", "x.toml").unwrap_err().to_string();
         assert!(e.starts_with("x.toml:2:") && e.contains("loud"), "{e}");
     }
 
     #[test]
     fn a_bad_value_names_its_own_line_not_a_longer_key_that_starts_alike() {
         let text = "[web]\nmax_connections = 512\n\n[namespaces]\n# max = 5\nmax = 0\n";
-        let e = Config::parse(text, "x.toml").unwrap_err().0;
+        let e = Config::parse(text, "x.toml").unwrap_err().to_string();
         assert!(e.starts_with("x.toml:6: max:"), "{e}");
         // A key in an inline table, and one with spaces before `=`, are found as well.
-        let e = Config::parse("namespaces = { rescan = 0 }\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("namespaces = { rescan = 0 }\n", "x.toml").unwrap_err().to_string();
         assert!(e.starts_with("x.toml:1: rescan:"), "{e}");
     }
 
@@ -677,22 +713,24 @@ mod tests {
     fn listen_addresses_are_checked_before_bind() {
         for bad in ["[::1", "999.1.1.1:9917", "http://127.0.0.1:9917", "host:99999", "a b:1", ":x"] {
             let text = format!("[web]\nlisten_addresses = [\"{bad}\"]\n");
-            let e = Config::parse(&text, "x.toml").unwrap_err().0;
+            let e = Config::parse(&text, "x.toml").unwrap_err().to_string();
             assert!(e.starts_with("x.toml:2: listen_addresses:"), "{bad}: {e}");
         }
         for good in [":9917", "127.0.0.1:9917", "[::1]:9917", "localhost:9917", "db-1.example.com:80"] {
             let text = format!("[web]\nlisten_addresses = [\"{good}\"]\n");
             assert!(Config::parse(&text, "x.toml").is_ok(), "{good}");
         }
-        let e = Config::parse("[web]\nlisten_addresses = [\":1\", \":1\"]\n", "x.toml").unwrap_err().0;
+        let e =
+            Config::parse("[web]\nlisten_addresses = [\":1\", \":1\"]\n", "x.toml").unwrap_err().to_string();
         assert_eq!(e, "x.toml:2: listen_addresses: `:1` is listed twice");
     }
 
     #[test]
     fn alertmanager_auth_is_whole_and_its_files_exist() {
-        let e = Config::parse("[alerts]\nalertmanager_username = \"u\"\n", "x.toml").unwrap_err().0;
+        let e = Config::parse("[alerts]\nalertmanager_username = \"u\"\n", "x.toml").unwrap_err().to_string();
         assert_eq!(e, "x.toml:2: alertmanager_username: needs alertmanager_password_file");
-        let e = Config::parse("[alerts]\nalertmanagers = [\"ftp://am\"]\n", "x.toml").unwrap_err().0;
+        let e =
+            Config::parse("[alerts]\nalertmanagers = [\"ftp://am\"]\n", "x.toml").unwrap_err().to_string();
         assert!(e.contains("must be an http:// or https:// URL"), "{e}");
         let dir = std::env::temp_dir().join(format!("ipcwatch-am-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -702,7 +740,7 @@ mod tests {
             "[alerts]\nalertmanager_username = \"u\"\nalertmanager_password_file = \"pw\"\n",
         )
         .unwrap();
-        let e = Config::load(&file).unwrap_err().0;
+        let e = Config::load(&file).unwrap_err().to_string();
         assert!(e.contains("alertmanager_password_file: ") && e.contains("pw: No such file"), "{e}");
         std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
         let auth = Config::load(&file).unwrap().delivery().unwrap().alertmanager_auth;
@@ -711,10 +749,21 @@ mod tests {
     }
 
     #[test]
+    fn errors_say_what_kind_of_problem_they_are() {
+        let e = Config::parse("[web]\nlisten = [\":1\"]\n", "x.toml").unwrap_err();
+        assert!(matches!(&e, ConfigError::Syntax { line: Some(2), .. }), "{e:?}");
+        let e = Config::parse("namespaces = { rescan = 0 }\n", "x.toml").unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { key: "rescan", line: Some(1), .. }), "{e:?}");
+        let e = Config::load(Path::new("/nonexistent/ipcwatch.toml")).unwrap_err();
+        assert!(matches!(&e, ConfigError::Read { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("/nonexistent/ipcwatch.toml: cannot read config: "), "{e}");
+    }
+
+    #[test]
     fn history_memory_has_a_budget() {
         let e = Config::parse("[charts]\nhistory = 604800\nmax_queue_dimensions = 100000\n", "x.toml")
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             e.starts_with("x.toml:2: history: 604800 s of history for up to 100000 queues needs "),
             "{e}"
@@ -731,7 +780,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "[alerts]\nrules = \"nonexistent\"\n").unwrap();
-        let e = Config::load(&file).unwrap_err().0;
+        let e = Config::load(&file).unwrap_err().to_string();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(e.contains(":2: rules: ") && e.ends_with("nonexistent does not exist"), "{e}");
     }

@@ -29,25 +29,20 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A listen address that could not be bound, with the address in the message.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+// The OS error is in the message and not a `source`: the one line an operator reads says
+// it once (anyhow prints a chain of sources after the message).
+#[error("cannot listen on {address}: {error}")]
 pub struct BindError {
     pub address: String,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
-
-impl std::fmt::Display for BindError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot listen on {}: {}", self.address, self.source)
-    }
-}
-
-impl std::error::Error for BindError {}
 
 /// Binds every address (`host:port`, `[v6]:port`, or `:port` for all interfaces).
 pub async fn bind(addresses: &[String]) -> Result<Vec<TcpListener>, BindError> {
     let mut listeners = Vec::new();
     for address in addresses {
-        let err = |source| BindError { address: address.clone(), source };
+        let err = |error| BindError { address: address.clone(), error };
         let listener = match address.strip_prefix(':') {
             // `:port` means every interface; prefer the dual-stack IPv6 socket.
             Some(port) => {

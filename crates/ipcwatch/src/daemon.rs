@@ -151,7 +151,7 @@ async fn serve(
         }
     }
     let web = config.web_config_path().map(|p| WebConfigFile::open(&p).map(Arc::new)).transpose();
-    let web = web.map_err(|e| ConfigError(format!("web config: {e}")))?;
+    let web = web.map_err(|e| ConfigError::Web(e.to_string()))?;
     let delivery = Delivery::start(config.delivery()?, &tokio::runtime::Handle::current());
     state.set_delivery_stats(delivery.stats());
     let _ = sampling.delivery.send(delivery);

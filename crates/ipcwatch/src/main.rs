@@ -177,11 +177,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ipcwatch: {e:#}");
             // Bad input (config, flags) is exit 2 like a usage error; anything else 1.
-            let usage = e.downcast_ref::<ConfigError>().is_some();
+            let usage = e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
+
+/// A command line ipcwatch cannot act on (exit 2, as clap's own usage errors).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// clap's multi-line usage error as one line: the problem, and the valid values if any.
 fn one_line(rendered: &str) -> String {
@@ -206,7 +218,7 @@ fn manual_page(command: Option<&str>) -> anyhow::Result<String> {
             let names: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_string()).collect();
             let Some(sub) = cli.find_subcommand(name) else {
                 let list = names.join(", ");
-                return Err(ConfigError(format!("no command `{name}` (commands: {list})")).into());
+                return Err(UsageError(format!("no command `{name}` (commands: {list})")).into());
             };
             sub.clone().name(format!("ipcwatch-{name}")).version(env!("CARGO_PKG_VERSION"))
         }
@@ -406,13 +418,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::CheckConfig { file }) => {
             let path = file.clone().or_else(|| cli.config.clone());
-            let path = path.ok_or_else(|| ConfigError("give a file: ipcwatch check-config FILE".into()))?;
+            let path = path.ok_or_else(|| UsageError("give a file: ipcwatch check-config FILE".into()))?;
             let config = Config::load(&path)?;
             // The rules it names must load as the daemon would load them.
             config.rules()?;
             if let Some(web) = config.web_config_path() {
-                ipcwatch_exporter::WebConfigFile::open(&web)
-                    .map_err(|e| ConfigError(format!("web config: {e}")))?;
+                ipcwatch_exporter::WebConfigFile::open(&web).map_err(|e| ConfigError::Web(e.to_string()))?;
             }
             out(&format!("{}: valid\n", path.display()))?;
             Ok(ExitCode::SUCCESS)
