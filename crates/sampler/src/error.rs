@@ -24,7 +24,7 @@ pub enum Error {
     #[error("cannot read {}: larger than {limit} bytes", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
     #[error("{}: {reason}", path.display())]
-    Parse { path: PathBuf, reason: String },
+    Parse { path: PathBuf, reason: crate::procfs::ParseError },
     #[error("{0}")]
     Incomplete(&'static str),
     /// More than one of the above, in the order they happened.

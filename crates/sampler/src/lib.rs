@@ -254,7 +254,11 @@ impl Sampler {
     }
 
     /// Reads `<procfs>/<rel>` and parses it; errors name the file.
-    fn read_parsed<T>(&mut self, rel: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Error> {
+    fn read_parsed<T>(
+        &mut self,
+        rel: &str,
+        parse: fn(&str) -> Result<T, procfs::ParseError>,
+    ) -> Result<T, Error> {
         let parsed = parse(self.read_file(rel)?);
         parsed.map_err(|reason| Error::Parse { path: self.config.procfs.join(rel), reason })
     }
@@ -263,7 +267,7 @@ impl Sampler {
     fn parse_file<T>(
         &mut self,
         rel: &str,
-        parse: fn(&str) -> Result<procfs::Parsed<T>, String>,
+        parse: fn(&str) -> Result<procfs::Parsed<T>, procfs::ParseError>,
         warnings: &mut Vec<String>,
     ) -> Result<Vec<T>, Error> {
         let parsed = self.read_parsed(rel, parse)?;
@@ -279,7 +283,7 @@ impl Sampler {
     fn items_from_text<T, S>(
         &mut self,
         rel: &str,
-        parse: fn(&str) -> Result<procfs::Parsed<T>, String>,
+        parse: fn(&str) -> Result<procfs::Parsed<T>, procfs::ParseError>,
         totals: impl FnOnce(Vec<T>) -> S,
         warnings: &mut Vec<String>,
     ) -> Outcome<S> {

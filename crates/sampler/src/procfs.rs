@@ -7,12 +7,33 @@
 
 use crate::snapshot::{Key, MessageQueue, Segment, SemaphoreArray};
 
+/// What is wrong with a file, or with one line of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("file is empty (no header line)")]
+    Empty,
+    #[error("unexpected header `{0}`")]
+    UnexpectedHeader(String),
+    #[error("header has no `{0}` column")]
+    MissingColumn(&'static str),
+    #[error("{fields} fields, but `{column}` is column {position}")]
+    ShortRow { fields: usize, column: String, position: usize },
+    #[error("`{text}` is not a valid {column} value")]
+    BadValue { text: String, column: String },
+    #[error("`{text}` is not an octal {column} value")]
+    BadOctal { text: String, column: String },
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("`{0}` has fewer than 4 fields")]
+    TooFewFields(String),
+}
+
 /// A line that could not be parsed: reported, not fatal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
     /// 1-based line number in the file.
     pub line: usize,
-    pub reason: String,
+    pub reason: ParseError,
 }
 
 /// The rows that parsed, and the lines that did not.
@@ -33,23 +54,23 @@ impl<'a> Columns<'a> {
     }
 
     /// Positions of the `required` columns, or the name of the first one missing.
-    fn require<const N: usize>(&self, required: [&'static str; N]) -> Result<[usize; N], String> {
+    fn require<const N: usize>(&self, required: [&'static str; N]) -> Result<[usize; N], ParseError> {
         let mut out = [0; N];
         for (slot, name) in out.iter_mut().zip(required) {
-            *slot = self.index(name).ok_or_else(|| format!("header has no `{name}` column"))?;
+            *slot = self.index(name).ok_or(ParseError::MissingColumn(name))?;
         }
         Ok(out)
     }
 }
 
 /// Splits a file into its header and numbered data lines.
-fn split(text: &str) -> Result<(Columns<'_>, impl Iterator<Item = (usize, &str)>), String> {
+fn split(text: &str) -> Result<(Columns<'_>, impl Iterator<Item = (usize, &str)>), ParseError> {
     let mut lines = text.lines().enumerate();
     let header = loop {
         match lines.next() {
             Some((_, l)) if l.trim().is_empty() => continue,
             Some((_, l)) => break l,
-            None => return Err("file is empty (no header line)".into()),
+            None => return Err(ParseError::Empty),
         }
     };
     let columns = Columns { names: header.split_whitespace().collect() };
@@ -64,24 +85,31 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn raw(&self, col: usize) -> Result<&str, String> {
-        self.fields.get(col).copied().ok_or_else(|| {
-            format!("{} fields, but `{}` is column {}", self.fields.len(), self.names.names[col], col + 1)
+    fn raw(&self, col: usize) -> Result<&str, ParseError> {
+        self.fields.get(col).copied().ok_or_else(|| ParseError::ShortRow {
+            fields: self.fields.len(),
+            column: self.names.names[col].to_string(),
+            position: col + 1,
         })
     }
 
-    fn num<T: std::str::FromStr>(&self, col: usize) -> Result<T, String> {
+    fn num<T: std::str::FromStr>(&self, col: usize) -> Result<T, ParseError> {
         let s = self.raw(col)?;
-        s.parse().map_err(|_| format!("`{}` is not a valid {} value", s, self.names.names[col]))
+        s.parse().map_err(|_| ParseError::BadValue {
+            text: s.to_string(),
+            column: self.names.names[col].to_string(),
+        })
     }
 
-    fn octal(&self, col: usize) -> Result<u32, String> {
+    fn octal(&self, col: usize) -> Result<u32, ParseError> {
         let s = self.raw(col)?;
-        u32::from_str_radix(s, 8)
-            .map_err(|_| format!("`{}` is not an octal {} value", s, self.names.names[col]))
+        u32::from_str_radix(s, 8).map_err(|_| ParseError::BadOctal {
+            text: s.to_string(),
+            column: self.names.names[col].to_string(),
+        })
     }
 
-    fn optional(&self, col: Option<usize>) -> Result<Option<u64>, String> {
+    fn optional(&self, col: Option<usize>) -> Result<Option<u64>, ParseError> {
         col.map(|c| self.num(c)).transpose()
     }
 }
@@ -89,14 +117,14 @@ impl Row<'_> {
 /// Parses a header-led table: `make` looks up the columns it needs and returns the row parser.
 fn parse_table<T, F>(
     text: &str,
-    make: impl FnOnce(&Columns<'_>) -> Result<F, String>,
-) -> Result<Parsed<T>, String>
+    make: impl FnOnce(&Columns<'_>) -> Result<F, ParseError>,
+) -> Result<Parsed<T>, ParseError>
 where
-    F: FnMut(&Row<'_>) -> Result<T, String>,
+    F: FnMut(&Row<'_>) -> Result<T, ParseError>,
 {
     let (columns, rows) = split(text)?;
     if columns.names.first() != Some(&"key") {
-        return Err(format!("unexpected header `{}`", columns.names.join(" ")));
+        return Err(ParseError::UnexpectedHeader(columns.names.join(" ")));
     }
     let mut parse = make(&columns)?;
     let mut items = Vec::new();
@@ -112,7 +140,7 @@ where
 }
 
 /// Parses `/proc/sysvipc/sem`.
-pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
+pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, ParseError> {
     parse_table(text, |columns| {
         let [key, id, perms, nsems, uid, cuid, otime, ctime] =
             columns.require(["key", "semid", "perms", "nsems", "uid", "cuid", "otime", "ctime"])?;
@@ -132,7 +160,7 @@ pub fn parse_sem(text: &str) -> Result<Parsed<SemaphoreArray>, String> {
 }
 
 /// Parses `/proc/sysvipc/msg`. The text has no capacity (`msg_qbytes`): it is `None`.
-pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
+pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, ParseError> {
     parse_table(text, |columns| {
         let [key, id, perms, cbytes, qnum, lspid, lrpid, uid, cuid, stime, rtime, ctime] =
             columns.require([
@@ -160,7 +188,7 @@ pub fn parse_msg(text: &str) -> Result<Parsed<MessageQueue>, String> {
 }
 
 /// Parses `/proc/sysvipc/shm`; `rss`/`swap` are optional (kernels before 2.6.37 lack them).
-pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, String> {
+pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, ParseError> {
     parse_table(text, |columns| {
         let [key, id, perms, size, cpid, lpid, nattch, uid] =
             columns.require(["key", "shmid", "perms", "size", "cpid", "lpid", "nattch", "uid"])?;
@@ -188,18 +216,18 @@ pub fn parse_shm(text: &str) -> Result<Parsed<Segment>, String> {
 }
 
 /// Parses a one-number sysctl file such as `/proc/sys/kernel/msgmni`.
-pub fn parse_number(text: &str) -> Result<u64, String> {
+pub fn parse_number(text: &str) -> Result<u64, ParseError> {
     let t = text.trim();
-    t.parse().map_err(|_| format!("`{t}` is not a number"))
+    t.parse().map_err(|_| ParseError::NotANumber(t.to_string()))
 }
 
 /// Parses `/proc/sys/kernel/sem`: `SEMMSL SEMMNS SEMOPM SEMMNI`.
-pub fn parse_sem_limits(text: &str) -> Result<[u64; 4], String> {
+pub fn parse_sem_limits(text: &str) -> Result<[u64; 4], ParseError> {
     let mut out = [0u64; 4];
     let mut fields = text.split_whitespace();
     for slot in out.iter_mut() {
-        let f = fields.next().ok_or_else(|| format!("`{}` has fewer than 4 fields", text.trim()))?;
-        *slot = f.parse().map_err(|_| format!("`{f}` is not a number"))?;
+        let f = fields.next().ok_or_else(|| ParseError::TooFewFields(text.trim().to_string()))?;
+        *slot = f.parse().map_err(|_| ParseError::NotANumber(f.to_string()))?;
     }
     Ok(out)
 }
