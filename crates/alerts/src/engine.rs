@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ipcwatch_charts::{Chart, ChartView, Registry};
+use ipcwatch_charts::{ChartView, Registry};
 use serde_json::{json, Map, Value};
 
 use crate::rules::{Expression, Rule, RuleKind};
@@ -212,7 +212,7 @@ pub struct Board {
 
 struct Scope<'a> {
     alert: &'a Alert,
-    chart: &'a Chart,
+    chart: ChartView<'a>,
     registry: &'a Registry,
     this: f64,
     now: f64,
@@ -587,7 +587,7 @@ fn compute(
             this = this.abs();
         }
     }
-    let mut scope = Scope { alert: a, chart: chart.chart(), registry, this, now, update_every };
+    let mut scope = Scope { alert: a, chart, registry, this, now, update_every };
     if let Some(calc) = &rule.calc {
         match calc.expr.evaluate(&|n: &str| scope.get(n)) {
             Ok(v) => scope.this = v,

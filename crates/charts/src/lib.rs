@@ -279,8 +279,6 @@ pub struct Chart {
     pub variables: Variables,
     /// Fed by the census ([`defs::CENSUS_HISTORY_ROWS`]).
     census: bool,
-    /// The absolute number of the registry's newest row.
-    newest: u32,
     /// Unix time of the last row in which the chart was collected.
     pub last_collected: Option<f64>,
     /// Where the next dimension lookup by id starts.
@@ -310,7 +308,6 @@ impl Chart {
             dimensions: def.dimensions.iter().map(|d| Dimension::new(Cow::Borrowed(d), 0)).collect(),
             variables: Variables::default(),
             census: defs::is_census_chart(def.id),
-            newest: u32::MAX,
             last_collected: None,
             cursor: 0,
         }
@@ -318,16 +315,6 @@ impl Chart {
 
     pub fn dimension(&self, id_or_name: &str) -> Option<&Dimension> {
         self.dimensions.iter().find(|d| d.id == id_or_name)
-    }
-
-    /// Dimension `d`'s value in the newest row, or `None` if it was not collected then.
-    pub fn last(&self, d: &Dimension) -> Option<f64> {
-        Some(d.at(self.newest)).filter(|v| !v.is_nan()).map(f64::from)
-    }
-
-    /// The newest value of the dimension with this id or name.
-    pub fn last_of(&self, id_or_name: &str) -> Option<f64> {
-        self.dimension(id_or_name).and_then(|d| self.last(d))
     }
 
     /// Sets a dimension's value in the newest row, adding the dimension if it is new.
@@ -379,6 +366,8 @@ struct Row {
 pub struct ChartView<'a> {
     chart: &'a Chart,
     times: &'a VecDeque<f64>,
+    /// The absolute number of the registry's newest row.
+    newest: u32,
 }
 
 impl std::ops::Deref for ChartView<'_> {
@@ -392,6 +381,16 @@ impl<'a> ChartView<'a> {
     /// The chart itself.
     pub fn chart(&self) -> &'a Chart {
         self.chart
+    }
+
+    /// Dimension `d`'s value in the newest row, or `None` if it was not collected then.
+    pub fn last(&self, d: &Dimension) -> Option<f64> {
+        Some(d.at(self.newest)).filter(|v| !v.is_nan()).map(f64::from)
+    }
+
+    /// The newest value of the dimension with this id or name.
+    pub fn last_of(&self, id_or_name: &str) -> Option<f64> {
+        self.dimension(id_or_name).and_then(|d| self.last(d))
     }
 
     /// Number of history rows kept: the registry's, at most an hour's for a census chart.
@@ -410,7 +409,7 @@ impl<'a> ChartView<'a> {
     /// Dimension `d`'s value in history row `i` (0 = the oldest kept), NaN where it was not
     /// collected.
     pub fn value(&self, d: &Dimension, i: usize) -> f32 {
-        let first = self.chart.newest.wrapping_add(1).wrapping_sub(self.history_len() as u32);
+        let first = self.newest.wrapping_add(1).wrapping_sub(self.history_len() as u32);
         d.at(first.wrapping_add(i as u32))
     }
 
@@ -540,7 +539,7 @@ impl Registry {
     }
 
     fn view<'a>(&'a self, chart: &'a Chart) -> ChartView<'a> {
-        ChartView { chart, times: &self.times }
+        ChartView { chart, times: &self.times, newest: self.next_row.wrapping_sub(1) }
     }
 
     /// A chart by id, answering Netdata's documented alias `system.message_queue_message` too.
@@ -569,9 +568,6 @@ impl Registry {
         let first = self.next_row.wrapping_sub(self.times.len() as u32);
         let census_first = self.next_row.wrapping_sub(self.times.len().min(defs::CENSUS_HISTORY_ROWS) as u32);
         let at = Row { index, first, time: snap.timestamp };
-        for chart in &mut self.charts {
-            chart.newest = index;
-        }
         self.census_row = Row { first: census_first, ..at };
         let unchanged = self.queue_ids.len() == queues.queues().len()
             && self.queue_ids.iter().zip(queues.queues()).all(|(a, q)| *a == q.id);
