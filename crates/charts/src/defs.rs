@@ -428,10 +428,6 @@ pub struct Slot {
     variable: Option<usize>,
 }
 
-/// A variable value no figure writes: a NaN with a payload (`as f64` and `f64::NAN` never
-/// make it), so the first write always happens.
-pub const UNWRITTEN: u64 = u64::MAX;
-
 /// Every figure's slot, found once rather than by name every second. Every registry lays its
 /// charts out alike, so all share one table ([`shared_slots`]).
 pub fn slots(charts: &[Chart]) -> Vec<Slot> {
@@ -458,27 +454,14 @@ pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
     SLOTS.get_or_init(|| slots(charts))
 }
 
-/// `written`: each figure's variable as last written (bits; [`UNWRITTEN`] at first).
-pub(crate) fn fill(
-    charts: &mut [Chart],
-    at: Row,
-    slots: &[Slot],
-    written: &mut [u64],
-    snap: &Snapshot,
-    queues: &QueueChoice,
-) {
-    for ((f, slot), written) in FIGURES.iter().zip(slots).zip(written) {
+pub(crate) fn fill(charts: &mut [Chart], at: Row, slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
+    for (f, slot) in FIGURES.iter().zip(slots) {
         let value = (f.read)(snap);
         if let (Some((ci, di)), Some(v)) = (slot.value, value) {
             charts[ci].set_at(at, di, v as f64);
         }
         if let (Some(ci), Some((_, var))) = (slot.variable, f.variable) {
-            // The map is written only when the value changes: an idle namespace's limits
-            // never do.
-            let v = value.map_or(f64::NAN, |v| v as f64);
-            if std::mem::replace(written, v.to_bits()) != v.to_bits() {
-                charts[ci].variables.insert(var, v);
-            }
+            charts[ci].variables.insert(var, value.map_or(f64::NAN, |v| v as f64));
         }
     }
     if let Some(msg) = &snap.message_queues {

@@ -496,9 +496,6 @@ pub struct Registry {
     holders_filled: bool,
     /// Where each figure of the table goes, by position (shared by every registry).
     slots: &'static [defs::Slot],
-    /// Each figure's chart variable as last written (bits), so an unchanged one costs no map
-    /// write.
-    written: Vec<u64>,
     /// Msqids of the queues that have dimensions now, ascending.
     queue_ids: Vec<i32>,
 }
@@ -514,7 +511,6 @@ impl Registry {
         let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
         charts.sort_by_key(|c| c.priority);
         let slots = defs::shared_slots(&charts);
-        let written = vec![defs::UNWRITTEN; figures::FIGURES.len()];
         Registry {
             config,
             charts,
@@ -523,7 +519,6 @@ impl Registry {
             census_row: Row { index: 0, first: 0, time: 0.0 },
             holders_filled: false,
             slots,
-            written,
             queue_ids: Vec::new(),
         }
     }
@@ -580,7 +575,7 @@ impl Registry {
                 }
             }
         }
-        defs::fill(&mut self.charts, at, self.slots, &mut self.written, snap, queues);
+        defs::fill(&mut self.charts, at, self.slots, snap, queues);
     }
 
     /// Fills the census's charts in the row [`Registry::update`] just started, from the
