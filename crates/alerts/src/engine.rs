@@ -10,10 +10,10 @@ use serde_json::{json, Map, Value};
 
 use crate::rules::{Expression, Rule, RuleKind};
 
-/// An alert's chart id as shown: `system.ipc_semaphores`, or `PREFIX.ipc_semaphores`.
-fn shown_chart(prefix: Option<&str>, id: &'static str) -> Arc<str> {
-    match prefix {
-        Some(p) => format!("{p}.{}", id.split_once('.').map_or(id, |(_, name)| name)).into(),
+/// An alert's chart id as shown: Netdata's, or its namespace's (`ipc_ns_N.ipc_semaphores`).
+fn shown_chart(namespace: Option<&str>, id: &'static str) -> Arc<str> {
+    match namespace {
+        Some(inode) => ipcwatch_charts::namespace_chart_id(inode, id).into(),
         None => id.into(),
     }
 }
@@ -152,7 +152,7 @@ pub struct Outcome {
 pub struct Alert {
     pub rule: Arc<Rule>,
     /// The chart's id as shown: the table's (no allocation), or with the namespace's prefix
-    /// (`ipc_ns_N.ipc_semaphores`, see [`Engine::set_chart_prefix`]).
+    /// (`ipc_ns_N.ipc_semaphores`, see [`Engine::set_namespace`]).
     pub chart: Arc<str>,
     /// The id of the chart in the registry that the alert is evaluated on.
     source: &'static str,
@@ -188,8 +188,8 @@ pub struct Engine {
     /// Shared with the last [`Board`] until an evaluation changes them (copy on write): a
     /// namespace's alerts are held once, not once in the engine and once more in its view.
     alerts: Arc<Vec<Alert>>,
-    /// `ipc_ns_N`: the alerts' charts are shown as `ipc_ns_N.NAME`.
-    chart_prefix: Option<String>,
+    /// The IPC namespace (inode) whose chart ids the alerts show; `None`: Netdata's own.
+    namespace: Option<String>,
     update_every: f64,
     next_unique_id: u64,
     /// Bumped whenever anything an alert shows changes, so views are rebuilt only then.
@@ -274,7 +274,7 @@ impl Engine {
             host,
             rules: Vec::new(),
             alerts: Arc::default(),
-            chart_prefix: None,
+            namespace: None,
             update_every,
             next_unique_id: 1,
             generation: 0,
@@ -299,13 +299,14 @@ impl Engine {
         }
     }
 
-    /// Shows the alerts' charts as `PREFIX.NAME` (`ipc_ns_N.ipc_semaphores` for
-    /// `system.ipc_semaphores`): in views, transitions and notifications alike.
-    pub fn set_chart_prefix(&mut self, prefix: Option<String>) {
+    /// Shows the alerts' charts as namespace `inode`'s (`ipc_ns_N.ipc_semaphores` for
+    /// `system.ipc_semaphores`), or Netdata's for `None`: in views, transitions and
+    /// notifications alike.
+    pub fn set_namespace(&mut self, inode: Option<String>) {
         for a in Arc::make_mut(&mut self.alerts) {
-            a.chart = shown_chart(prefix.as_deref(), a.source);
+            a.chart = shown_chart(inode.as_deref(), a.source);
         }
-        self.chart_prefix = prefix;
+        self.namespace = inode;
         self.generation += 1;
     }
 
@@ -365,7 +366,7 @@ impl Engine {
                         .unwrap_or(self.update_every);
                     alerts.push(Alert {
                         rule: rule.clone(),
-                        chart: shown_chart(self.chart_prefix.as_deref(), chart.id),
+                        chart: shown_chart(self.namespace.as_deref(), chart.id),
                         source: chart.id,
                         family: chart.family,
                         id,

@@ -351,6 +351,13 @@ impl Chart {
     }
 }
 
+/// The id a chart of IPC namespace `inode` has when it is not the home namespace's:
+/// `ipc_ns_<inode>.<name>` for Netdata's `system.<name>` or `ipc.<name>` (the home namespace's
+/// charts keep Netdata's ids).
+pub fn namespace_chart_id(inode: &str, id: &str) -> String {
+    format!("ipc_ns_{inode}.{}", id.split_once('.').map_or(id, |(_, name)| name))
+}
+
 /// The row being filled: its absolute number, the oldest row kept, and its Unix time.
 #[derive(Debug, Clone, Copy)]
 struct Row {

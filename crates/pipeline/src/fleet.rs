@@ -240,8 +240,7 @@ impl Fleet {
         // Namespaces watched before keep their history; their chart ids follow the new home.
         // One that can no longer be visited ends (with its alerts resolved) at the next tick.
         for (inode, m) in &mut self.members {
-            let prefix = (*inode != home).then(|| format!("ipc_ns_{inode}"));
-            m.pipeline.set_scope(prefix, Self::labels(&m.identity));
+            m.pipeline.set_scope((*inode != home).then(|| inode.to_string()), Self::labels(&m.identity));
         }
         if !self.members.contains_key(&home) {
             self.add(Identity { inode: home, host, pid, ..Default::default() }, vec![pid]);
@@ -318,8 +317,10 @@ impl Fleet {
         let config = member_config(&self.pipeline_config, &self.rules, identity.inode == self.home);
         let mut pipeline =
             Pipeline::new(Box::new(Visited), config, self.rules.iter().cloned(), self.host.clone());
-        let prefix = (identity.inode != self.home).then(|| format!("ipc_ns_{}", identity.inode));
-        pipeline.set_scope(prefix, Self::labels(&identity));
+        pipeline.set_scope(
+            (identity.inode != self.home).then(|| identity.inode.to_string()),
+            Self::labels(&identity),
+        );
         let inode = identity.inode;
         let anchor = self.anchor(inode, &[identity.pid]);
         let member = Member {
@@ -406,7 +407,7 @@ impl Fleet {
                     if *m.identity != f.identity {
                         m.identity = Arc::new(f.identity);
                         m.pipeline.set_scope(
-                            (inode != self.home).then(|| format!("ipc_ns_{inode}")),
+                            (inode != self.home).then(|| inode.to_string()),
                             Self::labels(&m.identity),
                         );
                     }

@@ -241,10 +241,10 @@ impl Pipeline {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Names this pipeline's alerts for an IPC namespace: chart ids in notifications and
-    /// views become `prefix.name` (Netdata's own ids stay with the daemon's namespace), and
-    /// `labels` (ipc_namespace and the owner) go with every notification and view.
-    pub fn set_scope(&mut self, prefix: Option<String>, labels: Vec<(&'static str, String)>) {
+    /// Names this pipeline's alerts for IPC namespace `inode`: chart ids in notifications and
+    /// views become `ipc_ns_<inode>.name` (`None`: Netdata's own ids, the daemon's namespace),
+    /// and `labels` (ipc_namespace and the owner) go with every notification and view.
+    pub fn set_scope(&mut self, inode: Option<String>, labels: Vec<(&'static str, String)>) {
         // `pod=db/postgres-0 container_id=4f1d...`: the owner labels, for log lines.
         let owner = labels
             .iter()
@@ -255,7 +255,7 @@ impl Pipeline {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        self.engine.set_chart_prefix(prefix);
+        self.engine.set_namespace(inode);
         self.scope = Some(Scope { labels, owner });
         self.board_generation = u64::MAX; // rebuild the view with the new names
     }

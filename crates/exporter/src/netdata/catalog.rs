@@ -25,7 +25,7 @@ pub(super) fn charts(p: &FleetPublished) -> Vec<ChartRef> {
         for c in registry.charts() {
             let id = match i {
                 0 => c.id.to_string(),
-                _ => format!("ipc_ns_{}.{}", n.label, c.id.split_once('.').map_or(c.id, |(_, name)| name)),
+                _ => ipcwatch_charts::namespace_chart_id(&n.label, c.id),
             };
             out.push(ChartRef {
                 id,
