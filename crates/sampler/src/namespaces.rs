@@ -105,6 +105,18 @@ pub fn parse_mnt_link(link: &Path) -> Option<u64> {
     parse_link(link, "mnt:[")
 }
 
+/// The IPC namespace of process `pid`, from its `ns/ipc` link under the procfs in `path` (a
+/// buffer reused across processes, left as it was found).
+fn ipc_namespace_of(path: &mut PathBuf, pid: impl AsRef<std::ffi::OsStr>) -> Option<u64> {
+    path.push(pid.as_ref());
+    path.push("ns/ipc");
+    let link = std::fs::read_link(&*path);
+    path.pop();
+    path.pop();
+    path.pop();
+    parse_ns_link(&link.ok()?)
+}
+
 fn parse_link(link: &Path, prefix: &str) -> Option<u64> {
     link.to_str()?.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()
 }
@@ -185,13 +197,7 @@ pub fn scan_known(
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         scan.processes += 1;
-        path.push(&name);
-        path.push("ns/ipc");
-        let link = std::fs::read_link(&path);
-        path.pop();
-        path.pop();
-        path.pop();
-        let Some(inode) = link.ok().as_deref().and_then(parse_ns_link) else {
+        let Some(inode) = ipc_namespace_of(&mut path, &name) else {
             scan.unreadable += 1;
             continue;
         };
@@ -688,17 +694,12 @@ impl NewProcesses {
         for (pid, first_look) in
             again.into_iter().map(|p| (p, false)).chain((prev + 1..=now).map(|p| (p, true)))
         {
-            path.push(pid.to_string());
-            path.push("ns/ipc");
-            let link = std::fs::read_link(&path);
-            path.pop();
-            path.pop();
-            path.pop();
-            let Ok(link) = link else { continue };
-            match parse_ns_link(&link) {
-                Some(inode) if !known(inode) => new = true,
-                _ if first_look => self.young.push(pid),
-                _ => {}
+            // A pid no longer (or not yet) there has no link.
+            let Some(inode) = ipc_namespace_of(&mut path, pid.to_string()) else { continue };
+            if !known(inode) {
+                new = true;
+            } else if first_look {
+                self.young.push(pid);
             }
         }
         new
