@@ -17,14 +17,16 @@ impl Response {
     }
 }
 
-pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response> {
+/// One request on a fresh connection (`Connection: close`, so the body runs to the end of
+/// the stream): the status, the headers and the body's bytes.
+fn exchange(port: u16, method: &str, path: &str, headers: &str) -> std::io::Result<(Response, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status =
         lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -32,47 +34,23 @@ pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response>
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Ok(Response { status, headers, body: body.to_string() })
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    Ok((Response { status, headers, body: String::new() }, body))
+}
+
+pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response> {
+    let (mut r, body) = exchange(port, method, path, "")?;
+    r.body = String::from_utf8_lossy(&body).into_owned();
+    Ok(r)
 }
 
 /// GET with `Accept-Encoding: gzip`, as Prometheus scrapes: the body comes back decompressed
 /// (an answer that is not gzip fails the test).
 pub fn get_gzip(port: u16, path: &str) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status =
-        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut r = Response { status, headers, body: String::new() };
-    assert_eq!(r.header("content-encoding"), Some("gzip"), "{head}");
-    // Connection: close, so the body is not chunked unless the server says so.
-    let mut body = &raw[split + 4..];
-    let dechunked;
-    if r.header("transfer-encoding") == Some("chunked") {
-        let mut out = Vec::new();
-        loop {
-            let eol = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
-            let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&body[eol + 2..eol + 2 + size]);
-            body = &body[eol + 2 + size + 2..];
-        }
-        dechunked = out;
-        body = &dechunked;
-    }
-    flate2::read::GzDecoder::new(body).read_to_string(&mut r.body).expect("a gzip body");
+    let (mut r, body) = exchange(port, "GET", path, "Accept-Encoding: gzip\r\n")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(r.header("content-encoding"), Some("gzip"), "{:?}", r.headers);
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut r.body).expect("a gzip body");
     r
 }
 
