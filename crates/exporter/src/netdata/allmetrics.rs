@@ -22,7 +22,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
         |k: &str, default: bool| param(params, k).map_or(default, |v| matches!(v, "yes" | "1" | "true" | ""));
     let source = param(params, "source").or_else(|| param(params, "data")).unwrap_or("average");
     let charts = catalog::charts(p);
-    let host = p.namespaces.first().map_or_else(String::new, |n| n.published.alerts.hostname.clone());
+    let host = catalog::hostname(p);
     match format {
         "prometheus" | "prometheus_all_hosts" => {
             // HELP and TYPE by default, once per family: the output passes `promtool check
