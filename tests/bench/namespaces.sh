@@ -47,7 +47,7 @@ pid=$(tail -n 1 "$dir/out" | awk '{print $2}')
 # Under a wrapper, the daemon is the wrapper's child (or, after exec, the same process).
 pid=$(pgrep -P "$pid" -f "$bin" || echo "$pid")
 until curl -sf "127.0.0.1:$port/-/ready" >/dev/null; do sleep 0.2; done
-sleep 12 # every namespace found (rescan every 10 s) and the first census done
+sleep 12 # every namespace found (each at the tick after it starts) and the first census done
 # CPU nanoseconds of every thread (schedstat: exact, where /proc/PID/stat counts 10 ms ticks).
 # Nanoseconds on CPU from schedstat (exact, where utime/stime sample at clock ticks and miss
 # work that starts and ends between two), summed over the threads. `%.0f`: mawk's `%d` stops

@@ -118,7 +118,7 @@ impl Default for Namespaces {
     fn default() -> Self {
         Namespaces {
             mode: NamespaceMode::All,
-            rescan: 10,
+            rescan: 30,
             max: 1000,
             pod_logs: PathBuf::from("/var/log/pods"),
             max_queue_series: 1000,

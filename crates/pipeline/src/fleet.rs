@@ -48,7 +48,7 @@ impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig {
             mode: Mode::All,
-            rescan: Duration::from_secs(10),
+            rescan: Duration::from_secs(30),
             max: 1000,
             max_queue_series: 1000,
             max_anchors: 1000,
@@ -446,11 +446,13 @@ impl Fleet {
         shown.clear();
         for i in home_first.chain(others) {
             let (Ok(snapshot), Some(m)) = (&mut samples[i], self.members.get(&inodes[i])) else { continue };
-            self.sampler.add_dev_shm(snapshot, m.identity.pid);
-            let mnt = snapshot.dev_shm.as_ref().and_then(|d| d.mnt_namespace);
+            // Shown (or tried) already with another namespace: not read again, and no
+            // report of its own.
+            let mnt = self.sampler.mount_namespace(m.identity.pid);
             if mnt.is_some_and(|mnt| !shown.insert(mnt)) {
-                snapshot.dev_shm = None;
+                continue;
             }
+            self.sampler.add_dev_shm(snapshot, m.identity.pid);
         }
     }
 

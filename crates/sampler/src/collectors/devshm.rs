@@ -50,21 +50,25 @@ impl Sampler {
         snap.dev_shm = read.ok();
     }
 
+    /// The inode of process `pid`'s mount namespace (whose /dev/shm it sees), trusted for
+    /// [`MOUNT_NAMESPACE_KEPT_FOR`].
+    pub fn mount_namespace(&mut self, pid: u32) -> Option<u64> {
+        if let Some(k) = self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < MOUNT_NAMESPACE_KEPT_FOR) {
+            return k.1;
+        }
+        let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
+        if self.shm_kept.len() >= 4096 {
+            self.shm_kept.clear();
+        }
+        self.shm_kept.insert(pid, (Instant::now(), mnt));
+        mnt
+    }
+
     pub(crate) fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
         // IPC namespaces that share a mount namespace share its /dev/shm: within one round
         // of samples its use is read once, and its files listed once every
         // POSIX_DETAIL_EVERY (a thousand PrivateIPC= units, one statfs a tick).
-        let mnt = match self.shm_kept.get(&pid).filter(|k| k.0.elapsed() < MOUNT_NAMESPACE_KEPT_FOR) {
-            Some(k) => k.1,
-            None => {
-                let mnt = posix::mount_namespace_of(&self.config.procfs, pid);
-                if self.shm_kept.len() >= 4096 {
-                    self.shm_kept.clear();
-                }
-                self.shm_kept.insert(pid, (Instant::now(), mnt));
-                mnt
-            }
-        };
+        let mnt = self.mount_namespace(pid);
         let shared = mnt.and_then(|m| self.shm_by_mount.get(&m));
         if let Some(s) = shared.filter(|s| s.used_at.elapsed() < SHARED_READ_FOR) {
             return Ok(s.usage.clone());

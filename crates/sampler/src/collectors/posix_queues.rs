@@ -8,6 +8,10 @@ pub(crate) struct PosixKept {
     /// When a container's limits are read again.
     pub(crate) limits_next: Instant,
     pub(crate) device: Option<u64>,
+    /// When the container's own /dev/mqueue last proved not to be its namespace's (it
+    /// shares the host's mount namespace, or mounted none): not tried again for
+    /// [`POSIX_CONTAINER_LIMITS_EVERY`], since each try walks three opens from its root.
+    pub(crate) no_own_mqueue_since: Option<Instant>,
 }
 
 /// How often the POSIX message queues and `fs.mqueue.*` limits of a namespace other than the
@@ -43,6 +47,8 @@ impl Sampler {
         let key = inode.unwrap_or(0);
         let kept = self.posix_kept.get(&key);
         let device = kept.and_then(|k| k.device);
+        let no_own_mqueue =
+            kept.and_then(|k| k.no_own_mqueue_since).filter(|t| t.elapsed() < POSIX_CONTAINER_LIMITS_EVERY);
         let first = kept.is_none();
         let due = kept.is_none_or(|k| Instant::now() >= k.next_read);
         let reuse = if slow {
@@ -66,8 +72,10 @@ impl Sampler {
         // A container's own /dev/mqueue, once a private mount has shown the namespace's
         // device: reached without trusting it (no symlink, nothing on FUSE), held open while
         // it is read, and cheaper than another mount.
-        let container_mqueue = match (initial, target.map(|t| t.pid).zip(device)) {
-            (false, Some((pid, dev))) => {
+        let try_own = !initial && no_own_mqueue.is_none();
+        let tried_own = try_own && target.is_some() && device.is_some();
+        let container_mqueue = match (try_own, target.map(|t| t.pid).zip(device)) {
+            (true, Some((pid, dev))) => {
                 let kinds = &mut self.mount_kinds;
                 within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
                     .ok()
@@ -107,7 +115,18 @@ impl Sampler {
             }
             false => every,
         };
-        let kept = PosixKept { posix: out.clone(), next_read: Instant::now() + wait, limits_next, device };
+        let no_own_mqueue_since = match (&container_mqueue, tried_own) {
+            (None, true) => Some(Instant::now()),
+            (None, false) => no_own_mqueue,
+            (Some(_), _) => None,
+        };
+        let kept = PosixKept {
+            posix: out.clone(),
+            next_read: Instant::now() + wait,
+            limits_next,
+            device,
+            no_own_mqueue_since,
+        };
         self.posix_kept.insert(key, kept);
         out
     }
