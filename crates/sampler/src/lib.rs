@@ -199,9 +199,9 @@ impl Sampler {
     /// One complete sample of the caller's IPC namespace.
     pub fn snapshot(&mut self) -> Snapshot {
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        // Room for every collector's report (sem, msg, shm, limits, devshm) at once: a Vec
-        // that doubles to 8 would hold three empty slots in each of a thousand snapshots.
-        let collectors = Vec::with_capacity(5);
+        // Room for every collector's report (sem, msg, shm, limits, posix, devshm) at once: a
+        // Vec that doubles to 8 would hold empty slots in each of a thousand snapshots.
+        let collectors = Vec::with_capacity(6);
         let mut snap = Snapshot { timestamp, page_size: self.page_size, collectors, ..Default::default() };
 
         let (sem, report) = timed(collectors::sem::NAME, || self.semaphores(&mut snap.warnings));
@@ -232,7 +232,16 @@ impl Sampler {
             snap.collectors.push(report);
         }
         if self.config.posix {
-            snap.posix = Some(self.posix());
+            let start = Instant::now();
+            let posix = self.posix();
+            snap.collectors.push(CollectorReport {
+                name: collectors::posix_queues::NAME,
+                ok: posix.error.is_none(),
+                source: if posix.error.is_none() { Origin::Syscall } else { Origin::None },
+                duration_seconds: start.elapsed().as_secs_f64(),
+                error: posix.error.as_deref().map(str::to_string),
+            });
+            snap.posix = Some(posix);
         }
         note_saturated_sums(&mut snap);
         snap

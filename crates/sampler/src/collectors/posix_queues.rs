@@ -2,6 +2,9 @@
 
 use crate::*;
 
+/// The collector's name in its report and in `ipcwatch_collector_success`.
+pub(crate) const NAME: &str = "posix";
+
 pub(crate) struct PosixKept {
     pub(crate) posix: posix::Posix,
     pub(crate) next_read: Instant,
