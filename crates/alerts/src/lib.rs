@@ -16,4 +16,4 @@ pub use delivery::{AlertmanagerAuth, Delivery, DeliveryConfig, DeliveryStats};
 pub use engine::{
     alarms_json, format_value, Alert, Board, Engine, Host, Notification, Outcome, Status, Transition,
 };
-pub use rules::{load, parse_age, parse_duration, Pattern, Rule, RuleError};
+pub use rules::{load, parse_age, parse_duration, DurationError, Pattern, Rule, RuleError};

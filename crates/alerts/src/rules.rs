@@ -207,9 +207,9 @@ impl fmt::Display for RuleError {
 /// `1h`, `2d`, `1w`, several at once (`1h30m`), with a sign (`-10s`, a lookup's window) or a
 /// fraction (`0.5m`), or a plain number of seconds. The one duration parser of the workspace:
 /// rules files, and the command line's `--older-than` (see [`parse_age`]).
-pub fn parse_duration(text: &str) -> Result<f64, String> {
+pub fn parse_duration(text: &str) -> Result<f64, DurationError> {
     let t = text.trim();
-    let bad = || format!("`{t}` is not a duration such as 90s, 30m, 1h30m or 2d");
+    let bad = || DurationError::NotADuration(t.to_string());
     let (sign, rest) = match t.strip_prefix('-') {
         Some(r) => (-1.0, r),
         None => (1.0, t.strip_prefix('+').unwrap_or(t)),
@@ -247,15 +247,28 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
 
 /// A duration that must be a whole, non-negative number of seconds (an age on the command
 /// line: `--older-than 2d`).
-pub fn parse_age(text: &str) -> Result<i64, String> {
+pub fn parse_age(text: &str) -> Result<i64, DurationError> {
     let v = parse_duration(text)?;
     if v < 0.0 || v.fract() != 0.0 || v > i64::MAX as f64 {
-        return Err(format!(
-            "`{}` is not a whole number of seconds from 0s up, such as 90s, 30m or 2d",
-            text.trim()
-        ));
+        return Err(DurationError::NotAnAge(text.trim().to_string()));
     }
     Ok(v as i64)
+}
+
+/// Why [`parse_duration`] or [`parse_age`] refused a text (the text, trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration such as 90s, 30m, 1h30m or 2d")]
+    NotADuration(String),
+    #[error("`{0}` is not a whole number of seconds from 0s up, such as 90s, 30m or 2d")]
+    NotAnAge(String),
+}
+
+/// The rules parser's own helpers report in text, with the line they are on.
+impl From<DurationError> for String {
+    fn from(e: DurationError) -> String {
+        e.to_string()
+    }
 }
 
 fn parse_expression(text: &str) -> Result<Expression, String> {

@@ -142,16 +142,21 @@ pub enum LogLevel {
     Trace,
 }
 
+/// A text that is not one of the five log levels.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a log level (error, warn, info, debug, trace)")]
+pub struct UnknownLogLevel(pub String);
+
 impl std::str::FromStr for LogLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownLogLevel;
+    fn from_str(s: &str) -> Result<Self, UnknownLogLevel> {
         match s {
             "error" => Ok(LogLevel::Error),
             "warn" => Ok(LogLevel::Warn),
             "info" => Ok(LogLevel::Info),
             "debug" => Ok(LogLevel::Debug),
             "trace" => Ok(LogLevel::Trace),
-            _ => Err(format!("`{s}` is not a log level (error, warn, info, debug, trace)")),
+            _ => Err(UnknownLogLevel(s.to_string())),
         }
     }
 }

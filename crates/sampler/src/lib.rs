@@ -86,14 +86,25 @@ pub enum Source {
 }
 
 impl std::str::FromStr for Source {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s {
             "auto" => Ok(Source::Auto),
             "procfs" => Ok(Source::Procfs),
-            other => Err(format!("unknown source `{other}` (expected `auto` or `procfs`)")),
+            other => {
+                Err(UnknownName { what: "source", name: other.to_string(), expected: "`auto` or `procfs`" })
+            }
         }
     }
+}
+
+/// A name that is none of those a setting or argument takes (`--source`, an object kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}` (expected {expected})")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub expected: &'static str,
 }
 
 #[derive(Debug, Clone)]

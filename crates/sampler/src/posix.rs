@@ -139,6 +139,19 @@ pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
     }
 }
 
+/// Why a namespace's POSIX queues could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PosixError {
+    #[error("cannot mount this namespace's mqueue filesystem ({0}; needs CAP_SYS_ADMIN), and /dev/mqueue is not proved to be this namespace's")]
+    Unreachable(std::io::Error),
+    #[error("cannot open the mqueue root: {0}")]
+    OpenRoot(std::io::Error),
+    #[error("cannot stat the mqueue root: {0}")]
+    StatRoot(std::io::Error),
+    #[error("cannot list the queues: {0}")]
+    List(std::io::Error),
+}
+
 /// Reads the caller's IPC namespace's queues. The host's initial namespace uses its
 /// `/dev/mqueue`. Elsewhere, a private detached mount of the namespace's mqueue filesystem
 /// (closed before returning); without the privilege for one (CAP_SYS_ADMIN over the namespace
@@ -148,7 +161,7 @@ pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
 ///
 /// With the queues, the device of the namespace's mqueue superblock when a private mount
 /// showed it (see [`is_mqueue_of`]).
-pub fn read_queues(in_initial_namespace: bool) -> Result<(PosixQueues, Option<u64>), String> {
+pub fn read_queues(in_initial_namespace: bool) -> Result<(PosixQueues, Option<u64>), PosixError> {
     // The host's own /dev/mqueue costs one stat where a private mount costs ~50 µs.
     let dev = Path::new("/dev/mqueue");
     let is_mqueue = || sys::statfs(dev).is_ok_and(|f| f.kind == MQUEUE_MAGIC);
@@ -167,18 +180,13 @@ pub fn read_queues(in_initial_namespace: bool) -> Result<(PosixQueues, Option<u6
             drop(root);
             out.map(|q| (q, device))
         }
-        Err(mount_error) if is_mqueue() && dev_mqueue_is_ours(dev) => {
-            let _ = mount_error;
-            queues_in(dev).map(|q| (q, None))
-        }
-        Err(mount_error) => Err(format!(
-            "cannot mount this namespace's mqueue filesystem ({mount_error}; needs CAP_SYS_ADMIN), and /dev/mqueue is not proved to be this namespace's"
-        )),
+        Err(_) if is_mqueue() && dev_mqueue_is_ours(dev) => queues_in(dev).map(|q| (q, None)),
+        Err(mount_error) => Err(PosixError::Unreachable(mount_error)),
     }
 }
 
 /// Reads the queues of an mqueue mount already proved to be the namespace's.
-pub fn read_queues_in(dir: &Path) -> Result<PosixQueues, String> {
+pub fn read_queues_in(dir: &Path) -> Result<PosixQueues, PosixError> {
     queues_in(dir)
 }
 
@@ -217,21 +225,21 @@ fn dev_mqueue_is_ours(dir: &Path) -> bool {
     false
 }
 
-fn queues_in(dir: &Path) -> Result<PosixQueues, String> {
-    let handle = std::fs::File::open(dir).map_err(|e| format!("cannot open the mqueue root: {e}"))?;
+fn queues_in(dir: &Path) -> Result<PosixQueues, PosixError> {
+    let handle = std::fs::File::open(dir).map_err(PosixError::OpenRoot)?;
     queues_at(&handle, dir)
 }
 
 /// The queues of the mqueue root `handle` (listed through `dir`, the same directory).
-fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, String> {
-    let root = handle.metadata().map_err(|e| format!("cannot stat the mqueue root: {e}"))?;
+fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, PosixError> {
+    let root = handle.metadata().map_err(PosixError::StatRoot)?;
     use std::os::unix::fs::MetadataExt;
     let mut out = PosixQueues { queues: root.size().saturating_sub(40) / 20, ..Default::default() };
     if out.queues == 0 {
         return Ok(out);
     }
     let mut items = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the queues: {e}"))?;
+    let entries = std::fs::read_dir(dir).map_err(PosixError::List)?;
     for entry in entries.flatten().take(MAX_QUEUES) {
         let name = entry.file_name();
         // A plain open: reading the file would change the queue's atime and ctime.

@@ -61,13 +61,15 @@ impl std::fmt::Display for Kind {
 }
 
 impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Kind, String> {
+    type Err = crate::UnknownName;
+    fn from_str(s: &str) -> Result<Kind, crate::UnknownName> {
         match s {
             "sem" => Ok(Kind::Semaphores),
             "msg" => Ok(Kind::MessageQueue),
             "shm" => Ok(Kind::SharedMemory),
-            other => Err(format!("unknown kind `{other}` (expected sem, msg or shm)")),
+            other => {
+                Err(crate::UnknownName { what: "kind", name: other.to_string(), expected: "sem, msg or shm" })
+            }
         }
     }
 }

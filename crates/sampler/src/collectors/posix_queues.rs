@@ -103,7 +103,7 @@ impl Sampler {
         };
         let (queues, error, device) = match read {
             Ok((q, d)) => (Some(q), None, d.or(device)),
-            Err(e) => (None, Some(e.into()), device),
+            Err(e) => (None, Some(e.to_string().into()), device),
         };
         let out = posix::Posix { limits, queues, error };
         if self.posix_kept.len() >= 4096 {
