@@ -61,7 +61,7 @@ const ALERT_STATUSES: [&str; 5] = ["CLEAR", "WARNING", "CRITICAL", "UNDEFINED", 
 /// A sample value: integers are written exactly (a u64 limit such as SHMMAX would lose its
 /// low digits as f64), floats in Prometheus's spelling.
 #[derive(Clone, Copy)]
-enum Value {
+pub(crate) enum Value {
     Int(u64),
     Float(f64),
 }
@@ -69,13 +69,25 @@ enum Value {
 /// Writes the text format into a String, or through it into a gzip stream: at a thousand
 /// namespaces the body is 3 MB of text and its gzip a tenth of that, so Prometheus's scrapes
 /// (always gzip) never hold the whole text.
-struct Text<'a> {
+pub(crate) struct Text<'a> {
     out: String,
     gzip: Option<&'a mut flate2::write::GzEncoder<Vec<u8>>>,
 }
 
 /// How much text a gzip render holds before compressing it.
 const SPILL_BYTES: usize = 32 * 1024;
+
+impl Text<'static> {
+    /// Text kept whole in memory: for answers other than /metrics (allmetrics' Prometheus
+    /// format), which are small and not compressed as they are written.
+    pub(crate) fn plain() -> Self {
+        Text { out: String::new(), gzip: None }
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        self.out
+    }
+}
 
 impl Text<'_> {
     /// Hands the text so far to the gzip stream (a family boundary is as good as any).
@@ -91,12 +103,26 @@ impl Text<'_> {
 
     fn family(&mut self, name: &str, help: &str, kind: &str) {
         self.spill(SPILL_BYTES);
+        self.help(name, help);
+        self.kind(name, kind);
+    }
+
+    pub(crate) fn help(&mut self, name: &str, help: &str) {
         let _ = write!(self.out, "# HELP {name} ");
         escape(&mut self.out, help, false);
-        let _ = writeln!(self.out, "\n# TYPE {name} {kind}");
+        self.out.push('\n');
+    }
+
+    pub(crate) fn kind(&mut self, name: &str, kind: &str) {
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
+        self.sample_at(name, labels, value, None);
+    }
+
+    /// A sample, with its timestamp in milliseconds if given.
+    pub(crate) fn sample_at(&mut self, name: &str, labels: &[(&str, &str)], value: Value, ms: Option<i64>) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -120,6 +146,9 @@ impl Text<'_> {
             Value::Float(v) => {
                 let _ = write!(self.out, "{v}");
             }
+        }
+        if let Some(ms) = ms {
+            let _ = write!(self.out, " {ms}");
         }
         self.out.push('\n');
     }
@@ -698,5 +727,18 @@ impl ProcessMetrics {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = out;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Text, Value};
+
+    #[test]
+    fn label_values_are_escaped_as_the_exposition_format_wants() {
+        // `\\`, `\"` and `\n` only: a JSON string's `\t` or `\u0001` would be refused.
+        let mut t = Text::plain();
+        t.sample_at("m", &[("owner", "a\tb\"c\\d\ne\u{1}")], Value::Float(1.5), Some(7));
+        assert_eq!(t.into_string(), "m{owner=\"a\tb\\\"c\\\\d\\ne\u{1}\"} 1.5 7\n");
     }
 }

@@ -7,11 +7,20 @@ use ipcwatch_pipeline::FleetPublished;
 
 use super::catalog::{self, ChartRef};
 use super::format::*;
+use crate::metrics::{Text, Value};
 use crate::State;
 
 /// A metric name part: lower-case alphanumerics and `_`.
 fn metric_part(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// One Prometheus family of allmetrics: its samples (chart, family, dimension, value,
+/// timestamp) gathered over every chart with its context before it is written.
+struct Family {
+    name: String,
+    help: String,
+    samples: Vec<(String, &'static str, String, f64, Option<i64>)>,
 }
 
 /// `/api/v1/allmetrics`: every chart's latest values, as Prometheus text (valid: one HELP and
@@ -26,25 +35,22 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
     match format {
         "prometheus" | "prometheus_all_hosts" => {
             // HELP and TYPE by default, once per family: the output passes `promtool check
-            // metrics` (Netdata's repeats TYPE per dimension, and writes no HELP).
+            // metrics` (Netdata's repeats TYPE per dimension, and writes no HELP). Written by
+            // /metrics' own writer.
             let (help, types, timestamps) = (yes("help", true), yes("types", true), yes("timestamps", true));
-            let all_hosts = format == "prometheus_all_hosts";
-            let mut out = String::new();
-            let instance = if all_hosts { format!(",instance={}", label(&host)) } else { String::new() };
+            let instance = (format == "prometheus_all_hosts").then_some(host.as_str());
+            let mut t = Text::plain();
             if help {
-                let _ = writeln!(out, "# HELP netdata_info The exporting daemon; always 1.");
+                t.help("netdata_info", "The exporting daemon; always 1.");
             }
             if types {
-                let _ = writeln!(out, "# TYPE netdata_info gauge");
+                t.kind("netdata_info", "gauge");
             }
-            let _ = writeln!(
-                out,
-                "netdata_info{{instance={},application=\"ipcwatch\",version={}}} 1",
-                label(&host),
-                label(&state.build.version)
-            );
-            // Families first collected, so each gets its HELP/TYPE once.
-            let mut families: Vec<(String, String, Vec<String>)> = Vec::new();
+            let info =
+                [("instance", host.as_str()), ("application", "ipcwatch"), ("version", &state.build.version)];
+            t.sample_at("netdata_info", &info, Value::Int(1), None);
+            // Families first collected, so each gets its HELP and TYPE once.
+            let mut families: Vec<Family> = Vec::new();
             for ChartRef { id, registry, inner, .. } in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
@@ -58,10 +64,11 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                         metric_part(other)
                     ),
                 };
-                let entry = match families.iter_mut().position(|f| f.0 == name) {
+                let entry = match families.iter_mut().position(|f| f.name == name) {
                     Some(i) => i,
                     None => {
-                        families.push((name.clone(), format!("{} ({})", c.title, c.units), Vec::new()));
+                        let help = format!("{} ({})", c.title, c.units);
+                        families.push(Family { name, help, samples: Vec::new() });
                         families.len() - 1
                     }
                 };
@@ -81,34 +88,27 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
                         ),
                         _ => c.last(d).unwrap_or(f64::NAN),
                     };
-                    if v.is_nan() {
-                        continue;
+                    if !v.is_nan() {
+                        let sample = (id.clone(), c.family, d.id.to_string(), v, timestamps.then_some(last));
+                        families[entry].samples.push(sample);
                     }
-                    let ts = if timestamps { format!(" {last}") } else { String::new() };
-                    families[entry].2.push(format!(
-                        "{name}{{chart={},family={},dimension={}{instance}}} {}{ts}",
-                        label(id),
-                        label(c.family),
-                        label(&d.id),
-                        num_or_null(Some(v))
-                    ));
                 }
             }
-            for (name, title, samples) in families {
-                if samples.is_empty() {
-                    continue;
-                }
+            for f in families.iter().filter(|f| !f.samples.is_empty()) {
                 if help {
-                    let _ = writeln!(out, "# HELP {name} {title}");
+                    t.help(&f.name, &f.help);
                 }
                 if types {
-                    let _ = writeln!(out, "# TYPE {name} gauge");
+                    t.kind(&f.name, "gauge");
                 }
-                for s in samples {
-                    let _ = writeln!(out, "{s}");
+                for (chart, family, dimension, v, ms) in &f.samples {
+                    let mut labels =
+                        vec![("chart", chart.as_str()), ("family", *family), ("dimension", dimension)];
+                    labels.extend(instance.map(|i| ("instance", i)));
+                    t.sample_at(&f.name, &labels, Value::Float(*v), *ms);
                 }
             }
-            (200, "text/plain; version=0.0.4; charset=utf-8", out)
+            (200, "text/plain; version=0.0.4; charset=utf-8", t.into_string())
         }
         "json" => {
             let mut entries = Vec::new();

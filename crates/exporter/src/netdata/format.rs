@@ -40,21 +40,3 @@ pub(super) fn fmt5(v: f64) -> String {
         "null".into()
     }
 }
-
-/// A Prometheus label value, quoted and escaped as the text format wants (`\\`, `\"` and
-/// `\n`; a JSON string's `\t` or `\u0001` would be refused), by /metrics' own escaping.
-pub(super) fn label(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    crate::metrics::escape(&mut out, s, true);
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn label_values_are_escaped_as_the_exposition_format_wants() {
-        assert_eq!(super::label("a\tb\"c\\d\ne\u{1}"), "\"a\tb\\\"c\\\\d\\ne\u{1}\"");
-    }
-}
