@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use ipcwatch_holders::{Pass, OWNER_FIGURES};
+use crate::owners::{OwnerCensus, OWNER_FIGURES};
 use ipcwatch_sampler::Snapshot;
 
 use crate::figures::{FIGURES, QUEUE_FIGURES};
@@ -376,21 +376,21 @@ pub fn owner_charts() -> impl Iterator<Item = &'static str> {
 /// Writes one census into its charts' current row: a dimension per owner (owners no longer
 /// listed are retired), the namespace's totals, and the alert variables. `None` (no census
 /// yet, or it stopped) leaves the row empty.
-pub(crate) fn fill_holders(charts: &mut [Chart], at: Row, pass: Option<&Pass>) {
+pub(crate) fn fill_holders(charts: &mut [Chart], at: Row, pass: Option<OwnerCensus<'_>>) {
     let Some(pass) = pass else { return };
     for f in OWNER_FIGURES {
         let Some(id) = f.chart else { continue };
         let chart = find(charts, id);
         let same_owners = chart.dimensions.len() == pass.owners.len()
-            && chart.dimensions.iter().zip(&pass.owners).all(|(d, o)| d.id == *o.name);
+            && chart.dimensions.iter().zip(pass.owners).all(|(d, o)| d.id == *o.name);
         if !same_owners {
             chart.retain_dimensions(|d| pass.owners.iter().any(|o| &*o.name == d));
         }
-        for o in &pass.owners {
+        for o in pass.owners {
             chart.set(at, &o.name, (f.read)(&o.usage) as f64);
         }
     }
-    let t = &pass.totals;
+    let t = pass.totals;
     let stale = find(charts, STALE_OBJECTS_CHART);
     for (dim, v) in [
         ("semaphore_arrays", t.stale_semaphore_arrays),

@@ -10,6 +10,7 @@
 
 mod defs;
 pub mod figures;
+pub mod owners;
 mod queues;
 
 use std::borrow::Cow;
@@ -589,7 +590,7 @@ impl Registry {
     /// namespace's latest census (`None`: no values this row). `changed`: whether this census
     /// is another than the last row's; if not, each census dimension carries its value into
     /// the row (what filling it again would give, without a lookup by name).
-    pub fn update_holders(&mut self, pass: Option<&ipcwatch_holders::Pass>, changed: bool) {
+    pub fn update_holders(&mut self, pass: Option<owners::OwnerCensus<'_>>, changed: bool) {
         if pass.is_some() && !changed && self.holders_filled {
             let at = self.census_row;
             for chart in self.charts.iter_mut().filter(|c| c.census) {

@@ -195,7 +195,7 @@ fn every_kernel_limit_has_a_figure_and_a_limits_dimension() {
 fn docs_metrics_md_agrees_with_the_figures() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
     for (section, want) in
-        [("figures", figures::markdown_table()), ("owners", ipcwatch_holders::markdown_table())]
+        [("figures", figures::markdown_table()), ("owners", crate::owners::markdown_table())]
     {
         let doc = std::fs::read_to_string(&path).unwrap();
         let (begin, end) = (format!("<!-- {section}:begin -->\n"), format!("<!-- {section}:end -->"));
@@ -214,7 +214,7 @@ fn docs_metrics_md_agrees_with_the_figures() {
 
 #[test]
 fn every_census_chart_exists_and_fills_from_a_pass() {
-    use ipcwatch_holders::{OwnerUsage, Pass, Usage, OWNER_FIGURES};
+    use crate::owners::{OwnerCensus, OwnerUsage, Usage, OWNER_FIGURES};
     let mut r = Registry::new(RegistryConfig::default());
     let owner = |uid: Option<u32>, name: &str, arrays: u64| OwnerUsage {
         uid,
@@ -222,14 +222,12 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
         usage: Usage { semaphore_arrays: arrays, stale_semaphore_arrays: arrays / 2, ..Default::default() },
         semaphore_arrays_growth_1h: arrays / 4,
     };
-    let pass = Pass {
-        owners: vec![owner(Some(48), "apache", 40), owner(None, "other", 8)],
-        totals: Usage { stale_semaphore_arrays: 24, orphaned_bytes: 4096, ..Default::default() },
-        ..Default::default()
-    };
+    let owners = vec![owner(Some(48), "apache", 40), owner(None, "other", 8)];
+    let totals = Usage { stale_semaphore_arrays: 24, orphaned_bytes: 4096, ..Default::default() };
+    let pass = OwnerCensus { owners: &owners, totals: &totals };
     let snap = Snapshot { timestamp: 100.0, ..Default::default() };
     r.update(&snap, &crate::QueueChoice::default());
-    r.update_holders(Some(&pass), true);
+    r.update_holders(Some(pass), true);
     for chart in OWNER_FIGURES.iter().filter_map(|f| f.chart) {
         let c = r.chart(chart).unwrap_or_else(|| panic!("{chart} is not in CHARTS"));
         assert_eq!(c.dimensions.len(), 2, "{chart}");
@@ -243,14 +241,15 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
     assert_eq!(stale.variables["semaphore_arrays_growth_1h_top_owner"], 10.0);
     assert_eq!(r.chart("ipc.stale_bytes").unwrap().last_of("orphaned_shared_memory"), Some(4096.0));
     // An owner who left loses its dimension at the next census.
-    let later = Pass { owners: vec![owner(Some(48), "apache", 2)], ..Default::default() };
+    let (later_owners, no_totals) = (vec![owner(Some(48), "apache", 2)], Usage::default());
+    let later = OwnerCensus { owners: &later_owners, totals: &no_totals };
     r.update(&Snapshot { timestamp: 101.0, ..Default::default() }, &crate::QueueChoice::default());
-    r.update_holders(Some(&later), true);
+    r.update_holders(Some(later), true);
     assert!(r.chart("ipc.semaphore_arrays_by_owner").unwrap().dimension("other").is_none());
     // The same census in later rows: carried, as filling it again would give.
     for t in 102..105 {
         r.update(&Snapshot { timestamp: t as f64, ..Default::default() }, &crate::QueueChoice::default());
-        r.update_holders(Some(&later), false);
+        r.update_holders(Some(later), false);
         let c = r.chart("ipc.semaphore_arrays_by_owner").unwrap();
         assert_eq!(c.last_of("apache"), Some(2.0), "row {t}");
         assert_eq!(c.lookup(Reduce::Min, t as f64, -3.0, 0.0, None), 2.0);

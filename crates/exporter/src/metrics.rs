@@ -7,7 +7,8 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
-use ipcwatch_holders::{HoldersPublished, OWNER_FIGURES};
+use ipcwatch_charts::owners::OWNER_FIGURES;
+use ipcwatch_holders::HoldersPublished;
 use ipcwatch_pipeline::{FleetPublished, NamespacePublished};
 use prometheus::core::Collector;
 

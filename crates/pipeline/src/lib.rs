@@ -300,7 +300,11 @@ impl Pipeline {
         {
             let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
             registry.update(&snapshot, &queues);
-            registry.update_holders(self.holders.as_deref().map(|h| &h.pass), self.holders_changed);
+            let census = self.holders.as_deref().map(|h| ipcwatch_charts::owners::OwnerCensus {
+                owners: &h.pass.owners,
+                totals: &h.pass.totals,
+            });
+            registry.update_holders(census, self.holders_changed);
             self.holders_changed = false;
         }
         let outcome = {
