@@ -4,6 +4,7 @@ use ipcwatch_pipeline::FleetPublished;
 
 use super::catalog::*;
 use super::format::*;
+use serde_json::{json, Map, Value};
 
 /// The alert transitions after unique id `after`, newest first, with Netdata's fields.
 pub(super) fn alarm_log(p: &FleetPublished, params: &[(String, String)]) -> String {
@@ -92,41 +93,39 @@ pub(super) fn alarm_variables(r: &ChartRef) -> String {
     let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
     let Some(c) = reg.chart(r.inner) else { return "{}".into() };
     let last = c.times().next_back().copied().unwrap_or(f64::NAN);
-    let mut chart_vars: Vec<(String, String)> = vec![
-        ("last_collected_t".into(), format!("{last:.5}")),
-        ("green".into(), "null".into()),
-        ("red".into(), red_line(&c).map_or("null".into(), |v| format!("{v:.5}"))),
-        ("update_every".into(), "1.00000".into()),
-    ];
+    // Every variable a float with 5 decimals, as Netdata prints them (`1.00000`).
+    let five = |v: f64| -> Value { ((v * 1e5).round() / 1e5).into() };
+    let mut chart_vars = Map::new();
+    chart_vars.insert("last_collected_t".into(), five(last));
+    chart_vars.insert("green".into(), Value::Null);
+    chart_vars.insert("red".into(), red_line(&c).map_or(Value::Null, five));
+    chart_vars.insert("update_every".into(), five(1.0));
     for a in r.alerts.alerts.iter().filter(|a| *a.chart == *r.id) {
-        chart_vars.push((a.rule.name.to_string(), fmt5(a.value)));
+        chart_vars.insert(a.rule.name.to_string(), five(a.value));
     }
     for d in &c.dimensions {
         let v = c.last(d).unwrap_or(f64::NAN);
-        chart_vars.push((d.id.to_string(), fmt5(v)));
-        chart_vars.push((format!("{}_raw", d.id), fmt5(v)));
-        chart_vars.push((format!("{}_last_collected_t", d.id), format!("{last:.5}")));
+        chart_vars.insert(d.id.to_string(), five(v));
+        chart_vars.insert(format!("{}_raw", d.id), five(v));
+        chart_vars.insert(format!("{}_last_collected_t", d.id), five(last));
     }
     for (k, v) in &c.variables {
-        chart_vars.push((k.to_string(), fmt5(*v)));
+        chart_vars.insert(k.to_string(), five(*v));
     }
-    let mut host_vars: Vec<(String, String)> = Vec::new();
+    let mut host_vars = Map::new();
     for other in reg.charts() {
         for (k, v) in &other.variables {
-            host_vars.push((k.to_string(), fmt5(*v)));
+            host_vars.insert(k.to_string(), five(*v));
         }
     }
-    let obj = |vars: &[(String, String)]| -> String {
-        vars.iter().map(|(k, v)| format!("\t\t{}: {}", js(k), v)).collect::<Vec<_>>().join(",\n")
-    };
-    format!(
-        "{{\n\t\"chart\": {},\n\t\"chart_name\": {},\n\t\"chart_context\": {},\n\t\"chart_variables\": {{\n{}\n\t}},\n\t\"family\": {},\n\t\"family_variables\": {{\n\t}},\n\t\"host\": {},\n\t\"host_variables\": {{\n{}\n\t}}\n}}\n",
-        js(&r.id),
-        js(&r.id),
-        js(c.context),
-        obj(&chart_vars),
-        js(c.family),
-        js(&r.alerts.hostname),
-        obj(&host_vars),
-    )
+    pretty(&json!({
+        "chart": r.id,
+        "chart_name": r.id,
+        "chart_context": c.context,
+        "chart_variables": chart_vars,
+        "family": c.family,
+        "family_variables": {},
+        "host": r.alerts.hostname,
+        "host_variables": host_vars,
+    }))
 }

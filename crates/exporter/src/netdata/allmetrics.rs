@@ -111,34 +111,32 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             (200, "text/plain; version=0.0.4; charset=utf-8", t.into_string())
         }
         "json" => {
-            let mut entries = Vec::new();
+            let mut entries = serde_json::Map::new();
             for ChartRef { id, registry, inner, .. } in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
                 let last = c.times().next_back().map_or(0, |t| *t as i64);
-                let dims: Vec<String> = c
+                let dimensions: serde_json::Map<String, serde_json::Value> = c
                     .dimensions
                     .iter()
                     .map(|d| {
-                        format!(
-                            "\t\t\t{}: {{\n\t\t\t\t\"name\": {},\n\t\t\t\t\"value\": {}\n\t\t\t}}",
-                            js(&d.id),
-                            js(d.name()),
-                            c.last(d).map_or("null".into(), |v| format!("{v:.7}"))
-                        )
+                        // Always a float, as Netdata prints it (`9.0000000`).
+                        let value =
+                            c.last(d).map_or(serde_json::Value::Null, |v| ((v * 1e7).round() / 1e7).into());
+                        (d.id.to_string(), serde_json::json!({ "name": d.name(), "value": value }))
                     })
                     .collect();
-                entries.push(format!(
-                    "\t{}: {{\n\t\t\"name\":{},\n\t\t\"family\":{},\n\t\t\"context\":{},\n\t\t\"units\":{},\n\t\t\"last_updated\": {last},\n\t\t\"dimensions\": {{\n{}\n\t\t}}\n\t}}",
-                    js(id),
-                    js(id),
-                    js(c.family),
-                    js(c.context),
-                    js(c.units),
-                    dims.join(",\n")
-                ));
+                let entry = serde_json::json!({
+                    "name": id,
+                    "family": c.family,
+                    "context": c.context,
+                    "units": c.units,
+                    "last_updated": last,
+                    "dimensions": dimensions,
+                });
+                entries.insert(id.clone(), entry);
             }
-            (200, JSON, format!("{{\n{}\n}}", entries.join(",\n")))
+            (200, JSON, pretty(&serde_json::Value::Object(entries)))
         }
         // shell (the default)
         _ => {

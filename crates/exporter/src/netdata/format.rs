@@ -33,10 +33,21 @@ pub(super) fn num_or_null(v: Option<f64>) -> String {
     num(v.unwrap_or(f64::NAN))
 }
 
-pub(super) fn fmt5(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.5}")
-    } else {
-        "null".into()
+/// A number as Netdata writes it, as a JSON value: integers as integers, others with at most
+/// 7 decimals, `null` where it is not finite.
+pub(super) fn number(v: f64) -> serde_json::Value {
+    if !v.is_finite() {
+        return serde_json::Value::Null;
     }
+    if v == v.trunc() && v.abs() < 1e15 {
+        return (v as i64).into();
+    }
+    ((v * 1e7).round() / 1e7).into()
+}
+
+/// A JSON answer's body, indented as Netdata's are, with a final newline.
+pub(super) fn pretty(v: &serde_json::Value) -> String {
+    let mut out = serde_json::to_string_pretty(v).unwrap_or_default();
+    out.push('\n');
+    out
 }

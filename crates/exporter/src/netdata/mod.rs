@@ -117,7 +117,7 @@ fn chart(p: &FleetPublished, params: &[(String, String)]) -> Answer {
     };
     let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
     match reg.chart(r.inner) {
-        Some(c) => (200, JSON, chart_json(&r, c, "\t\t")),
+        Some(c) => (200, JSON, pretty(&chart_json(&r, c))),
         None => (404, TEXT, format!("Chart is not found: {id}")),
     }
 }
