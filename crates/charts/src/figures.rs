@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use ipcwatch_sampler::posix::PosixQueue;
 use ipcwatch_sampler::{is_unlimited, Snapshot};
 
 use crate::queues::ChosenQueue;
@@ -287,6 +288,37 @@ pub const QUEUE_FIGURES: &[QueueFigure] = &[
 /// The labels of every per-queue series.
 pub const QUEUE_LABELS: [&str; 3] = ["key", "id", "owner"];
 
+/// A figure of each POSIX message queue (exported, not charted).
+pub struct PosixQueueFigure {
+    pub read: fn(&PosixQueue) -> u64,
+    pub metric: &'static str,
+    pub help: &'static str,
+}
+
+/// Most per-queue POSIX series per namespace (the fullest queues first).
+pub const POSIX_QUEUE_SERIES: usize = 100;
+
+pub const POSIX_QUEUE_FIGURES: &[PosixQueueFigure] = &[
+    PosixQueueFigure {
+        read: |q| q.messages,
+        metric: "posix_mqueue_queue_messages",
+        help: "Messages on the POSIX queue (mq_curmsgs).",
+    },
+    PosixQueueFigure {
+        read: |q| q.max_messages,
+        metric: "posix_mqueue_queue_max_messages",
+        help: "Most messages the POSIX queue holds (mq_maxmsg); at it, senders block or get EAGAIN.",
+    },
+    PosixQueueFigure {
+        read: |q| q.message_size,
+        metric: "posix_mqueue_queue_message_size_bytes",
+        help: "Largest message the POSIX queue takes (mq_msgsize).",
+    },
+];
+
+/// The labels of [`POSIX_QUEUE_FIGURES`] besides `ipc_namespace`.
+pub const POSIX_QUEUE_LABELS: [&str; 2] = ["name", "owner"];
+
 pub fn limits() -> impl Iterator<Item = &'static Figure> {
     FIGURES.iter().filter(|f| f.kind == Kind::Limit)
 }
@@ -465,7 +497,8 @@ pub fn report_all(all: &[ipcwatch_sampler::namespaces::NamespaceSnapshot]) -> St
     out
 }
 
-/// The metrics table of docs/metrics.md, generated from [`FIGURES`] and [`QUEUE_FIGURES`].
+/// The metrics table of docs/metrics.md, generated from [`FIGURES`], [`QUEUE_FIGURES`] and
+/// [`POSIX_QUEUE_FIGURES`].
 pub fn markdown_table() -> String {
     let mut out =
         String::from("| metric | labels | kernel | chart dimension | meaning |\n|---|---|---|---|---|\n");
@@ -485,6 +518,14 @@ pub fn markdown_table() -> String {
         let chart = q.chart.map_or(String::new(), |c| format!("`{c}` (msqid)"));
         let labels = QUEUE_LABELS.map(|l| format!("`{l}`")).join(", ");
         let _ = writeln!(out, "| `{}` | {} | | {} | {} |", q.metric, labels, chart, q.help);
+    }
+    for q in POSIX_QUEUE_FIGURES {
+        let labels = POSIX_QUEUE_LABELS.map(|l| format!("`{l}`")).join(", ");
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | | | {} One per queue, the {POSIX_QUEUE_SERIES} fullest of each namespace. |",
+            q.metric, labels, q.help
+        );
     }
     out
 }

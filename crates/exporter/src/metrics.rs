@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use bytes::Bytes;
-use ipcwatch_charts::figures::{FIGURES, QUEUE_FIGURES, QUEUE_LABELS};
+use ipcwatch_charts::figures::{
+    FIGURES, POSIX_QUEUE_FIGURES, POSIX_QUEUE_LABELS, POSIX_QUEUE_SERIES, QUEUE_FIGURES, QUEUE_LABELS,
+};
 use ipcwatch_charts::owners::OWNER_FIGURES;
 use ipcwatch_holders::HoldersPublished;
 use ipcwatch_pipeline::{FleetPublished, NamespacePublished};
@@ -250,23 +252,6 @@ const CENSUS_TIMESTAMP: SelfMetric = SelfMetric {
     kind: "gauge",
 };
 
-/// Most per-queue POSIX series per namespace (the fullest queues first).
-pub const POSIX_QUEUE_SERIES: usize = 100;
-
-type QueueRead = fn(&ipcwatch_sampler::posix::PosixQueue) -> u64;
-
-const POSIX_QUEUE_FIGURES: [(&str, &str, QueueRead); 3] = [
-    ("posix_mqueue_queue_messages", "Messages on the POSIX queue (mq_curmsgs).", |q| q.messages),
-    (
-        "posix_mqueue_queue_max_messages",
-        "Most messages the POSIX queue holds (mq_maxmsg); at it, senders block or get EAGAIN.",
-        |q| q.max_messages,
-    ),
-    ("posix_mqueue_queue_message_size_bytes", "Largest message the POSIX queue takes (mq_msgsize).", |q| {
-        q.message_size
-    }),
-];
-
 const USER_BYTES: SelfMetric = SelfMetric {
     name: "posix_mqueue_user_bytes",
     help: "What the user's POSIX queues, in every IPC namespace, charge against the user's RLIMIT_MSGQUEUE (computed: the kernel exports no counter). mq_open fails with EMFILE beyond the limit.",
@@ -315,15 +300,16 @@ fn render_posix(t: &mut Text, namespaces: &[ipcwatch_pipeline::NamespacePublishe
         return;
     }
     let mut names = state.user_names.lock().unwrap_or_else(|p| p.into_inner());
-    for (metric, help, read) in POSIX_QUEUE_FIGURES {
-        t.family(metric, help, "gauge");
+    let [name, owner] = POSIX_QUEUE_LABELS;
+    for f in POSIX_QUEUE_FIGURES {
+        t.family(f.metric, f.help, "gauge");
         for n in namespaces {
             for q in queues(n) {
-                let owner = names.name(q.owner);
+                let owner_name = names.name(q.owner);
                 t.sample(
-                    metric,
-                    &[(NS, &n.label), ("name", &q.name), ("owner", &owner)],
-                    Value::Int(read(q)),
+                    f.metric,
+                    &[(NS, &n.label), (name, &q.name), (owner, &owner_name)],
+                    Value::Int((f.read)(q)),
                 );
             }
         }
