@@ -497,7 +497,16 @@ impl Fleet {
             // daemon's own namespace can be sampled; the others end.
             None => Ok(targets
                 .iter()
-                .map(|(i, ..)| if *i == home { Ok(sampler.snapshot()) } else { Err(VisitError::Gone) })
+                .map(|(i, ..)| {
+                    if *i != home {
+                        return Err(VisitError::Gone);
+                    }
+                    // Named, so the sampler need not read its own namespace's link each tick.
+                    if let Some((inode, pid)) = self.members.get(i).map(|m| (*i, m.identity.pid)) {
+                        sampler.set_target(inode, pid, false);
+                    }
+                    Ok(sampler.snapshot())
+                })
                 .collect()),
         };
         let samples = samples.unwrap_or_else(|e| {
