@@ -315,9 +315,10 @@ fn the_dashboard_draws_the_known_values_and_a_raised_alert_in_a_real_browser() {
     let paint = attr(&dom, "<body", "data-first-paint-ms").expect("a chart was painted");
     println!("first chart painted {paint} ms after navigation started");
 
-    // SEMMNI down to 3 with 3 arrays: semaphore_arrays_used goes CRITICAL, first in the list.
+    // SEMMNI down to 3 with 3 arrays: semaphore_arrays_used goes CRITICAL, first in the list
+    // (limits are read every 10 s, the rule evaluated every 10 s).
     ns.cmd("sysctl sem 250 32000 32 3");
-    let raised = eventually(15, || {
+    let raised = eventually(30, || {
         let dom = chromium(&url, &["--dump-dom"]);
         attr(&dom, "<tr class=\"alert", "data-name") == Some("semaphore_arrays_used")
             && attr(&dom, "<tr class=\"alert", "data-status") == Some("CRITICAL")

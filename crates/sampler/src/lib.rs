@@ -224,17 +224,17 @@ impl Sampler {
         let (shm, report) = timed(collectors::shm::NAME, || self.shared_memory(&mut snap.warnings));
         snap.shared_memory = shm;
         snap.collectors.push(report);
-        // Another namespace's SysV limits (three IPC_INFO calls) are read every
+        // A watched namespace's SysV limits (three IPC_INFO calls) are read every
         // LIMITS_EVERY: only a write to its /proc/sys/kernel changes them.
-        let other = self.target.filter(|t| t.other).map(|t| t.inode);
-        let kept = other.and_then(|i| self.limits_kept.get(&i)).filter(|k| k.0.elapsed() < LIMITS_EVERY);
+        let watched = self.target.map(|t| t.inode);
+        let kept = watched.and_then(|i| self.limits_kept.get(&i)).filter(|k| k.0.elapsed() < LIMITS_EVERY);
         if let Some((_, limits, report)) = kept {
             snap.limits = limits.clone();
             snap.collectors.push(report.clone());
         } else {
             let (limits, report) = timed(collectors::limits::NAME, || self.limits());
             snap.limits = limits.unwrap_or_default();
-            if let Some(inode) = other.filter(|_| report.ok) {
+            if let Some(inode) = watched.filter(|_| report.ok) {
                 if self.limits_kept.len() >= 4096 {
                     self.limits_kept.clear();
                 }

@@ -11,7 +11,9 @@ fn note_call_failure<T>(errors: &mut Vec<Error>, call: &'static str, failed: Opt
     }
 }
 
-/// How often the SysV limits of a namespace other than the daemon's own are read again.
+/// How often a watched namespace's SysV limits (three IPC_INFO calls) are read again: only a
+/// write to its /proc/sys/kernel changes them, and Netdata reads them once a minute. A
+/// one-shot sample (no [`Sampler::set_target`]) reads them every time.
 pub const LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Sampler {
