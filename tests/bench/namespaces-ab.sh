@@ -1,0 +1,64 @@
+#!/bin/sh
+# Two builds of the daemon, alternately, over the same N container namespaces (each with an
+# array, a queue and a segment, sharing one mount namespace whose /dev/shm holds 3 files, as
+# in namespaces.sh), with a gzip scrape every 15 s: whole-process CPU and peak RSS of each run.
+# This machine's speed drifts by up to 40% from hour to hour; runs that alternate in one
+# session compare two builds where figures from different hours cannot.
+#
+#   tests/bench/namespaces-ab.sh BASELINE [N] [SECONDS] [ROUNDS]
+#       BASELINE: another build's binary (e.g. a worktree's target/release/ipcwatch);
+#       compared with this tree's release build. Defaults: 1000 namespaces, 62 s, 2 rounds.
+#
+# Not part of the test suite: it prints figures.
+set -eu
+cd "$(dirname "$0")/../.."
+base=${1:?usage: namespaces-ab.sh BASELINE [N] [SECONDS] [ROUNDS]}
+n=${2:-1000}
+secs=${3:-62}
+rounds=${4:-2}
+cargo build -q --release -p ipcwatch -p ipcwatch-testkit
+current=$PWD/target/release/ipcwatch
+tk=$PWD/target/release/ipcwatch-testkit
+dir=$(mktemp -d)
+mkfifo "$dir/in"
+unshare --user --map-root-user --ipc --mount "$tk" < "$dir/in" > "$dir/out" &
+driver=$!
+exec 3> "$dir/in"
+trap 'exec 3>&-; wait $driver 2>/dev/null; rm -rf "$dir"' EXIT
+echo check-namespace >&3
+echo "run $dir/mount.out mount -t tmpfs -o size=64m tmpfs /dev/shm" >&3
+for f in 1 2 3; do echo "write /dev/shm/file$f 4096" >&3; done
+i=0
+while [ $i -lt "$n" ]; do
+    echo "spawn $dir/holder.out unshare --ipc $tk --hold check-namespace;sem,0,1;msg,0;shm,0,4096" >&3
+    i=$((i + 1))
+done
+lines=$((n + 5))
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
+r=0
+while [ $r -lt "$rounds" ]; do
+    for bin in "$base" "$current"; do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        echo "spawn $dir/daemon.log $bin --web.listen-address 127.0.0.1:$port" >&3
+        lines=$((lines + 1))
+        until [ "$(wc -l < "$dir/out")" -ge $lines ]; do sleep 0.2; done
+        pid=$(tail -n 1 "$dir/out" | awk '{print $2}')
+        until curl -sf "127.0.0.1:$port/-/ready" >/dev/null; do sleep 0.2; done
+        sleep 12 # every namespace watched, the first census done
+        t0=$(cpu_ns "$pid")
+        # (Without fd 3: the driver stops when the last writer of its input closes it.)
+        ( while :; do curl -s -o /dev/null -H 'Accept-Encoding: gzip' "127.0.0.1:$port/metrics"; sleep 15; done ) 3>&- &
+        scraper=$!
+        sleep "$secs"
+        kill "$scraper"
+        t1=$(cpu_ns "$pid")
+        name=baseline
+        [ "$bin" = "$current" ] && name=current
+        printf '%-8s %s ms/s, peak RSS %s\n' "$name" \
+            "$(echo "($t1 - $t0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" \
+            "$(awk '/VmHWM/ { print $2, $3 }' /proc/"$pid"/status)"
+        kill "$pid"
+        sleep 1
+    done
+    r=$((r + 1))
+done
