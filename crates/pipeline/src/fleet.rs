@@ -444,6 +444,9 @@ impl Fleet {
         let others = (0..inodes.len()).filter(|i| inodes[*i] != self.home);
         let shown = &mut self.dev_shm_shown;
         shown.clear();
+        if !self.sampler.config().posix {
+            return;
+        }
         for i in home_first.chain(others) {
             let (Ok(snapshot), Some(m)) = (&mut samples[i], self.members.get(&inodes[i])) else { continue };
             // Shown (or tried) already with another namespace: not read again, and no

@@ -258,6 +258,11 @@ impl Sampler {
         snap
     }
 
+    /// What it was made with (whether it reads POSIX IPC, where procfs is).
+    pub fn config(&self) -> &SamplerConfig {
+        &self.config
+    }
+
     /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples and a process
     /// of it, so that POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when
     /// that is the namespace's own. `other`: a namespace not the daemon's own, whose POSIX IPC
