@@ -1,7 +1,6 @@
 #!/bin/sh
-# Two builds of the daemon, alternately, over the same N container namespaces (each with an
-# array, a queue and a segment, sharing one mount namespace whose /dev/shm holds 3 files, as
-# in namespaces.sh), with a gzip scrape every 15 s: whole-process CPU and peak RSS of each run.
+# Two builds of the daemon, alternately, over the same N container namespaces (the load of
+# namespaces.sh: namespaces-setup.sh), with a gzip scrape every 15 s: whole-process CPU and peak RSS of each run.
 # This machine's speed drifts by up to 40% from hour to hour; runs that alternate in one
 # session compare two builds where figures from different hours cannot.
 #
@@ -18,21 +17,8 @@ secs=${3:-62}
 rounds=${4:-2}
 cargo build -q --release -p ipcwatch -p ipcwatch-testkit
 current=$PWD/target/release/ipcwatch
-tk=$PWD/target/release/ipcwatch-testkit
-dir=$(mktemp -d)
-mkfifo "$dir/in"
-unshare --user --map-root-user --ipc --mount "$tk" < "$dir/in" > "$dir/out" &
-driver=$!
-exec 3> "$dir/in"
-trap 'exec 3>&-; wait $driver 2>/dev/null; rm -rf "$dir"' EXIT
-echo check-namespace >&3
-echo "run $dir/mount.out mount -t tmpfs -o size=64m tmpfs /dev/shm" >&3
-for f in 1 2 3; do echo "write /dev/shm/file$f 4096" >&3; done
-i=0
-while [ $i -lt "$n" ]; do
-    echo "spawn $dir/holder.out unshare --ipc $tk --hold check-namespace;sem,0,1;msg,0;shm,0,4096" >&3
-    i=$((i + 1))
-done
+. tests/bench/namespaces-setup.sh
+start_namespaces "$n"
 lines=$((n + 5))
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
 r=0

@@ -15,22 +15,9 @@ n=${1:-100}
 secs=${2:-70}
 cargo build -q --release -p ipcwatch -p ipcwatch-testkit
 bin=$PWD/target/release/ipcwatch
-tk=$PWD/target/release/ipcwatch-testkit
-dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkfifo "$dir/in"
-unshare --user --map-root-user --ipc --mount "$tk" < "$dir/in" > "$dir/out" &
-driver=$!
-exec 3> "$dir/in"
-trap 'exec 3>&-; wait $driver 2>/dev/null; rm -rf "$dir"' EXIT
-echo check-namespace >&3
-echo "run $dir/mount.out mount -t tmpfs -o size=64m tmpfs /dev/shm" >&3
-for f in 1 2 3; do echo "write /dev/shm/file$f 4096" >&3; done
-i=0
-while [ $i -lt "$n" ]; do
-    echo "spawn $dir/holder.out unshare --ipc $tk --hold check-namespace;sem,0,1;msg,0;shm,0,4096" >&3
-    i=$((i + 1))
-done
+. tests/bench/namespaces-setup.sh
+start_namespaces "$n"
 # IPCWATCH_BENCH_CONFIG=FILE runs the daemon with that config (to see what a part costs).
 config=${IPCWATCH_BENCH_CONFIG:+--config $IPCWATCH_BENCH_CONFIG}
 # IPCWATCH_BENCH_WRAP="heaptrack -o FILE" runs it under a profiler (its figures then include the tool's).
