@@ -7,12 +7,17 @@ use super::*;
 
 /// The page size SHMALL and `shm_tot` are counted in.
 pub fn page_size() -> u64 {
+    sysconf_or(libc::_SC_PAGESIZE, 4096)
+}
+
+/// `sysconf(name)`, or `default` where the system does not say.
+fn sysconf_or(name: libc::c_int, default: u64) -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
-    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if ps > 0 {
-        ps as u64
+    let v = unsafe { libc::sysconf(name) };
+    if v > 0 {
+        v as u64
     } else {
-        4096
+        default
     }
 }
 
@@ -110,13 +115,7 @@ pub fn user_name(uid: u32) -> Option<String> {
 
 /// Clock ticks per second, the unit of a process's start time in `/proc/PID/stat`.
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+    sysconf_or(libc::_SC_CLK_TCK, 100)
 }
 
 /// Whether process `pid` exists in the caller's pid namespace: `kill(pid, 0)` sends nothing
