@@ -119,8 +119,12 @@ pub fn stale_objects(
                 None => Vec::new(),
             };
             let error = (!gathered.snapshot.ok()).then(|| {
-                let failed: Vec<String> =
-                    gathered.snapshot.collectors.iter().filter_map(|c| c.error.clone()).collect();
+                let failed: Vec<String> = gathered
+                    .snapshot
+                    .collectors
+                    .iter()
+                    .filter_map(|c| c.error.as_deref().map(str::to_string))
+                    .collect();
                 format!("partly read: {}", failed.join("; "))
             });
             (objects, pruned, error)

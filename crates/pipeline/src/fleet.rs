@@ -455,7 +455,7 @@ impl Fleet {
             if mnt.is_some_and(|mnt| !shown.insert(mnt)) {
                 continue;
             }
-            self.sampler.add_dev_shm(snapshot, m.identity.pid);
+            self.sampler.add_dev_shm_in(snapshot, m.identity.pid, mnt);
         }
     }
 
@@ -616,12 +616,13 @@ fn object_count(s: &Snapshot) -> u64 {
 fn failed_snapshot(e: &VisitError) -> Snapshot {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let error: std::sync::Arc<str> = e.to_string().into();
     let report = |name| CollectorReport {
         name,
         ok: false,
         source: Origin::None,
         duration_seconds: 0.0,
-        error: Some(e.to_string()),
+        error: Some(error.clone()),
     };
     Snapshot {
         timestamp: now,

@@ -250,7 +250,7 @@ impl Sampler {
                 ok: posix.error.is_none(),
                 source: if posix.error.is_none() { Origin::Syscall } else { Origin::None },
                 duration_seconds: start.elapsed().as_secs_f64(),
-                error: posix.error.as_deref().map(str::to_string),
+                error: posix.error.clone(),
             });
             snap.posix = Some(posix);
         }
@@ -435,7 +435,7 @@ fn timed<T>(name: &'static str, f: impl FnOnce() -> Outcome<T>) -> (Option<T>, C
         ok: outcome.complete,
         source: outcome.origin,
         duration_seconds: start.elapsed().as_secs_f64(),
-        error: outcome.error.map(|e| e.to_string()),
+        error: outcome.error.map(|e| e.to_string().into()),
     };
     (outcome.value, report)
 }

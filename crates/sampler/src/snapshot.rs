@@ -137,8 +137,10 @@ pub struct CollectorReport {
     pub ok: bool,
     pub source: Origin,
     pub duration_seconds: f64,
-    /// Why it failed, or why a fallback was used.
-    pub error: Option<String>,
+    /// Why it failed, or why a fallback was used. Shared: a failure repeated every tick (a
+    /// namespace whose mqueue cannot be mounted, a limit kept from the last read) is the same
+    /// text, not a new one.
+    pub error: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

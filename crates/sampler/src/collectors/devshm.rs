@@ -31,8 +31,18 @@ impl Sampler {
         if !self.config.posix {
             return;
         }
+        let mnt = self.mount_namespace(pid);
+        self.add_dev_shm_in(snap, pid, mnt);
+    }
+
+    /// [`Sampler::add_dev_shm`] for a caller that has looked up `pid`'s mount namespace
+    /// already ([`Sampler::mount_namespace`]).
+    pub fn add_dev_shm_in(&mut self, snap: &mut Snapshot, pid: u32, mnt: Option<u64>) {
+        if !self.config.posix {
+            return;
+        }
         let start = Instant::now();
-        let read = self.dev_shm(pid);
+        let read = self.dev_shm(pid, mnt);
         // No /dev/shm, or a plain directory there (a chroot): nothing to report, no failure.
         let absent = |e: &std::io::Error| {
             matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::Unsupported)
@@ -45,7 +55,7 @@ impl Sampler {
             ok: read.is_ok(),
             source: if read.is_ok() { Origin::Syscall } else { Origin::None },
             duration_seconds: start.elapsed().as_secs_f64(),
-            error: read.as_ref().err().map(|e| format!("/dev/shm of pid {pid}: {e}")),
+            error: read.as_ref().err().map(|e| format!("/dev/shm of pid {pid}: {e}").into()),
         });
         snap.dev_shm = read.ok();
     }
@@ -64,11 +74,10 @@ impl Sampler {
         mnt
     }
 
-    pub(crate) fn dev_shm(&mut self, pid: u32) -> std::io::Result<posix::DevShm> {
+    pub(crate) fn dev_shm(&mut self, pid: u32, mnt: Option<u64>) -> std::io::Result<posix::DevShm> {
         // IPC namespaces that share a mount namespace share its /dev/shm: within one round
         // of samples its use is read once, and its files listed once every
         // POSIX_DETAIL_EVERY (a thousand PrivateIPC= units, one statfs a tick).
-        let mnt = self.mount_namespace(pid);
         let shared = mnt.and_then(|m| self.shm_by_mount.get(&m));
         if let Some(s) = shared.filter(|s| s.used_at.elapsed() < SHARED_READ_FOR) {
             return Ok(s.usage.clone());
