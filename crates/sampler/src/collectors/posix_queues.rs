@@ -75,17 +75,14 @@ impl Sampler {
         // A container's own /dev/mqueue, once a private mount has shown the namespace's
         // device: reached without trusting it (no symlink, nothing on FUSE), held open while
         // it is read, and cheaper than another mount.
-        let try_own = !initial && no_own_mqueue.is_none();
-        let tried_own = try_own && target.is_some() && device.is_some();
-        let container_mqueue = match (try_own, target.map(|t| t.pid).zip(device)) {
-            (true, Some((pid, dev))) => {
-                let kinds = &mut self.mount_kinds;
-                within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
-                    .ok()
-                    .filter(|d| d.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev))
-            }
-            _ => None,
-        };
+        let own_mqueue_try =
+            target.map(|t| t.pid).zip(device).filter(|_| !initial && no_own_mqueue.is_none());
+        let container_mqueue = own_mqueue_try.and_then(|(pid, dev)| {
+            let kinds = &mut self.mount_kinds;
+            within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
+                .ok()
+                .filter(|d| d.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev))
+        });
         // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
         let kept_limits = kept
             .filter(|k| slow && Instant::now() < k.limits_next)
@@ -118,7 +115,7 @@ impl Sampler {
             }
             false => every,
         };
-        let no_own_mqueue_since = match (&container_mqueue, tried_own) {
+        let no_own_mqueue_since = match (&container_mqueue, own_mqueue_try.is_some()) {
             (None, true) => Some(Instant::now()),
             (None, false) => no_own_mqueue,
             (Some(_), _) => None,
