@@ -459,7 +459,7 @@ pub struct RegistryConfig {
     pub history_rows: usize,
     /// Most per-queue dimensions on the message-queue charts (biggest queues first).
     pub max_queue_dimensions: usize,
-    /// Most per-owner dimensions on each `ipc.*_by_owner` chart ([holders] max_owners, plus
+    /// Most per-owner dimensions on each `ipc.*_by_owner` chart (`[holders] max_owners`, plus
     /// `other`).
     pub max_owner_dimensions: usize,
 }

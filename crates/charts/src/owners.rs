@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// What an owner (or everyone) holds. Stale, orphaned and destroyed figures are the subsets
-/// defined in the crate docs.
+/// the census defines (see the `ipcwatch-holders` crate docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub semaphore_arrays: u64,
