@@ -15,6 +15,7 @@ mod netdata;
 mod ns;
 mod package;
 mod posix;
+mod probes;
 mod snapshot;
 mod tenant;
 mod tls;

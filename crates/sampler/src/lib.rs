@@ -20,6 +20,7 @@ mod error;
 mod names;
 pub mod namespaces;
 pub mod posix;
+pub mod probes;
 pub mod procfs;
 pub mod snapshot;
 #[allow(unsafe_code)]
@@ -38,7 +39,7 @@ pub use collectors::posix_queues::{POSIX_CONTAINER_EVERY, POSIX_CONTAINER_LIMITS
 pub use error::Error;
 pub use names::{lossless, parse_passwd, use_passwd_file, UserNames};
 pub use snapshot::*;
-pub use sys::user_name;
+pub use sys::{boot_clock_ns, user_name};
 
 /// The System V collectors every snapshot reports on, by name, in report order.
 pub const SYSV_COLLECTORS: [&str; 4] =

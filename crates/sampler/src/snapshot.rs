@@ -97,6 +97,8 @@ pub struct Snapshot {
     /// The `/dev/shm` of the namespace's processes (`null` when not read; a warning says why
     /// when it could not be).
     pub dev_shm: Option<crate::posix::DevShm>,
+    /// What the eBPF probes counted in this namespace (`null` when they are not loaded).
+    pub probes: Option<std::sync::Arc<crate::probes::NamespaceProbes>>,
     /// One entry per collector (`sem`, `msg`, `shm`, `limits`), in that order.
     pub collectors: Vec<CollectorReport>,
     /// Problems that did not fail a collector, such as malformed lines in a /proc text file.

@@ -22,6 +22,12 @@
 //!   mq-rm NAME                      mq_unlink
 //!   mq-sysctl NAME VALUE            write /proc/sys/fs/mqueue/NAME (this namespace only)
 //!   mq-fill-user MAXMSG MSGSIZE     create queues /u0, /u1, ... until mq_open fails -> "N errno"
+//!   try sem|msg|shm COUNT [SIZE]    COUNT IPC_PRIVATE gets -> "MADE REFUSED" (refusals counted)
+//!   try-mq COUNT                    COUNT mq_open(O_CREAT) of /t0, /t1, ... -> "MADE REFUSED"
+//!   sem-wait ID MILLIS              semtimedop -1 on semaphore 0, timing out -> "got"|"timeout"
+//!   send-wait ID SIZE MILLIS        msgsnd without IPC_NOWAIT into a full queue; a thread
+//!                                   receives one message after MILLIS to let it through
+//!   try-send ID SIZE COUNT          COUNT sends with IPC_NOWAIT -> how many were refused
 //!   write PATH BYTES                write BYTES bytes to a new file (fills /dev/shm)
 //!   map PATH                        map PATH shared and close it (in use through the mapping)
 //!   open PATH                       hold PATH open (in use through a descriptor)
@@ -224,6 +230,48 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
         "mq-sysctl" => {
             std::fs::write(format!("/proc/sys/fs/mqueue/{}", w[1]), format!("{}\n", w[2])).map_err(e)?;
             Ok(String::new())
+        }
+        "try" => {
+            let count: usize = num(w, 2)?;
+            let size: usize = w.get(3).map_or(Ok(1), |_| num(w, 3))?;
+            let (made, refused) = tk::try_create(w[1], count, size).map_err(e)?;
+            Ok(format!("{made} {}", refused.len()))
+        }
+        "try-mq" => {
+            let count: usize = num(w, 1)?;
+            let (mut made, mut refused) = (0, 0);
+            for n in 0..count {
+                match tk::mq_create(&format!("/t{n}"), 1, 16) {
+                    Ok(()) => made += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+            Ok(format!("{made} {refused}"))
+        }
+        "sem-wait" => {
+            let (id, millis): (i32, u64) = (num(w, 1)?, num(w, 2)?);
+            let got = tk::sem_wait(id, 0, std::time::Duration::from_millis(millis)).map_err(e)?;
+            Ok(if got { "got" } else { "timeout" }.to_string())
+        }
+        "send-wait" => {
+            let (id, size, millis): (i32, usize, u64) = (num(w, 1)?, num(w, 2)?, num(w, 3)?);
+            let reader = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                tk::msg_receive(id, size.max(1 << 16))
+            });
+            tk::msg_send_wait(id, size).map_err(e)?;
+            reader.join().map_err(|_| "the reader panicked".to_string())?.map_err(e)?;
+            Ok(String::new())
+        }
+        "try-send" => {
+            let (id, size, count): (i32, usize, usize) = (num(w, 1)?, num(w, 2)?, num(w, 3)?);
+            let mut refused = 0;
+            for _ in 0..count {
+                if !tk::msg_send(id, size).map_err(e)? {
+                    refused += 1;
+                }
+            }
+            Ok(refused.to_string())
         }
         "mq-fill-user" => {
             let (maxmsg, msgsize): (i64, i64) = (num(w, 1)?, num(w, 2)?);

@@ -144,3 +144,15 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// CLOCK_BOOTTIME in nanoseconds: the clock the eBPF probes stamp events with
+/// (`bpf_ktime_get_boot_ns`), so they can be put on the wall clock.
+pub fn boot_clock_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which we own.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if ret != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

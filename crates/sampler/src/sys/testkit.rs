@@ -189,3 +189,66 @@ pub fn sem_post(id: i32, num: u16) -> io::Result<()> {
     // SAFETY: one sembuf, ours, and the count passed is 1.
     super::check(unsafe { libc::semop(id, &mut op, 1) }).map(drop)
 }
+
+/// One `semtimedop` of -1 on semaphore `num` of array `id`, waiting at most `timeout`:
+/// `Ok(true)` if it got the semaphore, `Ok(false)` if the wait timed out (EAGAIN).
+pub fn sem_wait(id: i32, num: u16, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut op = libc::sembuf { sem_num: num, sem_op: -1, sem_flg: 0 };
+    let ts =
+        libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: one sembuf and one timespec, both ours; glibc's semtimedop takes them by pointer.
+    let ret = unsafe { libc::syscall(libc::SYS_semtimedop, id, &mut op as *mut libc::sembuf, 1usize, &ts) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Sends one message of `size` bytes, waiting while the queue is full (no IPC_NOWAIT).
+pub fn msg_send_wait(id: i32, size: usize) -> io::Result<()> {
+    let header = std::mem::size_of::<libc::c_long>();
+    let mut buf = vec![0u8; header + size];
+    buf[..header].copy_from_slice(&(1 as libc::c_long).to_ne_bytes());
+    // SAFETY: buf holds a c_long mtype followed by `size` bytes of text, as msgsnd requires.
+    super::check(unsafe { libc::msgsnd(id, buf.as_ptr().cast(), size, 0) }).map(drop)
+}
+
+/// Receives one message of at most `size` bytes without waiting: `Ok(false)` if none.
+pub fn msg_receive(id: i32, size: usize) -> io::Result<bool> {
+    let header = std::mem::size_of::<libc::c_long>();
+    let mut buf = vec![0u8; header + size];
+    // SAFETY: buf has room for a c_long mtype and `size` bytes of text.
+    let ret =
+        unsafe { libc::msgrcv(id, buf.as_mut_ptr().cast(), size, 0, libc::IPC_NOWAIT | libc::MSG_NOERROR) };
+    if ret >= 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOMSG) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Tries `semget(IPC_PRIVATE)`, `msgget(IPC_PRIVATE)` or `shmget(IPC_PRIVATE, size)` (kind
+/// `sem`, `msg`, `shm`) `count` times: how many were made, and the errno of each refusal.
+pub fn try_create(kind: &str, count: usize, size: usize) -> io::Result<(usize, Vec<i32>)> {
+    let (mut made, mut refused) = (0, Vec::new());
+    for _ in 0..count {
+        let r = match kind {
+            "sem" => sem_create(0, size.max(1) as i32),
+            "msg" => msg_create(0),
+            "shm" => shm_create(0, size.max(1)),
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        match r {
+            Ok(_) => made += 1,
+            Err(e) => refused.push(e.raw_os_error().unwrap_or(0)),
+        }
+    }
+    Ok((made, refused))
+}

@@ -1,0 +1,334 @@
+//! Kernel-side counts of the System V and POSIX IPC calls the kernel refused or made wait,
+//! per IPC namespace, from eBPF programs on the syscall tracepoints.
+//!
+//! [`Probes::load`] loads the committed object (`bpf/ipcwatch.bpf.o`, built from
+//! `bpf/ipcwatch.bpf.c` by `bpf/build.sh`) and attaches it; that needs CAP_BPF and
+//! CAP_PERFMON (or CAP_SYS_ADMIN), which the daemon drops right after. From then on the
+//! kernel counts into maps, and [`Probes::refresh`], once a tick, reads them only when
+//! something changed, into one [`NamespaceProbes`] per namespace.
+//!
+//! Why syscall tracepoints: their records are a stable ABI, the same on every architecture,
+//! and they need no BTF-typed program support (fentry), which some kernels lack (this
+//! project's CI kernel among them). The namespace of the caller is read with CO-RE, against
+//! the running kernel's BTF.
+
+#![forbid(unsafe_code)]
+
+mod layout;
+
+use std::collections::{BTreeMap, HashMap as StdHashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::programs::TracePoint;
+use aya::Ebpf;
+use ipcwatch_sampler::probes::{
+    CallKind, Failure, NamespaceProbes, ObjectWaits, Refusals, WaitHistogram, WAIT_BUCKETS,
+};
+
+use layout::*;
+
+/// The compiled programs, committed beside their source.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/ipcwatch.bpf.o");
+
+/// (program, tracepoint in the `syscalls` category).
+pub const PROGRAMS: [(&str, &str); 14] = [
+    ("semget_enter", "sys_enter_semget"),
+    ("semget_exit", "sys_exit_semget"),
+    ("msgget_enter", "sys_enter_msgget"),
+    ("msgget_exit", "sys_exit_msgget"),
+    ("shmget_enter", "sys_enter_shmget"),
+    ("shmget_exit", "sys_exit_shmget"),
+    ("mq_open_enter", "sys_enter_mq_open"),
+    ("mq_open_exit", "sys_exit_mq_open"),
+    ("semop_enter", "sys_enter_semop"),
+    ("semop_exit", "sys_exit_semop"),
+    ("semtimedop_enter", "sys_enter_semtimedop"),
+    ("semtimedop_exit", "sys_exit_semtimedop"),
+    ("msgsnd_enter", "sys_enter_msgsnd"),
+    ("msgsnd_exit", "sys_exit_msgsnd"),
+];
+
+/// Refusals kept for `snapshot --failures` and the namespaces' latest.
+pub const RECENT_FAILURES: usize = 100;
+
+/// How long a namespace's counts outlive the namespace: its inode number can be given to a
+/// new namespace, which must not inherit them.
+const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading the eBPF object: {0}")]
+    Load(String),
+    #[error("attaching {program} to syscalls:{tracepoint}: {reason}")]
+    Attach { program: &'static str, tracepoint: &'static str, reason: String },
+    #[error("the eBPF object has no {0}")]
+    Missing(&'static str),
+    #[error("reading the eBPF map {map}: {reason}")]
+    Read { map: &'static str, reason: String },
+}
+
+/// An error with its causes on one line: aya's own say "failed" and keep the errno below.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The probes' own health: what they could not count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Refusals not sampled for `--failures` (the ring buffer was full); still counted.
+    pub samples_lost: u64,
+    /// Events not counted because a map was full.
+    pub map_full: u64,
+    /// Blocking calls not timed because the in-flight map was full.
+    pub inflight_lost: u64,
+}
+
+pub struct Probes {
+    // Holds the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    health: PerCpuArray<MapData, u64>,
+    ns_stats: PerCpuHashMap<MapData, u32, [u64; STATS_LEN]>,
+    failures: HashMap<MapData, u64, u64>,
+    objects: HashMap<MapData, u64, [u64; OBJECT_LEN]>,
+    recent: RingBuf<MapData>,
+    /// The kernel's change count at the last read: unchanged, nothing is read again.
+    events_seen: Option<u64>,
+    namespaces: BTreeMap<u64, Arc<NamespaceProbes>>,
+    /// Given to a namespace the probes saw nothing in.
+    empty: Arc<NamespaceProbes>,
+    recent_failures: VecDeque<Failure>,
+    /// Each namespace's latest refusal (namespaces with counts only).
+    latest: StdHashMap<u64, Failure>,
+    /// Namespaces with counts that the caller does not know (yet), since when.
+    unknown_since: StdHashMap<u64, Instant>,
+    max_objects: usize,
+    health_now: Health,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes").field("namespaces", &self.namespaces.len()).finish_non_exhaustive()
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(ProbeError::Missing(name))?;
+    T::try_from(map).map_err(|e| ProbeError::Read { map: name, reason: chain(&e) })
+}
+
+impl Probes {
+    /// Loads the committed object and attaches every program.
+    pub fn load(max_objects: usize) -> Result<Probes, ProbeError> {
+        Probes::load_object(OBJECT, max_objects)
+    }
+
+    /// Loads `object` (a build of `bpf/ipcwatch.bpf.c`) and attaches every program. At most
+    /// `max_objects` arrays and queues per namespace are listed by waiting time.
+    pub fn load_object(object: &[u8], max_objects: usize) -> Result<Probes, ProbeError> {
+        let mut ebpf = Ebpf::load(object).map_err(|e| ProbeError::Load(chain(&e)))?;
+        for (program, tracepoint) in PROGRAMS {
+            let p: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Missing(program))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| ProbeError::Load(chain(&e)))?;
+            p.load().map_err(|e| ProbeError::Load(format!("{program}: {}", chain(&e))))?;
+            p.attach("syscalls", tracepoint).map_err(|e| ProbeError::Attach {
+                program,
+                tracepoint,
+                reason: chain(&e),
+            })?;
+        }
+        Ok(Probes {
+            health: take(&mut ebpf, "health")?,
+            ns_stats: take(&mut ebpf, "ns_stats")?,
+            failures: take(&mut ebpf, "failures")?,
+            objects: take(&mut ebpf, "objects")?,
+            recent: take(&mut ebpf, "recent")?,
+            _ebpf: ebpf,
+            events_seen: None,
+            namespaces: BTreeMap::new(),
+            empty: Arc::new(NamespaceProbes::default()),
+            recent_failures: VecDeque::with_capacity(RECENT_FAILURES),
+            latest: StdHashMap::new(),
+            unknown_since: StdHashMap::new(),
+            max_objects,
+            health_now: Health::default(),
+        })
+    }
+
+    /// What the probes counted in namespace `inode` (empty when nothing yet).
+    pub fn namespace(&self, inode: u64) -> Arc<NamespaceProbes> {
+        self.namespaces.get(&inode).unwrap_or(&self.empty).clone()
+    }
+
+    /// The latest refusals in every namespace, oldest first.
+    pub fn recent(&self) -> &VecDeque<Failure> {
+        &self.recent_failures
+    }
+
+    pub fn health(&self) -> Health {
+        self.health_now
+    }
+
+    /// Reads what the kernel counted since the last call, if anything. `known(inode)` says
+    /// whether the caller watches that namespace; counts of a namespace it has not known for
+    /// a minute are deleted (the namespace is gone, and its inode may be reused).
+    pub fn refresh(&mut self, known: &dyn Fn(u64) -> bool) -> Result<(), ProbeError> {
+        self.drain_recent();
+        let health = self.read_health()?;
+        let changed = self.events_seen != Some(health[HEALTH_EVENTS]);
+        self.health_now = Health {
+            samples_lost: health[HEALTH_SAMPLES_LOST],
+            map_full: health[HEALTH_MAP_FULL],
+            inflight_lost: health[HEALTH_INFLIGHT_LOST],
+        };
+        if !changed {
+            // The charts take "new this tick": a quiet tick adds nothing.
+            for probes in self.namespaces.values_mut() {
+                if probes.new_refusals != [0; 4] || probes.send_refused_new != 0 {
+                    let p = Arc::make_mut(probes);
+                    p.new_refusals = [0; 4];
+                    p.send_refused_new = 0;
+                }
+            }
+            return Ok(());
+        }
+        self.events_seen = Some(health[HEALTH_EVENTS]);
+        self.read_maps(known)
+    }
+
+    fn read_health(&self) -> Result<[u64; HEALTH_LEN as usize], ProbeError> {
+        let mut out = [0u64; HEALTH_LEN as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu = self
+                .health
+                .get(&(i as u32), 0)
+                .map_err(|e| ProbeError::Read { map: "health", reason: chain(&e) })?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    fn drain_recent(&mut self) {
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let boot_now = ipcwatch_sampler::boot_clock_ns();
+        while let Some(item) = self.recent.next() {
+            let Some(f) = parse_failure(&item, now_unix_ms, boot_now) else { continue };
+            if let Some(p) = self.namespaces.get_mut(&f.ipc_namespace) {
+                Arc::make_mut(p).last_failure = Some(f.clone());
+            }
+            self.latest.insert(f.ipc_namespace, f.clone());
+            if self.recent_failures.len() == RECENT_FAILURES {
+                self.recent_failures.pop_front();
+            }
+            self.recent_failures.push_back(f);
+        }
+    }
+
+    fn read_maps(&mut self, known: &dyn Fn(u64) -> bool) -> Result<(), ProbeError> {
+        let mut fresh: BTreeMap<u64, NamespaceProbes> = BTreeMap::new();
+        for entry in self.ns_stats.iter() {
+            let (ns, per_cpu) = entry.map_err(|e| ProbeError::Read { map: "ns_stats", reason: chain(&e) })?;
+            let mut sum = [0u64; STATS_LEN];
+            for cpu in per_cpu.iter() {
+                for (s, v) in sum.iter_mut().zip(cpu) {
+                    *s = s.wrapping_add(*v);
+                }
+            }
+            let p = fresh.entry(u64::from(ns)).or_default();
+            p.semaphore_wait = histogram(&sum[SEM_WAIT..SEM_WAIT + WAIT_BUCKETS], sum[SEM_WAIT_NS]);
+            p.send_wait = histogram(&sum[MSG_WAIT..MSG_WAIT + WAIT_BUCKETS], sum[MSG_WAIT_NS]);
+            p.send_refused = sum[MSG_REFUSED];
+        }
+        for entry in self.failures.iter() {
+            let (key, count) = entry.map_err(|e| ProbeError::Read { map: "failures", reason: chain(&e) })?;
+            let (ns, kind, errno) = failure_key(key);
+            let Some(kind) = CallKind::from_index(kind) else { continue };
+            fresh.entry(ns).or_default().refusals.push(Refusals { kind, errno, count });
+        }
+        for entry in self.objects.iter() {
+            let (key, v) = entry.map_err(|e| ProbeError::Read { map: "objects", reason: chain(&e) })?;
+            let (ns, kind, id) = object_key(key);
+            fresh.entry(ns).or_default().objects.push(ObjectWaits {
+                kind,
+                id,
+                wait_ns: v[OBJECT_WAIT_NS],
+                waits: v[OBJECT_WAITS],
+                send_refused: v[OBJECT_REFUSED],
+            });
+        }
+        let now = Instant::now();
+        let mut forget = Vec::new();
+        for (&ns, p) in fresh.iter_mut() {
+            if known(ns) {
+                self.unknown_since.remove(&ns);
+            } else {
+                let since = *self.unknown_since.entry(ns).or_insert(now);
+                if now.duration_since(since) >= FORGET_AFTER {
+                    forget.push(ns);
+                }
+            }
+            p.refusals.sort_by_key(|r| (r.kind, r.errno));
+            p.objects.sort_by(|a, b| {
+                (b.wait_ns, b.send_refused, a.kind, a.id).cmp(&(a.wait_ns, a.send_refused, b.kind, b.id))
+            });
+            p.objects.truncate(self.max_objects);
+            let old = self.namespaces.get(&ns);
+            for kind in CallKind::ALL {
+                let before = old.map_or(0, |o| o.refused(kind));
+                p.new_refusals[kind as usize] = p.refused(kind).saturating_sub(before);
+            }
+            p.send_refused_new = p.send_refused.saturating_sub(old.map_or(0, |o| o.send_refused));
+            p.last_failure = self.latest.get(&ns).cloned();
+        }
+        for ns in forget {
+            fresh.remove(&ns);
+            self.unknown_since.remove(&ns);
+            self.delete_namespace(ns);
+        }
+        self.unknown_since.retain(|ns, _| fresh.contains_key(ns));
+        self.latest.retain(|ns, _| fresh.contains_key(ns));
+        self.namespaces = fresh
+            .into_iter()
+            .map(|(ns, p)| match self.namespaces.remove(&ns) {
+                Some(old) if *old == p => (ns, old),
+                _ => (ns, Arc::new(p)),
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn delete_namespace(&mut self, ns: u64) {
+        let _ = self.ns_stats.remove(&(ns as u32));
+        let keys: Vec<u64> = self.failures.keys().filter_map(Result::ok).filter(|k| k >> 32 == ns).collect();
+        for k in keys {
+            let _ = self.failures.remove(&k);
+        }
+        let keys: Vec<u64> = self.objects.keys().filter_map(Result::ok).filter(|k| k >> 32 == ns).collect();
+        for k in keys {
+            let _ = self.objects.remove(&k);
+        }
+    }
+}
+
+fn histogram(buckets: &[u64], sum_ns: u64) -> WaitHistogram {
+    WaitHistogram { buckets: buckets.to_vec(), sum_ns }
+}
