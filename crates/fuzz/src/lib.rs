@@ -66,7 +66,7 @@ fn procfs(input: &[u8]) {
 fn rules(input: &[u8]) {
     let (rules, _) = ipcwatch_alerts::rules::parse(text(input), Path::new("fuzz.conf"));
     // What parsed must also print and evaluate without trouble.
-    let vars = |name: &str| (name.len() % 3 != 0).then_some(name.len() as f64 - 3.0);
+    let vars = |name: &str| (!name.len().is_multiple_of(3)).then_some(name.len() as f64 - 3.0);
     for r in &rules {
         for e in [&r.calc, &r.warn, &r.crit].into_iter().flatten() {
             let _ = e.expr.to_string();

@@ -339,7 +339,7 @@ impl Fleet {
         let started = Instant::now();
         let known: Vec<&Identity> = self.members.values().map(|m| &*m.identity).collect();
         // Every sixth scan (a minute by default) reads the anchors' names and cgroups again.
-        let refresh = self.scans % 6 == 0;
+        let refresh = self.scans.is_multiple_of(6);
         self.scans += 1;
         self.new_processes.reset(&self.config.procfs);
         let members = &self.members;

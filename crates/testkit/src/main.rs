@@ -137,7 +137,7 @@ fn pool(n: usize, rate: u64, stop: &AtomicBool) {
         if let Ok(a) = tk::sem_create(0, 1 + (round % 8) as i32) {
             arrays.push_back(a);
         }
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             if let Ok(s) = tk::shm_create(0, 4096 * (1 + round % 16)) {
                 segments.push_back(s);
             }
@@ -154,7 +154,7 @@ fn pool(n: usize, rate: u64, stop: &AtomicBool) {
                 let _ = tk::remove(kind, id);
             }
         }
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             if let Some(id) = segments.pop_front() {
                 let _ = tk::remove("shm", id);
             }
