@@ -253,6 +253,28 @@ pub const CHARTS: &[ChartDef] = &[
         1263,
         &["files", "semaphores", "inodes"],
     ),
+    // From the eBPF probes ([ebpf]): what the kernel refused, and how long callers waited.
+    // Empty (no values) where the probes do not run.
+    chart(
+        ALLOCATION_FAILURES_CHART,
+        "IPC Allocations Refused in the Last Minute",
+        "refusals",
+        "ipc refusals",
+        Line,
+        1270,
+        &["sem", "msg", "shm", "mq"],
+    ),
+    chart(
+        SEND_REFUSED_CHART,
+        "IPC Messages Refused by Full Queues in the Last Minute",
+        "messages",
+        "ipc refusals",
+        Line,
+        1271,
+        &["refused"],
+    ),
+    chart(SEMAPHORE_WAIT_CHART, "IPC Time Spent in semop", "seconds/s", "ipc waits", Line, 1272, &["semop"]),
+    chart(SEND_WAIT_CHART, "IPC Time Spent in msgsnd", "seconds/s", "ipc waits", Line, 1273, &["msgsnd"]),
     // From the slow census ([holders]): who holds what, and what nobody holds. A dimension per
     // owner (the top N, then `other`); values change once per census.
     chart(
@@ -356,6 +378,11 @@ pub const CHARTS: &[ChartDef] = &[
     ),
 ];
 
+pub const ALLOCATION_FAILURES_CHART: &str = "ipc.allocation_failures";
+pub const SEND_REFUSED_CHART: &str = "ipc.message_queue_send_refused";
+pub const SEMAPHORE_WAIT_CHART: &str = "ipc.semaphore_wait";
+pub const SEND_WAIT_CHART: &str = "ipc.message_queue_send_wait";
+
 pub const STALE_OBJECTS_CHART: &str = "ipc.stale_objects";
 pub const STALE_BYTES_CHART: &str = "ipc.stale_bytes";
 
@@ -454,7 +481,38 @@ pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
     SLOTS.get_or_init(|| slots(charts))
 }
 
-pub(crate) fn fill(charts: &mut [Chart], at: Row, slots: &[Slot], snap: &Snapshot, queues: &QueueChoice) {
+/// The probe charts' positions, found once (every registry lays its charts out alike).
+fn probe_charts(charts: &[Chart]) -> [usize; 4] {
+    static AT: std::sync::OnceLock<[usize; 4]> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART].map(|id| {
+            charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS")
+        })
+    })
+}
+
+/// The probes' figures, where they run. The waits are seconds waited per second of the
+/// tick: the average number of callers waiting.
+fn fill_probes(charts: &mut [Chart], at: Row, snap: &Snapshot, every: f64) {
+    let Some(p) = &snap.probes else { return };
+    let [refused, send_refused, sem_wait, send_wait] = probe_charts(charts);
+    for (i, v) in p.refused_last_minute.iter().enumerate() {
+        charts[refused].set_at(at, i, *v as f64);
+    }
+    charts[send_refused].set_at(at, 0, p.send_refused_last_minute as f64);
+    charts[sem_wait].set_at(at, 0, p.semaphore_wait_new_ns as f64 / 1e9 / every);
+    charts[send_wait].set_at(at, 0, p.send_wait_new_ns as f64 / 1e9 / every);
+}
+
+pub(crate) fn fill(
+    charts: &mut [Chart],
+    at: Row,
+    slots: &[Slot],
+    snap: &Snapshot,
+    queues: &QueueChoice,
+    every: f64,
+) {
+    fill_probes(charts, at, snap, every);
     for (f, slot) in FIGURES.iter().zip(slots) {
         let value = (f.read)(snap);
         if let (Some((ci, di)), Some(v)) = (slot.value, value) {

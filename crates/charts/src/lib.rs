@@ -560,6 +560,9 @@ impl Registry {
     /// queues that have dimensions of their own (the others' dimensions are retired).
     pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
+        // What the tick covers: the rates (seconds waited per second) divide by it.
+        let every = self.times.back().map_or(1.0, |t| snap.timestamp - t);
+        let every = if every.is_finite() && every > 0.0 { every } else { 1.0 };
         self.times.push_back(snap.timestamp);
         while self.times.len() > keep {
             self.times.pop_front();
@@ -583,7 +586,7 @@ impl Registry {
                 }
             }
         }
-        defs::fill(&mut self.charts, at, self.slots, snap, queues);
+        defs::fill(&mut self.charts, at, self.slots, snap, queues, every);
     }
 
     /// Fills the census's charts in the row [`Registry::update`] just started, from the

@@ -26,6 +26,7 @@ pub struct Config {
     pub alerts: Alerts,
     pub namespaces: Namespaces,
     pub holders: Holders,
+    pub ebpf: Ebpf,
     /// The file this came from (relative paths in it resolve against its folder).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -104,6 +105,23 @@ pub struct Holders {
 impl Default for Holders {
     fn default() -> Self {
         Holders { enabled: true, interval: 60, stale_after: 3600, orphan_after: 3600, max_owners: 20 }
+    }
+}
+
+/// The kernel-side probes: refused and blocked IPC calls, counted in eBPF maps.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ebpf {
+    /// Load them at start (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and tracefs);
+    /// where they cannot load, the daemon runs without them and says why.
+    pub enabled: bool,
+    /// Arrays and queues per namespace with series of their own, the longest waited on first.
+    pub max_objects: usize,
+}
+
+impl Default for Ebpf {
+    fn default() -> Self {
+        Ebpf { enabled: true, max_objects: 10 }
     }
 }
 
@@ -403,6 +421,9 @@ impl Config {
                 "history",
                 format!("{} is not between update_every and 604800 seconds", self.charts.history),
             ));
+        }
+        if self.ebpf.max_objects > 1000 {
+            return Err(("max_objects", "must be at most 1000".into()));
         }
         if self.charts.max_queue_dimensions > 100_000 {
             return Err(("max_queue_dimensions", "must be at most 100000".into()));

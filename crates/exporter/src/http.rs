@@ -314,7 +314,7 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
     let api = path.strip_prefix("/api/v1/").filter(|e| crate::netdata::serves(e));
     let known = metrics
         || api.is_some()
-        || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms" | "/dashboard.js");
+        || matches!(path, "/" | "/-/healthy" | "/-/ready" | "/api/v1/alarms" | "/dashboard.js" | "/failures");
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n");
     }
@@ -357,6 +357,10 @@ pub fn handle<B>(state: &State, req: Request<B>) -> Response<Full<Bytes>> {
                 None => respond(StatusCode::NOT_FOUND, TEXT, "404 page not found\n"),
             }
         }
+        "/failures" => match state.latest() {
+            Some(p) => respond(StatusCode::OK, "application/json", crate::probes::failures_json(&p)),
+            None => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Not ready: no recent sample\n"),
+        },
         "/-/healthy" if state.is_healthy() => respond(StatusCode::OK, TEXT, "Healthy\n"),
         "/-/healthy" => {
             respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Unhealthy: the sampler has stopped\n")

@@ -13,6 +13,7 @@ mod http;
 mod landing;
 mod metrics;
 mod netdata;
+mod probes;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -104,7 +104,7 @@ impl Text<'_> {
         }
     }
 
-    fn family(&mut self, name: &str, help: &str, kind: &str) {
+    pub(crate) fn family(&mut self, name: &str, help: &str, kind: &str) {
         self.spill(SPILL_BYTES);
         self.help(name, help);
         self.kind(name, kind);
@@ -120,7 +120,7 @@ impl Text<'_> {
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
         self.sample_at(name, labels, value, None);
     }
 
@@ -576,6 +576,9 @@ fn render_into(t: &mut Text, published: Option<&FleetPublished>, state: &State) 
         }
     }
     render_posix(t, namespaces, state);
+    if let Some(p) = published {
+        crate::probes::render(t, p);
+    }
     if let Some(h) = state.holders() {
         render_holders(t, &h, namespaces);
     }

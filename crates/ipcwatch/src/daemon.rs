@@ -90,6 +90,27 @@ fn start_census(
     Ok((tx, thread))
 }
 
+/// The eBPF probes, or why the daemon runs without them (said once, in one line).
+fn load_probes(config: &Config) -> Result<ipcwatch_probes::Probes, String> {
+    if !config.ebpf.enabled {
+        tracing::info!("eBPF probes off: [ebpf] enabled = false");
+        return Err("[ebpf] enabled = false".into());
+    }
+    match ipcwatch_probes::Probes::load(config.ebpf.max_objects) {
+        Ok(p) => {
+            tracing::info!(
+                tracepoints = ipcwatch_probes::PROGRAMS.len(),
+                "eBPF probes attached: refused and blocked IPC calls are counted"
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            tracing::warn!("eBPF probes off, everything else runs: {e}");
+            Err(e.to_string())
+        }
+    }
+}
+
 /// Runs until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP, with `flags` on top.
 pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogHandle) -> anyhow::Result<()> {
     ipcwatch_sampler::use_passwd_file(config.passwd_file());
@@ -102,6 +123,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
     let (control, control_rx) = mpsc::channel();
     let (first_tx, first) = tokio::sync::oneshot::channel();
     let (delivery, delivery_rx) = mpsc::sync_channel(1);
+    // Loaded here, before any thread drops its capabilities: CAP_BPF and CAP_PERFMON are
+    // needed only for this, and no thread keeps them.
+    let probes = load_probes(&config);
     let (loop_state, c) = (state.clone(), config.clone());
     // Started before anything else: threads inherit their creator's capabilities, and only
     // this one may keep those that enter other namespaces.
@@ -112,7 +136,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
                 tracing::warn!(error = %e, "cannot drop the sampler thread's other capabilities");
             }
             // Made on this thread: namespace visits (setns) move only the thread that makes them.
-            let fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
+            let mut fleet = Fleet::new(c.sampler(), c.pipeline(), rules, Host::this_machine(), c.fleet());
+            fleet.set_probes(probes);
             if let Ok(delivery) = delivery_rx.recv() {
                 sampling_loop(c.holders.interval, fleet, loop_state, delivery, control_rx, first_tx);
             }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod daemon;
+mod failures;
 mod logging;
 
 #[global_allocator]
@@ -94,6 +95,14 @@ enum Command {
         /// orphan_after), each with its last pids and the ipcrm command that removes it.
         #[arg(long)]
         stale: bool,
+        /// The latest IPC calls the kernel refused (semget, msgget, shmget, mq_open), with
+        /// time, namespace, its owner, pid and command: asked of the running daemon, whose
+        /// eBPF probes count them (the kernel keeps no record of its own).
+        #[arg(long, conflicts_with_all = ["stale", "all_namespaces", "source"])]
+        failures: bool,
+        /// With --failures: the daemon's address (default: its config's first listen address).
+        #[arg(long, value_name = "URL", requires = "failures")]
+        url: Option<String>,
         /// With --stale: the age that counts, instead of stale_after and orphan_after
         /// (`0s` lists everything unused whose processes are gone).
         #[arg(long, value_name = "DURATION", requires = "stale", value_parser = ipcwatch_alerts::parse_age)]
@@ -313,7 +322,19 @@ fn thresholds(config: &Config, older_than: Option<i64>) -> Thresholds {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Some(Command::Snapshot { json, source, all_namespaces, stale: true, older_than }) => {
+        Some(Command::Snapshot { failures: true, url, json, .. }) => {
+            let url = match url {
+                Some(u) => u.clone(),
+                None => {
+                    let config = one_shot_config(&cli)?;
+                    failures::local_url(config.web.listen_addresses.first().map_or(":9917", String::as_str))
+                }
+            };
+            let body = failures::fetch(&url)?;
+            out(&if *json { body } else { terminal_safe(&failures::table(&body)?) })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Snapshot { json, source, all_namespaces, stale: true, older_than, .. }) => {
             let config = one_shot_config(&cli)?;
             let scope = if *all_namespaces { Scope::All } else { Scope::Own };
             let sampler = SamplerConfig { source: *source, ..sampler_config(&config) };

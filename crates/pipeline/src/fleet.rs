@@ -96,7 +96,20 @@ pub struct FleetPublished {
     pub discovery_seconds: f64,
     /// Whether other namespaces can be entered at all (mode all, with the capabilities).
     pub all_namespaces: bool,
+    /// The eBPF probes: whether they run, and the latest refusals they saw.
+    pub probes: ProbesPublished,
     pub finished: Instant,
+}
+
+/// The eBPF probes' state, for /metrics and `snapshot --failures`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbesPublished {
+    pub enabled: bool,
+    /// Why they do not run (disabled in the config, or the kernel refused them).
+    pub reason: Option<Arc<str>>,
+    pub health: ipcwatch_probes::Health,
+    /// The latest refusals in every watched namespace, oldest first (shared while unchanged).
+    pub recent: Arc<Vec<ipcwatch_sampler::probes::Failure>>,
 }
 
 impl FleetPublished {
@@ -114,6 +127,7 @@ impl FleetPublished {
             visits_failed: 0,
             discovery_seconds: 0.0,
             all_namespaces: false,
+            probes: ProbesPublished::default(),
             finished: Instant::now(),
         }
     }
@@ -155,6 +169,9 @@ pub struct Fleet {
     skipped: usize,
     visits_failed: u64,
     discovery_seconds: f64,
+    /// Loaded once at start (the capabilities it takes are dropped after), read every tick.
+    probes: Option<ipcwatch_probes::Probes>,
+    probes_published: ProbesPublished,
 }
 
 /// A source for member pipelines: the fleet samples them itself (inside their namespace).
@@ -203,6 +220,8 @@ impl Fleet {
             skipped: 0,
             visits_failed: 0,
             discovery_seconds: 0.0,
+            probes: None,
+            probes_published: ProbesPublished::default(),
             config,
             pipeline_config,
             rules: rules.into_iter().map(Arc::new).collect(),
@@ -266,6 +285,36 @@ impl Fleet {
             tracing::warn!(missing = %missing.join(" "), "without CAP_SYS_PTRACE, namespaces of other users' processes are not found");
         }
         visitor
+    }
+
+    /// The eBPF probes, loaded by the caller while it held CAP_BPF (or why there are none).
+    pub fn set_probes(&mut self, probes: Result<ipcwatch_probes::Probes, String>) {
+        self.probes_published = match &probes {
+            Ok(_) => ProbesPublished { enabled: true, ..Default::default() },
+            Err(reason) => ProbesPublished { reason: Some(reason.as_str().into()), ..Default::default() },
+        };
+        self.probes = probes.ok();
+    }
+
+    /// Reads what the probes counted since the last tick (nothing when nothing changed).
+    fn refresh_probes(&mut self) {
+        let Some(probes) = &mut self.probes else { return };
+        let (found, members) = (&self.found, &self.members);
+        let known = |inode: u64| members.contains_key(&inode) || found.contains(&inode);
+        if let Err(e) = probes.refresh(&known) {
+            // A map that cannot be read now will not be later: say so once and stop.
+            tracing::error!(error = %e, "the eBPF probes stopped");
+            self.probes = None;
+            self.probes_published =
+                ProbesPublished { reason: Some(e.to_string().into()), ..Default::default() };
+            return;
+        }
+        let recent = probes.recent();
+        let published = &mut self.probes_published;
+        published.health = probes.health();
+        if published.recent.len() != recent.len() || published.recent.last() != recent.back() {
+            published.recent = Arc::new(recent.iter().cloned().collect());
+        }
     }
 
     /// A reload: new settings and rules for every namespace's pipeline.
@@ -518,12 +567,16 @@ impl Fleet {
         });
         let mut samples = samples;
         self.add_dev_shm(&inodes, &mut samples);
+        self.refresh_probes();
         let caps = queue_shares(&samples, self.config.max_queue_series, &mut self.queue_buffer);
         let mut namespaces = Vec::with_capacity(self.members.len());
         let mut gone = Vec::new();
         for ((inode, sample), cap) in inodes.into_iter().zip(samples).zip(caps) {
             let snapshot = match sample {
-                Ok(s) => s,
+                Ok(mut s) => {
+                    s.probes = self.probes.as_ref().map(|p| p.namespace(inode));
+                    s
+                }
                 // The daemon's own namespace never goes.
                 Err(VisitError::Gone) if inode != home => {
                     gone.push(inode);
@@ -561,6 +614,7 @@ impl Fleet {
             visits_failed: self.visits_failed,
             discovery_seconds: self.discovery_seconds,
             all_namespaces: self.visitor.is_some(),
+            probes: self.probes_published.clone(),
             finished: Instant::now(),
         });
         FleetTick { published, notifications, took: started.elapsed() }

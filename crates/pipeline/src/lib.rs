@@ -401,7 +401,7 @@ impl Scope {
 }
 
 mod fleet;
-pub use fleet::{Fleet, FleetConfig, FleetPublished, FleetTick, Member, Mode, NamespacePublished};
+pub use fleet::{Fleet, FleetConfig, FleetPublished, FleetTick, Member, Mode, NamespacePublished, ProbesPublished};
 
 #[cfg(test)]
 mod tests;

@@ -111,6 +111,8 @@ pub struct Probes {
     recent_failures: VecDeque<Failure>,
     /// Each namespace's latest refusal (namespaces with counts only).
     latest: StdHashMap<u64, Failure>,
+    /// Each namespace's counts of the last minute, tick by tick (only ticks that added some).
+    windows: StdHashMap<u64, VecDeque<(Instant, [u64; 5])>>,
     /// Namespaces with counts that the caller does not know (yet), since when.
     unknown_since: StdHashMap<u64, Instant>,
     max_objects: usize,
@@ -166,6 +168,7 @@ impl Probes {
             empty: Arc::new(NamespaceProbes::default()),
             recent_failures: VecDeque::with_capacity(RECENT_FAILURES),
             latest: StdHashMap::new(),
+            windows: StdHashMap::new(),
             unknown_since: StdHashMap::new(),
             max_objects,
             health_now: Health::default(),
@@ -198,19 +201,48 @@ impl Probes {
             map_full: health[HEALTH_MAP_FULL],
             inflight_lost: health[HEALTH_INFLIGHT_LOST],
         };
-        if !changed {
-            // The charts take "new this tick": a quiet tick adds nothing.
+        if changed {
+            self.events_seen = Some(health[HEALTH_EVENTS]);
+            self.read_maps(known)?;
+        } else {
+            // "This tick" figures of a quiet tick are 0.
             for probes in self.namespaces.values_mut() {
-                if probes.new_refusals != [0; 4] || probes.send_refused_new != 0 {
+                if probes.semaphore_wait_new_ns != 0 || probes.send_wait_new_ns != 0 {
                     let p = Arc::make_mut(probes);
-                    p.new_refusals = [0; 4];
-                    p.send_refused_new = 0;
+                    p.semaphore_wait_new_ns = 0;
+                    p.send_wait_new_ns = 0;
                 }
             }
-            return Ok(());
         }
-        self.events_seen = Some(health[HEALTH_EVENTS]);
-        self.read_maps(known)
+        self.settle_windows(Instant::now());
+        Ok(())
+    }
+
+    /// Drops what is older than a minute from each namespace's window, and gives each
+    /// namespace its last minute's sums.
+    fn settle_windows(&mut self, now: Instant) {
+        let minute = std::time::Duration::from_secs(60);
+        let namespaces = &mut self.namespaces;
+        self.windows.retain(|ns, window| {
+            while window.front().is_some_and(|(at, _)| now.duration_since(*at) >= minute) {
+                window.pop_front();
+            }
+            let mut sums = [0u64; 5];
+            for (_, counts) in window.iter() {
+                for (s, c) in sums.iter_mut().zip(counts) {
+                    *s += c;
+                }
+            }
+            if let Some(p) = namespaces.get_mut(ns) {
+                let refused: [u64; 4] = [sums[0], sums[1], sums[2], sums[3]];
+                if p.refused_last_minute != refused || p.send_refused_last_minute != sums[4] {
+                    let p = Arc::make_mut(p);
+                    p.refused_last_minute = refused;
+                    p.send_refused_last_minute = sums[4];
+                }
+            }
+            !window.is_empty()
+        });
     }
 
     fn read_health(&self) -> Result<[u64; HEALTH_LEN as usize], ProbeError> {
@@ -292,11 +324,20 @@ impl Probes {
             });
             p.objects.truncate(self.max_objects);
             let old = self.namespaces.get(&ns);
+            let mut added = [0u64; 5];
             for kind in CallKind::ALL {
-                let before = old.map_or(0, |o| o.refused(kind));
-                p.new_refusals[kind as usize] = p.refused(kind).saturating_sub(before);
+                added[kind as usize] = p.refused(kind).saturating_sub(old.map_or(0, |o| o.refused(kind)));
             }
-            p.send_refused_new = p.send_refused.saturating_sub(old.map_or(0, |o| o.send_refused));
+            added[4] = p.send_refused.saturating_sub(old.map_or(0, |o| o.send_refused));
+            if added != [0; 5] {
+                self.windows.entry(ns).or_default().push_back((now, added));
+            }
+            if let Some(o) = old {
+                p.refused_last_minute = o.refused_last_minute;
+                p.send_refused_last_minute = o.send_refused_last_minute;
+            }
+            p.semaphore_wait_new_ns = p.semaphore_wait.sum_ns.saturating_sub(old.map_or(0, |o| o.semaphore_wait.sum_ns));
+            p.send_wait_new_ns = p.send_wait.sum_ns.saturating_sub(old.map_or(0, |o| o.send_wait.sum_ns));
             p.last_failure = self.latest.get(&ns).cloned();
         }
         for ns in forget {
@@ -306,6 +347,7 @@ impl Probes {
         }
         self.unknown_since.retain(|ns, _| fresh.contains_key(ns));
         self.latest.retain(|ns, _| fresh.contains_key(ns));
+        self.windows.retain(|ns, _| fresh.contains_key(ns));
         self.namespaces = fresh
             .into_iter()
             .map(|(ns, p)| match self.namespaces.remove(&ns) {

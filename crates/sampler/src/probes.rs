@@ -137,17 +137,21 @@ impl Failure {
 }
 
 /// Everything the probes counted for one IPC namespace. Counters only grow (until the
-/// namespace goes away); `new_refusals` is what the latest tick added, for the charts.
+/// namespace goes away); the `*_last_minute` and `*_new_ns` figures are what the charts and
+/// the alert rules read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NamespaceProbes {
     pub refusals: Vec<Refusals>,
-    /// Refusals added since the previous tick, per [`CallKind::ALL`].
-    pub new_refusals: [u64; 4],
+    /// Refusals in the last 60 seconds, per [`CallKind::ALL`].
+    pub refused_last_minute: [u64; 4],
     pub semaphore_wait: WaitHistogram,
     pub send_wait: WaitHistogram,
+    /// Nanoseconds spent in semop/semtimedop and msgsnd that the latest tick added.
+    pub semaphore_wait_new_ns: u64,
+    pub send_wait_new_ns: u64,
     /// `msgsnd` with `IPC_NOWAIT` refused with EAGAIN, in every queue of the namespace.
     pub send_refused: u64,
-    pub send_refused_new: u64,
+    pub send_refused_last_minute: u64,
     /// The arrays and queues callers waited on longest, longest first (capped).
     pub objects: Vec<ObjectWaits>,
     /// The namespace's latest refusal.
