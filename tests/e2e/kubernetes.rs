@@ -97,7 +97,10 @@ fn the_kustomize_base_renders_and_validates_strictly() {
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["SYS_ADMIN", "SYS_PTRACE", "IPC_OWNER", "BPF", "PERFMON"]));
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["SYS_ADMIN", "SYS_PTRACE", "IPC_OWNER", "BPF", "PERFMON"])
+    );
     assert!(sc["privileged"].is_null() || sc["privileged"] == false);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/-/healthy");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/-/ready");

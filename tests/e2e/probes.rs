@@ -115,3 +115,153 @@ fn a_blocked_semop_and_a_blocked_msgsnd_add_their_wait_to_their_namespace() {
         n.objects.iter().find(|o| o.kind == CallKind::Sem && i64::from(o.id) == sem).expect("the array");
     assert_eq!(on_sem.waits, 1);
 }
+
+/// Root here, as CI runs: the daemon on the host can load the probes. Else the reason.
+fn host_root_or_skip(test: &str) -> bool {
+    let root =
+        std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root && std::env::var("IPCWATCH_TEST_BPF").as_deref() == Ok("require") {
+        panic!("IPCWATCH_TEST_BPF=require, and the tests do not run as root");
+    }
+    if !root {
+        eprintln!(
+            "SKIPPED {test}: the daemon loads the eBPF probes only as root; tests/run.sh runs it as root"
+        );
+    }
+    root
+}
+
+fn value(m: &std::collections::BTreeMap<String, f64>, key: &str) -> Option<f64> {
+    m.get(key).copied()
+}
+
+#[test]
+fn a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds() {
+    if !host_root_or_skip("a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds") {
+        return;
+    }
+    use crate::http::{get, ns_samples, wait_ready};
+    let mut ns = Namespace::new("probe-daemon");
+    let me = inode(&mut ns);
+    ns.cmd("sysctl sem 250 1000 32 4");
+    ns.cmd("sysctl msgmni 1");
+    let config = ns.path("probes.toml");
+    std::fs::write(&config, "[namespaces]\nrescan = 1\n").unwrap();
+    let port = crate::http::free_port();
+    let log = ns.path("daemon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let _daemon = crate::ns::KillOnDrop(
+        crate::ns::dies_with_test(crate::ns::IPCWATCH)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(port, &log);
+    let pid = _daemon.0.id();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("eBPF probes attached"), "{text}");
+    let watched = format!("sysvipc_semaphore_arrays_limit{{ipc_namespace=\"{me}\"}}");
+    assert!(
+        crate::alerts::eventually(10, || ns_samples(&get(port, "/metrics").body).contains_key(&watched)),
+        "the namespace is not watched"
+    );
+    // No thread keeps CAP_BPF (39) or CAP_PERFMON (38) once the probes are attached.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for set in ["CapEff:", "CapPrm:"] {
+            let caps = status.lines().find_map(|l| l.strip_prefix(set)).unwrap().trim();
+            let caps = u64::from_str_radix(caps, 16).unwrap();
+            assert_eq!(caps & (3 << 38), 0, "a thread holds CAP_BPF or CAP_PERFMON in {set} {caps:#x}");
+        }
+    }
+
+    let started = Instant::now();
+    assert_eq!(ns.cmd("try sem 10"), "4 6");
+    assert_eq!(ns.cmd("try msg 3"), "1 2");
+    let counted =
+        format!("sysvipc_allocation_failures_total{{ipc_namespace=\"{me}\",kind=\"sem\",errno=\"ENOSPC\"}}");
+    let critical = format!(
+        "ipcwatch_alert_status{{alert=\"ipc_allocation_refused\",chart=\"ipc_ns_{me}.allocation_failures\",ipc_namespace=\"{me}\",status=\"CRITICAL\"}}"
+    );
+    let mut seen_after = None;
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut m = Default::default();
+    while Instant::now() < until {
+        m = ns_samples(&get(port, "/metrics").body);
+        if value(&m, &counted) == Some(6.0) && value(&m, &critical) == Some(1.0) {
+            seen_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen_after = seen_after.unwrap_or_else(|| panic!("not counted and alerted within 10 s: {m:#?}"));
+    eprintln!("refusals counted and alerted {:.2} s after they were made", seen_after.as_secs_f64());
+    let msg =
+        format!("sysvipc_allocation_failures_total{{ipc_namespace=\"{me}\",kind=\"msg\",errno=\"ENOSPC\"}}");
+    assert_eq!(value(&m, &msg), Some(2.0));
+    let body = get(port, "/metrics").body;
+    let last = body
+        .lines()
+        .find(|l| {
+            l.starts_with("sysvipc_allocation_failure_last_timestamp_seconds{") && l.contains(&me.to_string())
+        })
+        .unwrap_or_else(|| panic!("no latest refusal: {body}"));
+    assert!(
+        last.contains("kind=\"msg\"")
+            && last.contains("comm=\"ipcwatch-testki\"")
+            && last.contains(&format!("pid=\"{}\"", ns.pid())),
+        "{last}"
+    );
+    crate::daemon::promtool_check(&body);
+
+    let (code, table) = ns
+        .run(crate::ns::IPCWATCH, &["snapshot", "--failures", "--url", &format!("http://127.0.0.1:{port}")]);
+    assert_eq!(code, "0", "{table}");
+    let mine: Vec<&str> = table.lines().filter(|l| l.contains(&me.to_string())).collect();
+    assert_eq!(mine.len(), 8, "{table}");
+    assert!(mine[0].contains("msgget") && mine[7].contains("semget"), "newest first: {table}");
+    assert!(mine
+        .iter()
+        .all(|l| l.contains("ipcwatch-testki") && l.contains("ENOSPC") && l.contains(&ns.pid().to_string())));
+}
+
+#[test]
+fn with_probes_disabled_or_refused_the_daemon_serves_everything_else() {
+    use crate::http::{get, samples};
+    // Disabled in the config.
+    let mut ns = Namespace::new("probe-off");
+    ns.cmd("sem 0 1");
+    let (port, _, log) = ns.daemon("[ebpf]\nenabled = false\n");
+    let m = samples(&get(port, "/metrics").body);
+    assert_eq!(value(&m, "ipcwatch_ebpf_enabled"), Some(0.0));
+    assert_eq!(value(&m, "sysvipc_semaphore_arrays"), Some(1.0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("eBPF probes off").count(), 1, "{text}");
+    let failures = get(port, "/failures").body;
+    assert!(
+        failures.contains("\"enabled\": false") && failures.contains("[ebpf] enabled = false"),
+        "{failures}"
+    );
+    // Root of a user namespace: no CAP_BPF over the kernel, so the kernel refuses them.
+    let mut ns = Namespace::new("probe-nocap");
+    ns.cmd("sem 0 2");
+    let (port, _, log) = ns.daemon("");
+    let m = samples(&get(port, "/metrics").body);
+    assert_eq!(value(&m, "ipcwatch_ebpf_enabled"), Some(0.0));
+    assert_eq!(value(&m, "sysvipc_semaphores"), Some(2.0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let off: Vec<&str> = text.lines().filter(|l| l.contains("eBPF probes off")).collect();
+    assert_eq!(off.len(), 1, "{text}");
+    assert!(off[0].contains("everything else runs"), "{}", off[0]);
+    let (code, table) = ns
+        .run(crate::ns::IPCWATCH, &["snapshot", "--failures", "--url", &format!("http://127.0.0.1:{port}")]);
+    assert_eq!(code, "0", "{table}");
+    assert!(table.contains("probes are off"), "{table}");
+}

@@ -485,9 +485,8 @@ pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
 fn probe_charts(charts: &[Chart]) -> [usize; 4] {
     static AT: std::sync::OnceLock<[usize; 4]> = std::sync::OnceLock::new();
     *AT.get_or_init(|| {
-        [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART].map(|id| {
-            charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS")
-        })
+        [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART]
+            .map(|id| charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS"))
     })
 }
 

@@ -401,7 +401,9 @@ impl Scope {
 }
 
 mod fleet;
-pub use fleet::{Fleet, FleetConfig, FleetPublished, FleetTick, Member, Mode, NamespacePublished, ProbesPublished};
+pub use fleet::{
+    Fleet, FleetConfig, FleetPublished, FleetTick, Member, Mode, NamespacePublished, ProbesPublished,
+};
 
 #[cfg(test)]
 mod tests;

@@ -336,7 +336,8 @@ impl Probes {
                 p.refused_last_minute = o.refused_last_minute;
                 p.send_refused_last_minute = o.send_refused_last_minute;
             }
-            p.semaphore_wait_new_ns = p.semaphore_wait.sum_ns.saturating_sub(old.map_or(0, |o| o.semaphore_wait.sum_ns));
+            p.semaphore_wait_new_ns =
+                p.semaphore_wait.sum_ns.saturating_sub(old.map_or(0, |o| o.semaphore_wait.sum_ns));
             p.send_wait_new_ns = p.send_wait.sum_ns.saturating_sub(old.map_or(0, |o| o.send_wait.sum_ns));
             p.last_failure = self.latest.get(&ns).cloned();
         }
