@@ -16,6 +16,11 @@
 #                                                           validate the rendered Kubernetes base strictly
 #   kubectl (on the machine image; no Debian package)      renders the kustomize base
 #   netdata, netdata-pandas (PyPI, in target/netdata-clients) Netdata's real clients for /api/v1
+#   clang, llvm, libbpf-dev                                 rebuild the committed eBPF object and compare
+# As root it also mounts tracefs on /sys/kernel/tracing if nothing is mounted there (systemd
+# does at boot; minimal VMs do not), which the eBPF probes attach through, and makes a probe
+# that cannot load fail its test (IPCWATCH_TEST_BPF=require). Not as root, those tests say
+# SKIPPED and why.
 # then checks formatting (cargo fmt) and lints (cargo clippy -D warnings) and runs
 # `cargo test --workspace`. Extra arguments go to cargo test.
 set -eu
@@ -39,6 +44,9 @@ command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 command -v lintian >/dev/null 2>&1 || need="$need lintian"
 command -v man >/dev/null 2>&1 || need="$need man-db"
 command -v objcopy >/dev/null 2>&1 || need="$need binutils"
+command -v clang >/dev/null 2>&1 || need="$need clang"
+command -v llvm-strip >/dev/null 2>&1 || need="$need llvm"
+[ -e /usr/include/bpf/bpf_helpers.h ] || need="$need libbpf-dev"
 command -v python3 >/dev/null 2>&1 || need="$need python3 python3-pip"
 # The Netdata clients get a venv of their own: Debian splits ensurepip out of python3.
 python3 -c "import ensurepip" >/dev/null 2>&1 || need="$need python3-venv"
@@ -73,6 +81,16 @@ command -v kubectl >/dev/null 2>&1 || {
     echo "tests/run.sh: kubectl is missing (it comes with the machine image; no Debian package has it)" >&2
     exit 1
 }
+
+if [ "$(id -u)" -eq 0 ]; then
+    if [ -d /sys/kernel/tracing ] && [ -z "$(ls -A /sys/kernel/tracing 2>/dev/null)" ]; then
+        echo "tests/run.sh: mounting tracefs on /sys/kernel/tracing for the eBPF probes" >&2
+        mount -t tracefs tracefs /sys/kernel/tracing
+    fi
+    export IPCWATCH_TEST_BPF=require
+else
+    echo "tests/run.sh: not root: the eBPF probe tests are skipped (each says SKIPPED and why)" >&2
+fi
 
 # The discipline is part of the suite: a formatting change or a clippy warning fails it.
 cargo fmt --all -- --check

@@ -265,3 +265,52 @@ fn with_probes_disabled_or_refused_the_daemon_serves_everything_else() {
     assert_eq!(code, "0", "{table}");
     assert!(table.contains("probes are off"), "{table}");
 }
+
+/// The clang that built the committed object (Debian 12's): with it, a rebuild is the same
+/// bytes; with another, the rebuild must still load and count the same.
+const COMMITTED_WITH_CLANG: &str = "Debian clang version 14.0.6";
+
+#[test]
+fn the_committed_object_is_what_its_source_builds_and_the_rebuild_counts_the_same() {
+    let Some(mut committed) =
+        probes_or_skip("the_committed_object_is_what_its_source_builds_and_the_rebuild_counts_the_same")
+    else {
+        return;
+    };
+    let bpf = crate::alerts::repo("crates/probes/bpf");
+    let out = std::env::temp_dir().join(format!("ipcwatch-bpf-{}.o", std::process::id()));
+    let built = std::process::Command::new(bpf.join("build.sh"))
+        .arg(&out)
+        .output()
+        .expect("crates/probes/bpf/build.sh runs");
+    assert!(
+        built.status.success(),
+        "build.sh failed (it needs clang, llvm and libbpf-dev; tests/run.sh installs them): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let rebuilt = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let clang = std::process::Command::new("clang").arg("--version").output().unwrap();
+    let clang = String::from_utf8_lossy(&clang.stdout).lines().next().unwrap_or("").to_string();
+    if clang.starts_with(COMMITTED_WITH_CLANG) {
+        assert!(
+            rebuilt == ipcwatch_probes::OBJECT,
+            "crates/probes/bpf/ipcwatch.bpf.o is not what ipcwatch.bpf.c builds: run crates/probes/bpf/build.sh and commit it"
+        );
+    } else {
+        eprintln!("{clang} is not {COMMITTED_WITH_CLANG}: the rebuild is checked by what it counts only");
+    }
+    let mut fresh = ipcwatch_probes::Probes::load_object(&rebuilt, 10).expect("the rebuilt object loads");
+    let mut ns = Namespace::new("probe-rebuild");
+    let me = inode(&mut ns);
+    let sem = ns.num("sem 0 1");
+    ns.cmd("sysctl sem 250 1000 32 2");
+    assert_eq!(ns.cmd("try sem 5"), "1 4");
+    assert_eq!(ns.cmd(&format!("sem-wait {sem} 300")), "timeout");
+    for probes in [&mut committed, &mut fresh] {
+        assert!(refreshed_until(probes, |p| p.namespace(me).semaphore_wait.count() == 1));
+        let n = probes.namespace(me);
+        assert_eq!((n.refused(CallKind::Sem), n.refused(CallKind::Msg)), (4, 0));
+        assert!(n.semaphore_wait.sum_ns >= 300_000_000, "{:?}", n.semaphore_wait);
+    }
+}

@@ -150,10 +150,12 @@ impl Probes {
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| ProbeError::Load(chain(&e)))?;
             p.load().map_err(|e| ProbeError::Load(format!("{program}: {}", chain(&e))))?;
-            p.attach("syscalls", tracepoint).map_err(|e| ProbeError::Attach {
-                program,
-                tracepoint,
-                reason: chain(&e),
+            p.attach("syscalls", tracepoint).map_err(|e| {
+                let mut reason = chain(&e);
+                if reason.contains("tracefs not found") {
+                    reason.push_str(" (mount it: mount -t tracefs tracefs /sys/kernel/tracing)");
+                }
+                ProbeError::Attach { program, tracepoint, reason }
             })?;
         }
         Ok(Probes {
