@@ -110,10 +110,12 @@ fn a_blocked_semop_and_a_blocked_msgsnd_add_their_wait_to_their_namespace() {
     assert_eq!(n.send_refused, 4);
     let on_queue =
         n.objects.iter().find(|o| o.kind == CallKind::Msg && i64::from(o.id) == queue).expect("the queue");
-    assert_eq!((on_queue.send_refused, on_queue.waits), (4, 1), "{on_queue:?}");
+    // The one that waited 1.5 s; a cold call may also take over the 16 µs that count as waiting.
+    assert_eq!(on_queue.send_refused, 4, "{on_queue:?}");
+    assert!(on_queue.waits >= 1 && on_queue.wait_ns >= 1_450_000_000, "{on_queue:?}");
     let on_sem =
         n.objects.iter().find(|o| o.kind == CallKind::Sem && i64::from(o.id) == sem).expect("the array");
-    assert_eq!(on_sem.waits, 1);
+    assert!(on_sem.waits >= 1 && on_sem.wait_ns >= 1_950_000_000, "{on_sem:?}");
 }
 
 /// Root here, as CI runs: the daemon on the host can load the probes. Else the reason.

@@ -9,7 +9,6 @@ pub const HEALTH_EVENTS: usize = 0;
 pub const HEALTH_SAMPLES_LOST: usize = 1;
 pub const HEALTH_MAP_FULL: usize = 2;
 pub const HEALTH_INFLIGHT_LOST: usize = 3;
-pub const HEALTH_LEN: u32 = 4;
 
 // `ns_stats`' value: struct ns_stats, as u64 words.
 pub const SEM_WAIT: usize = 0;

@@ -142,7 +142,12 @@ impl Probes {
     /// Loads `object` (a build of `bpf/ipcwatch.bpf.c`) and attaches every program. At most
     /// `max_objects` arrays and queues per namespace are listed by waiting time.
     pub fn load_object(object: &[u8], max_objects: usize) -> Result<Probes, ProbeError> {
-        let mut ebpf = Ebpf::load(object).map_err(|e| ProbeError::Load(chain(&e)))?;
+        // The in-flight calls live in task storage, which only the kernel side uses: aya
+        // creates such a map without a typed handle for it.
+        let mut ebpf = aya::EbpfLoader::new()
+            .allow_unsupported_maps()
+            .load(object)
+            .map_err(|e| ProbeError::Load(chain(&e)))?;
         for (program, tracepoint) in PROGRAMS {
             let p: &mut TracePoint = ebpf
                 .program_mut(program)
@@ -196,15 +201,15 @@ impl Probes {
     /// a minute are deleted (the namespace is gone, and its inode may be reused).
     pub fn refresh(&mut self, known: &dyn Fn(u64) -> bool) -> Result<(), ProbeError> {
         self.drain_recent();
-        let health = self.read_health()?;
-        let changed = self.events_seen != Some(health[HEALTH_EVENTS]);
-        self.health_now = Health {
-            samples_lost: health[HEALTH_SAMPLES_LOST],
-            map_full: health[HEALTH_MAP_FULL],
-            inflight_lost: health[HEALTH_INFLIGHT_LOST],
-        };
-        if changed {
-            self.events_seen = Some(health[HEALTH_EVENTS]);
+        // One syscall on a quiet tick: the change count (every loss moves it too).
+        let events = self.read_health(HEALTH_EVENTS)?;
+        if self.events_seen != Some(events) {
+            self.events_seen = Some(events);
+            self.health_now = Health {
+                samples_lost: self.read_health(HEALTH_SAMPLES_LOST)?,
+                map_full: self.read_health(HEALTH_MAP_FULL)?,
+                inflight_lost: self.read_health(HEALTH_INFLIGHT_LOST)?,
+            };
             self.read_maps(known)?;
         } else {
             // "This tick" figures of a quiet tick are 0.
@@ -247,16 +252,12 @@ impl Probes {
         });
     }
 
-    fn read_health(&self) -> Result<[u64; HEALTH_LEN as usize], ProbeError> {
-        let mut out = [0u64; HEALTH_LEN as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu = self
-                .health
-                .get(&(i as u32), 0)
-                .map_err(|e| ProbeError::Read { map: "health", reason: chain(&e) })?;
-            *slot = per_cpu.iter().sum();
-        }
-        Ok(out)
+    fn read_health(&self, index: usize) -> Result<u64, ProbeError> {
+        let per_cpu = self
+            .health
+            .get(&(index as u32), 0)
+            .map_err(|e| ProbeError::Read { map: "health", reason: chain(&e) })?;
+        Ok(per_cpu.iter().sum())
     }
 
     fn drain_recent(&mut self) {

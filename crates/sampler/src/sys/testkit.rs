@@ -252,3 +252,32 @@ pub fn try_create(kind: &str, count: usize, size: usize) -> io::Result<(usize, V
     }
     Ok((made, refused))
 }
+
+/// One `semop` of `delta` on semaphore `num` of array `id`, waiting as the kernel decides.
+pub fn sem_op(id: i32, num: u16, delta: i16) -> io::Result<()> {
+    let mut op = libc::sembuf { sem_num: num, sem_op: delta, sem_flg: 0 };
+    // SAFETY: one sembuf, ours, and the count passed is 1.
+    super::check(unsafe { libc::semop(id, &mut op, 1) }).map(drop)
+}
+
+/// Sends one message of type `mtype` with `size` bytes of text, waiting while the queue is full.
+pub fn msg_send_type(id: i32, mtype: i64, size: usize) -> io::Result<()> {
+    let header = std::mem::size_of::<libc::c_long>();
+    let mut buf = vec![0u8; header + size];
+    buf[..header].copy_from_slice(&(mtype as libc::c_long).to_ne_bytes());
+    // SAFETY: buf holds a c_long mtype followed by `size` bytes of text, as msgsnd requires.
+    super::check(unsafe { libc::msgsnd(id, buf.as_ptr().cast(), size, 0) }).map(drop)
+}
+
+/// Receives one message of type `mtype` (at most `size` bytes), waiting until one comes.
+pub fn msg_receive_type(id: i32, mtype: i64, size: usize) -> io::Result<()> {
+    let header = std::mem::size_of::<libc::c_long>();
+    let mut buf = vec![0u8; header + size];
+    // SAFETY: buf has room for a c_long mtype and `size` bytes of text.
+    let ret = unsafe { libc::msgrcv(id, buf.as_mut_ptr().cast(), size, mtype as libc::c_long, 0) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
