@@ -277,7 +277,7 @@ fn allmetrics_and_the_alarm_endpoints_match_netdata() {
 }
 
 /// Runs headless Chromium on `url`; returns the DOM after its scripts ran for a while.
-fn chromium(url: &str, extra: &[&str]) -> String {
+pub(crate) fn chromium(url: &str, extra: &[&str]) -> String {
     let mut cmd = crate::ns::dies_with_test("chromium");
     cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
         .args(["--disable-background-networking", "--virtual-time-budget=4000", "--window-size=1400,1800"])
@@ -288,7 +288,7 @@ fn chromium(url: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn attr<'a>(dom: &'a str, element: &str, name: &str) -> Option<&'a str> {
+pub(crate) fn attr<'a>(dom: &'a str, element: &str, name: &str) -> Option<&'a str> {
     let at = dom.find(element)?;
     let tag_end = dom[at..].find('>')? + at;
     let tag = &dom[at..tag_end];

@@ -16,7 +16,8 @@
     'system.shared_memory_segments', 'system.shared_memory_bytes',
     'ipc.message_queues', 'ipc.message_queue_fill', 'ipc.shared_memory_pages',
     'ipc.shared_memory_orphaned_bytes', 'ipc.posix_mqueue_queues', 'ipc.posix_shm_bytes',
-    'ipc.stale_objects', 'ipc.semaphore_arrays_by_owner'
+    'ipc.stale_objects', 'ipc.semaphore_arrays_by_owner',
+    'ipc.allocation_failures', 'ipc.semaphore_wait'
   ];
   var COLORS = ['#3366cc', '#dc3912', '#ff9900', '#109618', '#990099', '#0099c6', '#dd4477', '#66aa00'];
   var win = 300;          // seconds shown
