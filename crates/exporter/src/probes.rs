@@ -215,3 +215,19 @@ pub(crate) fn failures_json(p: &FleetPublished) -> String {
     let answer = Answer { enabled: p.probes.enabled, reason: p.probes.reason.as_deref(), failures };
     serde_json::to_string_pretty(&answer).unwrap_or_default() + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::METRICS;
+
+    #[test]
+    fn every_probe_metric_is_documented() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for doc in ["docs/metrics.md", "docs/ebpf.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for (name, ..) in METRICS {
+                assert!(text.contains(&format!("`{name}`")), "{doc} does not list {name}");
+            }
+        }
+    }
+}
