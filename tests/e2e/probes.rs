@@ -88,6 +88,9 @@ fn a_blocked_semop_and_a_blocked_msgsnd_add_their_wait_to_their_namespace() {
     };
     let mut ns = Namespace::new("probe-waits");
     let me = inode(&mut ns);
+    let mut other = Namespace::new("probe-waits-quiet");
+    let quiet = inode(&mut other);
+    other.num("sem 0 1");
     let sem = ns.num("sem 0 1");
     let queue = ns.num("msg 0");
     ns.cmd(&format!("capacity {queue} 100"));
@@ -99,6 +102,12 @@ fn a_blocked_semop_and_a_blocked_msgsnd_add_their_wait_to_their_namespace() {
     let took = started.elapsed().as_secs_f64();
     assert!(refreshed_until(&mut probes, |p| p.namespace(me).send_wait.sum_ns > 1_000_000_000));
     let n = probes.namespace(me);
+    let q = probes.namespace(quiet);
+    assert_eq!(
+        (q.semaphore_wait.count(), q.send_wait.count()),
+        (0, 0),
+        "the other namespace waited on nothing"
+    );
     let sem_wait = n.semaphore_wait.sum_ns as f64 / 1e9;
     let send_wait = n.send_wait.sum_ns as f64 / 1e9;
     assert!((1.95..2.3).contains(&sem_wait), "semop waited {sem_wait} s");
@@ -147,6 +156,8 @@ fn a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds() {
     let me = inode(&mut ns);
     ns.cmd("sysctl sem 250 1000 32 4");
     ns.cmd("sysctl msgmni 1");
+    ns.cmd("sysctl shmmni 1");
+    ns.cmd("mq-sysctl queues_max 1");
     let config = ns.path("probes.toml");
     std::fs::write(&config, "[namespaces]\nrescan = 1\n").unwrap();
     let port = crate::http::free_port();
@@ -187,6 +198,8 @@ fn a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds() {
     let started = Instant::now();
     assert_eq!(ns.cmd("try sem 10"), "4 6");
     assert_eq!(ns.cmd("try msg 3"), "1 2");
+    assert_eq!(ns.cmd("try shm 4 4096"), "1 3");
+    assert_eq!(ns.cmd("try-mq 2"), "1 1");
     let counted =
         format!("sysvipc_allocation_failures_total{{ipc_namespace=\"{me}\",kind=\"sem\",errno=\"ENOSPC\"}}");
     let critical = format!(
@@ -216,7 +229,8 @@ fn a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds() {
         })
         .unwrap_or_else(|| panic!("no latest refusal: {body}"));
     assert!(
-        last.contains("kind=\"msg\"")
+        last.contains("kind=\"mq\"")
+            && last.contains("call=\"mq_open\"")
             && last.contains("comm=\"ipcwatch-testki\"")
             && last.contains(&format!("pid=\"{}\"", ns.pid())),
         "{last}"
@@ -227,8 +241,8 @@ fn a_refusal_in_a_container_is_counted_alerted_and_named_within_seconds() {
         .run(crate::ns::IPCWATCH, &["snapshot", "--failures", "--url", &format!("http://127.0.0.1:{port}")]);
     assert_eq!(code, "0", "{table}");
     let mine: Vec<&str> = table.lines().filter(|l| l.contains(&me.to_string())).collect();
-    assert_eq!(mine.len(), 8, "{table}");
-    assert!(mine[0].contains("msgget") && mine[7].contains("semget"), "newest first: {table}");
+    assert_eq!(mine.len(), 12, "{table}");
+    assert!(mine[0].contains("mq_open") && mine[11].contains("semget"), "newest first: {table}");
     assert!(mine
         .iter()
         .all(|l| l.contains("ipcwatch-testki") && l.contains("ENOSPC") && l.contains(&ns.pid().to_string())));

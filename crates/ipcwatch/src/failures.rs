@@ -140,7 +140,10 @@ mod tests {
             "owner":{"pod":"db-0","pod_namespace":"prod"},"pid":8793,"uid":999,"comm":"postgres","call":"semget",
             "kind":"sem","errno":28,"errno_name":"ENOSPC","key":"0x0052e2c1","size":17}]}"#;
         let t = table(one).unwrap();
-        assert!(t.contains("2026-12-01 ") && t.contains(" postgres ") && t.contains(" semget "), "{t}");
+        assert!(
+            t.contains("2026-12-02 00:39:31.571") && t.contains(" postgres ") && t.contains(" semget "),
+            "{t}"
+        );
         assert!(t.contains("ENOSPC") && t.contains("pod=db-0 pod_namespace=prod"), "{t}");
     }
 }
