@@ -85,7 +85,8 @@ command -v kubectl >/dev/null 2>&1 || {
 if [ "$(id -u)" -eq 0 ]; then
     if [ -d /sys/kernel/tracing ] && [ -z "$(ls -A /sys/kernel/tracing 2>/dev/null)" ]; then
         echo "tests/run.sh: mounting tracefs on /sys/kernel/tracing for the eBPF probes" >&2
-        mount -t tracefs tracefs /sys/kernel/tracing
+        mount -t tracefs tracefs /sys/kernel/tracing ||
+            echo "tests/run.sh: tracefs cannot be mounted: the eBPF probe tests will fail and say why" >&2
     fi
     export IPCWATCH_TEST_BPF=require
 else
