@@ -196,6 +196,13 @@ pub struct Engine {
     generation: u64,
     /// The chart count alerts were last matched against; `None` after the rules change.
     synced_charts: Option<usize>,
+    /// When each alert (by index) is next due. Kept apart from the shared alerts so that an
+    /// evaluation that changes nothing (a rule `every: 1s` over a quiet chart, in each of a
+    /// thousand namespaces) copies nothing and rebuilds no view; the alerts' own
+    /// `last_updated` and `next_update` then move only with a change.
+    due_at: Vec<f64>,
+    /// Reused by every evaluation: the due alerts whose status, value or error changed.
+    changed: Vec<(usize, Status, f64, Option<String>)>,
 }
 
 /// The alerts as they stood after one evaluation: what /api/v1/alarms and /metrics show,
@@ -274,6 +281,8 @@ impl Engine {
             host,
             rules: Vec::new(),
             alerts: Arc::default(),
+            due_at: Vec::new(),
+            changed: Vec::new(),
             namespace: None,
             update_every,
             next_unique_id: 1,
@@ -316,11 +325,12 @@ impl Engine {
         let rules = &self.rules;
         let alerts = Arc::make_mut(&mut self.alerts);
         alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
-        for a in alerts {
+        for a in alerts.iter_mut() {
             if let Some(r) = rules.iter().find(|r| r.name == a.rule.name) {
                 a.rule = r.clone();
             }
         }
+        self.due_at = alerts.iter().map(|a| a.next_update).collect();
         self.synced_charts = None;
         self.generation += 1;
     }
@@ -394,6 +404,7 @@ impl Engine {
         }
         // A namespace's alerts are made once: no room for more in each of a thousand.
         alerts.shrink_to_fit();
+        self.due_at = alerts.iter().map(|a| a.next_update).collect();
         let host = &self.host.hostname;
         for a in alerts {
             if a.status != Status::Removed && registry.chart(a.source).is_none() {
@@ -409,21 +420,30 @@ impl Engine {
         self.sync(registry, now, &mut out);
         let host = &self.host.hostname;
         let ids_before = self.next_unique_id;
-        let mut evaluated = false;
-        // Copied (from the board that shares them) only when one is due or has a notification
-        // waiting: most ticks of a container's engine evaluate nothing.
-        let due = |a: &Alert| a.status != Status::Removed && now + 1e-6 >= a.next_update;
-        if !self.alerts.iter().any(|a| due(a) || release_due(a, now)) {
-            return out;
-        }
-        let alerts = Arc::make_mut(&mut self.alerts);
-        for a in alerts.iter_mut() {
-            if !due(a) {
+        // Copied (from the board that shares them) only when an evaluation changes something
+        // or a notification is waiting: most ticks of a container's engine change nothing.
+        let due_at = &mut self.due_at;
+        let changed = &mut self.changed;
+        changed.clear();
+        for (i, a) in self.alerts.iter().enumerate() {
+            if a.status == Status::Removed || now + 1e-6 < due_at[i] {
                 continue;
             }
             let Some(chart) = registry.chart(a.source) else { continue };
             let (status, value, error) = compute(a, chart, registry, now, self.update_every);
-            evaluated = true;
+            due_at[i] = now + a.every;
+            let same_value = value.to_bits() == a.value.to_bits() || (value.is_nan() && a.value.is_nan());
+            if status != a.status || !same_value || error != a.error {
+                changed.push((i, status, value, error));
+            }
+        }
+        if changed.is_empty() && !self.alerts.iter().any(|a| release_due(a, now)) {
+            return out;
+        }
+        let evaluated = !changed.is_empty();
+        let alerts = Arc::make_mut(&mut self.alerts);
+        for (i, status, value, error) in changed.drain(..) {
+            let a = &mut alerts[i];
             a.last_updated = now;
             a.next_update = now + a.every;
             a.error = error.clone();
