@@ -138,10 +138,22 @@ fn data_matches_netdata_in_every_format() {
     let wq = json(&sample("data-system.message_queue_bytes-after-10_before-5.json"));
     assert_eq!(q["labels"], wq["labels"]);
     assert_eq!(q["data"][0].as_array().unwrap()[1..], wq["data"][0].as_array().unwrap()[1..]);
-    // after/before: `after` counts back from `before`.
-    let w = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&after=-10&before=-5").body);
+    // after/before: `after` counts back from `before`, which counts back from the newest row
+    // (asked again until no sample came between the two requests).
+    let newest = || {
+        json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&after=-1").body)["data"][0][0]
+            .as_i64()
+            .unwrap()
+    };
+    let (w, latest) = (0..5)
+        .find_map(|_| {
+            let latest = newest();
+            let w = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&after=-10&before=-5").body);
+            (newest() == latest).then_some((w, latest))
+        })
+        .expect("a second without a new sample between two requests");
     assert_eq!(w["data"].as_array().unwrap().len(), 10);
-    assert_eq!(w["data"][0][0].as_i64().unwrap(), times[0] - 5);
+    assert_eq!(w["data"][0][0].as_i64().unwrap(), latest - 5);
     // points and group: aligned groups of 6 s.
     let p = json(&get(port, "/api/v1/data?chart=system.ipc_semaphores&points=5&group=max&after=-30").body);
     let pt: Vec<i64> = p["data"].as_array().unwrap().iter().map(|r| r[0].as_i64().unwrap()).collect();
