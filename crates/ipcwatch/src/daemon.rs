@@ -126,6 +126,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
     // Loaded here, before any thread drops its capabilities: CAP_BPF and CAP_PERFMON are
     // needed only for this, and no thread keeps them.
     let probes = load_probes(&config);
+    // Loading parsed the kernel's whole BTF (some 20 MB of small allocations, freed now).
+    ipcwatch_sampler::objects::release_free_memory();
     let (loop_state, c) = (state.clone(), config.clone());
     // Started before anything else: threads inherit their creator's capabilities, and only
     // this one may keep those that enter other namespaces.

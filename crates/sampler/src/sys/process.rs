@@ -135,10 +135,16 @@ pub fn process_exists(pid: i32) -> Option<bool> {
     }
 }
 
-/// Hands memory freed by a big, rare pass back to the system (glibc keeps freed heap pages
-/// otherwise, and the resident size would keep the peak).
+/// Hands memory freed by a big, rare pass back to the system (the allocator keeps freed
+/// pages otherwise, and the resident size would keep the peak): mimalloc's where the binary
+/// allocates with it (feature `mimalloc`), else glibc's.
 pub fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect takes a bool and only frees pages the allocator holds unused.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+    #[cfg(all(not(feature = "mimalloc"), target_env = "gnu"))]
     // SAFETY: malloc_trim only returns unused heap pages; it takes an integer.
     unsafe {
         libc::malloc_trim(0);
