@@ -1,6 +1,6 @@
 #!/bin/sh
 # Two builds of the daemon, alternately, over the same N container namespaces (the load of
-# namespaces.sh: namespaces-setup.sh), with a gzip scrape every 15 s: whole-process CPU and peak RSS of each run.
+# namespaces.sh: namespaces-setup.sh), with a gzip scrape every 15 s: whole-process CPU, peak RSS and RSS at the end of each run.
 # This machine's speed drifts by up to 40% from hour to hour; runs that alternate in one
 # session compare two builds where figures from different hours cannot.
 #
@@ -40,9 +40,10 @@ while [ $r -lt "$rounds" ]; do
         t1=$(cpu_ns "$pid")
         name=baseline
         [ "$bin" = "$current" ] && name=current
-        printf '%-8s %s ms/s, peak RSS %s\n' "$name" \
+        printf '%-8s %s ms/s, peak RSS %s, RSS at the end %s\n' "$name" \
             "$(echo "($t1 - $t0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" \
-            "$(awk '/VmHWM/ { print $2, $3 }' /proc/"$pid"/status)"
+            "$(awk '/VmHWM/ { print $2, $3 }' /proc/"$pid"/status)" \
+            "$(awk '/VmRSS/ { print $2, $3 }' /proc/"$pid"/status)"
         kill "$pid"
         sleep 1
     done

@@ -201,8 +201,6 @@ pub struct Engine {
     /// thousand namespaces) copies nothing and rebuilds no view; the alerts' own
     /// `last_updated` and `next_update` then move only with a change.
     due_at: Vec<f64>,
-    /// Reused by every evaluation: the due alerts whose status, value or error changed.
-    changed: Vec<(usize, Status, f64, Option<String>)>,
 }
 
 /// The alerts as they stood after one evaluation: what /api/v1/alarms and /metrics show,
@@ -282,7 +280,6 @@ impl Engine {
             rules: Vec::new(),
             alerts: Arc::default(),
             due_at: Vec::new(),
-            changed: Vec::new(),
             namespace: None,
             update_every,
             next_unique_id: 1,
@@ -423,8 +420,9 @@ impl Engine {
         // Copied (from the board that shares them) only when an evaluation changes something
         // or a notification is waiting: most ticks of a container's engine change nothing.
         let due_at = &mut self.due_at;
-        let changed = &mut self.changed;
-        changed.clear();
+        // The due alerts whose status, value or error changed: allocated only when one did
+        // (kept in the engine, it would hold its largest size in each of a thousand).
+        let mut changed: Vec<(usize, Status, f64, Option<String>)> = Vec::new();
         for (i, a) in self.alerts.iter().enumerate() {
             if a.status == Status::Removed || now + 1e-6 < due_at[i] {
                 continue;
@@ -442,7 +440,7 @@ impl Engine {
         }
         let evaluated = !changed.is_empty();
         let alerts = Arc::make_mut(&mut self.alerts);
-        for (i, status, value, error) in changed.drain(..) {
+        for (i, status, value, error) in changed {
             let a = &mut alerts[i];
             a.last_updated = now;
             a.next_update = now + a.every;
