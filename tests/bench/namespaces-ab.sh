@@ -1,6 +1,6 @@
 #!/bin/sh
 # Two builds of the daemon, alternately, over the same N container namespaces (the load of
-# namespaces.sh: namespaces-setup.sh), with a gzip scrape every 15 s: whole-process CPU, peak RSS and RSS at the end of each run.
+# namespaces.sh: namespaces-setup.sh), with a gzip scrape every 15 s: whole-process CPU, peak RSS, RSS at the end and a scrape's time (median of 5) of each run.
 # This machine's speed drifts by up to 40% from hour to hour; runs that alternate in one
 # session compare two builds where figures from different hours cannot.
 #
@@ -38,12 +38,18 @@ while [ $r -lt "$rounds" ]; do
         sleep "$secs"
         kill "$scraper"
         t1=$(cpu_ns "$pid")
+        # A scrape as Prometheus makes it (gzip), one a second so each renders a new sample.
+        scrape=$(for i in 1 2 3 4 5; do
+            sleep 1
+            curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total}\n' "127.0.0.1:$port/metrics"
+        done | sort -n | sed -n 3p)
         name=baseline
         [ "$bin" = "$current" ] && name=current
-        printf '%-8s %s ms/s, peak RSS %s, RSS at the end %s\n' "$name" \
+        printf '%-8s %s ms/s, peak RSS %s, RSS at the end %s, scrape %s ms\n' "$name" \
             "$(echo "($t1 - $t0) / 1000000 / $secs" | bc -l | xargs printf '%.2f')" \
             "$(awk '/VmHWM/ { print $2, $3 }' /proc/"$pid"/status)" \
-            "$(awk '/VmRSS/ { print $2, $3 }' /proc/"$pid"/status)"
+            "$(awk '/VmRSS/ { print $2, $3 }' /proc/"$pid"/status)" \
+            "$(echo "$scrape * 1000" | bc -l | xargs printf '%.1f')"
         kill "$pid"
         sleep 1
     done
