@@ -59,6 +59,8 @@ const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    #[error("{0}")]
+    NotHere(&'static str),
     #[error("loading the eBPF object: {0}")]
     Load(String),
     #[error("attaching {program} to syscalls:{tracepoint}: {reason}")]
@@ -142,6 +144,20 @@ impl Probes {
     /// Loads `object` (a build of `bpf/ipcwatch.bpf.c`) and attaches every program. At most
     /// `max_objects` arrays and queues per namespace are listed by waiting time.
     pub fn load_object(object: &[u8], max_objects: usize) -> Result<Probes, ProbeError> {
+        // Before aya parses the kernel's BTF (30 MB for a moment): nothing to parse it for
+        // where the kernel will refuse anyway.
+        can_load(
+            &std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default(),
+            &std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default(),
+        )?;
+        if !["/sys/kernel/tracing/events/syscalls", "/sys/kernel/debug/tracing/events/syscalls"]
+            .iter()
+            .any(|p| std::path::Path::new(p).is_dir())
+        {
+            return Err(ProbeError::NotHere(
+                "no tracefs at /sys/kernel/tracing (mount it: mount -t tracefs tracefs /sys/kernel/tracing)",
+            ));
+        }
         // The in-flight calls live in task storage, which only the kernel side uses: aya
         // creates such a map without a typed handle for it.
         let mut ebpf = aya::EbpfLoader::new()
@@ -375,6 +391,47 @@ impl Probes {
     }
 }
 
+/// Whether this process may load the probes, from its `uid_map` and `status`: the kernel
+/// takes CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) only in the host's user namespace.
+fn can_load(uid_map: &str, status: &str) -> Result<(), ProbeError> {
+    let whole: Vec<&str> = uid_map.split_whitespace().collect();
+    if whole != ["0", "0", "4294967295"] {
+        return Err(ProbeError::NotHere(
+            "the daemon runs in a user namespace, and the kernel loads BPF only with the host's capabilities",
+        ));
+    }
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const SYS_ADMIN: u64 = 1 << 21;
+    const PERFMON: u64 = 1 << 38;
+    const BPF: u64 = 1 << 39;
+    if caps & (BPF | SYS_ADMIN) == 0 || caps & (PERFMON | SYS_ADMIN) == 0 {
+        return Err(ProbeError::NotHere("no CAP_BPF and CAP_PERFMON (nor CAP_SYS_ADMIN)"));
+    }
+    Ok(())
+}
+
 fn histogram(buckets: &[u64], sum_ns: u64) -> WaitHistogram {
     WaitHistogram { buckets: buckets.to_vec(), sum_ns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::can_load;
+
+    #[test]
+    fn only_the_hosts_user_namespace_with_the_capabilities_may_load() {
+        let host = "         0          0 4294967295\n";
+        let all = "CapEff:\t000001ffffffffff\n";
+        assert!(can_load(host, all).is_ok());
+        assert!(can_load(host, "CapEff:\t0000000000200000\n").is_ok(), "CAP_SYS_ADMIN alone");
+        assert!(can_load(host, "CapEff:\t000000c000000000\n").is_ok(), "CAP_BPF and CAP_PERFMON");
+        let no_perfmon = can_load(host, "CapEff:\t0000008000000000\n").unwrap_err().to_string();
+        assert!(no_perfmon.contains("CAP_PERFMON"), "{no_perfmon}");
+        let userns = can_load("         0       1000          1\n", all).unwrap_err().to_string();
+        assert!(userns.contains("user namespace"), "{userns}");
+    }
 }
