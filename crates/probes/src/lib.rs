@@ -119,6 +119,10 @@ pub struct Probes {
     unknown_since: StdHashMap<u64, Instant>,
     max_objects: usize,
     health_now: Health,
+    /// Not before then is a full read made again: a read takes a syscall or two per entry,
+    /// and containers that keep every map busy (thousands of namespaces, each waiting in
+    /// semop) must not make the sampler thread spend more than 2% of its time reading.
+    next_read: Instant,
 }
 
 impl std::fmt::Debug for Probes {
@@ -195,6 +199,7 @@ impl Probes {
             unknown_since: StdHashMap::new(),
             max_objects,
             health_now: Health::default(),
+            next_read: Instant::now(),
         })
     }
 
@@ -219,7 +224,8 @@ impl Probes {
         self.drain_recent();
         // One syscall on a quiet tick: the change count (every loss moves it too).
         let events = self.read_health(HEALTH_EVENTS)?;
-        if self.events_seen != Some(events) {
+        let started = Instant::now();
+        if self.events_seen != Some(events) && started >= self.next_read {
             self.events_seen = Some(events);
             self.health_now = Health {
                 samples_lost: self.read_health(HEALTH_SAMPLES_LOST)?,
@@ -227,6 +233,7 @@ impl Probes {
                 inflight_lost: self.read_health(HEALTH_INFLIGHT_LOST)?,
             };
             self.read_maps(known)?;
+            self.next_read = started + started.elapsed() * 50;
         } else {
             // "This tick" figures of a quiet tick are 0.
             for probes in self.namespaces.values_mut() {
