@@ -12,9 +12,17 @@ use crate::metrics::{Text, Value};
 const NS: &str = "ipc_namespace";
 
 /// The histograms' bucket bounds, as powers of two of nanoseconds (the kernel side counts
-/// in log2 buckets, so only these bounds are exact): about 1 µs, 16 µs, 131 µs, 1 ms, 17 ms,
-/// 134 ms, 1.07 s and 17 s.
-pub const WAIT_BOUNDS_LOG2_NS: [usize; 8] = [10, 14, 17, 20, 24, 27, 30, 34];
+/// in log2 buckets, so only these bounds are exact), with their `le` text in seconds.
+const WAIT_BOUNDS: [(usize, &str); 8] = [
+    (10, "0.000001024"),
+    (14, "0.000016384"),
+    (17, "0.000131072"),
+    (20, "0.001048576"),
+    (24, "0.016777216"),
+    (27, "0.134217728"),
+    (30, "1.073741824"),
+    (34, "17.179869184"),
+];
 
 pub(crate) const METRICS: [(&str, &str, &str); 10] = [
     ("ipcwatch_ebpf_enabled", "gauge", "1 if the eBPF probes (refused and blocked IPC calls) run, 0 if not: disabled in the config, or the kernel refused them (the log says why)."),
@@ -112,17 +120,33 @@ pub(crate) fn render(t: &mut Text, p: &FleetPublished) {
         }
     }
     type Pick = fn(&NamespaceProbes) -> &WaitHistogram;
-    let histograms: [(&str, Pick); 2] = [
-        ("sysvipc_semaphore_wait_seconds", |c| &c.semaphore_wait),
-        ("sysvipc_message_queue_send_wait_seconds", |c| &c.send_wait),
+    let histograms: [(&str, [&str; 3], Pick); 2] = [
+        (
+            "sysvipc_semaphore_wait_seconds",
+            [
+                "sysvipc_semaphore_wait_seconds_bucket",
+                "sysvipc_semaphore_wait_seconds_sum",
+                "sysvipc_semaphore_wait_seconds_count",
+            ],
+            |c| &c.semaphore_wait,
+        ),
+        (
+            "sysvipc_message_queue_send_wait_seconds",
+            [
+                "sysvipc_message_queue_send_wait_seconds_bucket",
+                "sysvipc_message_queue_send_wait_seconds_sum",
+                "sysvipc_message_queue_send_wait_seconds_count",
+            ],
+            |c| &c.send_wait,
+        ),
     ];
-    for (name, pick) in histograms {
+    for (name, series, pick) in histograms {
         if !counted.iter().any(|(_, c)| pick(c).count() > 0) {
             continue;
         }
         family(t, name);
         for (n, c) in counted.iter().filter(|(_, c)| pick(c).count() > 0) {
-            histogram(t, name, &n.label, pick(c));
+            histogram(t, series, &n.label, pick(c));
         }
     }
     let per_object: [(&str, CallKind); 2] = [
@@ -145,18 +169,14 @@ pub(crate) fn render(t: &mut Text, p: &FleetPublished) {
     }
 }
 
-fn histogram(t: &mut Text, name: &str, ns: &str, h: &WaitHistogram) {
-    let bucket = format!("{name}_bucket");
-    let mut le = String::new();
-    for log2 in WAIT_BOUNDS_LOG2_NS {
-        le.clear();
-        let _ = write!(le, "{}", (1u64 << log2) as f64 / 1e9);
-        t.sample(&bucket, &[(NS, ns), ("le", &le)], Value::Int(h.below(log2)));
+fn histogram(t: &mut Text, [bucket, sum, count_name]: [&str; 3], ns: &str, h: &WaitHistogram) {
+    for (log2, le) in WAIT_BOUNDS {
+        t.sample(bucket, &[(NS, ns), ("le", le)], Value::Int(h.below(log2)));
     }
     let count = h.count();
-    t.sample(&bucket, &[(NS, ns), ("le", "+Inf")], Value::Int(count));
-    t.sample(&format!("{name}_sum"), &[(NS, ns)], Value::Float(h.sum_ns as f64 / 1e9));
-    t.sample(&format!("{name}_count"), &[(NS, ns)], Value::Int(count));
+    t.sample(bucket, &[(NS, ns), ("le", "+Inf")], Value::Int(count));
+    t.sample(sum, &[(NS, ns)], Value::Float(h.sum_ns as f64 / 1e9));
+    t.sample(count_name, &[(NS, ns)], Value::Int(count));
 }
 
 /// `/failures`: the latest refusals the probes saw, newest first, each with its namespace's
@@ -219,6 +239,13 @@ pub(crate) fn failures_json(p: &FleetPublished) -> String {
 #[cfg(test)]
 mod tests {
     use super::METRICS;
+
+    #[test]
+    fn each_le_is_its_power_of_two_of_nanoseconds_in_seconds() {
+        for (log2, le) in super::WAIT_BOUNDS {
+            assert_eq!(le.parse::<f64>().unwrap(), (1u64 << log2) as f64 / 1e9, "{le}");
+        }
+    }
 
     #[test]
     fn every_probe_metric_is_documented() {

@@ -284,11 +284,15 @@ impl Probes {
     }
 
     fn drain_recent(&mut self) {
-        let now_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let boot_now = ipcwatch_sampler::boot_clock_ns();
+        // The clocks are read once a drain, and only when a refusal came: not on quiet ticks.
+        let mut clocks = None;
         while let Some(item) = self.recent.next() {
+            let (now_unix_ms, boot_now) = *clocks.get_or_insert_with(|| {
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                (unix_ms, ipcwatch_sampler::boot_clock_ns())
+            });
             let Some(f) = parse_failure(&item, now_unix_ms, boot_now) else { continue };
             if let Some(p) = self.namespaces.get_mut(&f.ipc_namespace) {
                 Arc::make_mut(p).last_failure = Some(f.clone());
