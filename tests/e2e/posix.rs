@@ -155,14 +155,33 @@ fn two_namespaces_have_their_own_queues_and_limits_read_without_side_effects() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(times(&mut ns), before, "reading the queues must not touch atime or ctime");
 
-    // The other namespace ends: no descriptor of the daemon is left on any mqueue filesystem.
+    // The daemon reads each namespace through a private mount of its mqueue filesystem, kept
+    // while it watches it: its own and the other's.
+    let own_device = ns.run("stat", &["-c", "%d", &dir]).1.trim().to_string();
+    let mqueue_devices = |ns: &mut Namespace| {
+        let mut devices = Vec::new();
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let path = fd.unwrap().path();
+            let (_, kind) = ns.run("stat", &["-f", "-L", "-c", "%t", path.to_str().unwrap()]);
+            if kind.trim() == "19800202" {
+                devices
+                    .push(ns.run("stat", &["-L", "-c", "%d", path.to_str().unwrap()]).1.trim().to_string());
+            }
+        }
+        devices
+    };
+    let held = mqueue_devices(&mut ns);
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(held.contains(&own_device), "{held:?} {own_device}");
+
+    // The other namespace ends: its mount is let go of at once (it would keep its queues and
+    // their owners' charges alive), and nothing else in it is held.
     ns.cmd(&format!("signal {holder} 9"));
     ns.cmd(&format!("wait {holder}"));
     assert!(eventually(10, || !get(port, "/metrics").body.contains(&other.to_string())));
+    assert_eq!(mqueue_devices(&mut ns), [own_device]);
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
         let path = fd.unwrap().path();
-        let (_, kind) = ns.run("stat", &["-f", "-L", "-c", "%t", path.to_str().unwrap()]);
-        assert_ne!(kind.trim(), "19800202", "{} is on an mqueue filesystem", path.display());
         let target = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
         let pinned =
             target.contains("/dev/shm") || target.starts_with("/dev/mqueue") || target.ends_with("/root");

@@ -116,6 +116,12 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
     ipcwatch_sampler::use_passwd_file(config.passwd_file());
     // Before any thread: what the daemon runs (exec notifiers) never regains capabilities.
     namespaces::no_new_privileges().context("setting no_new_privs")?;
+    // A descriptor per watched namespace (its anchor and its mqueue mount): the soft limit
+    // many environments give (1,024) would cap a dense node.
+    match ipcwatch_sampler::raise_open_file_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit to its hard limit"),
+    }
     let rules = config.rules()?;
     let state = State::new(build_info());
     state.set_stale_after(config.stale_after());

@@ -477,6 +477,7 @@ impl Fleet {
     }
 
     fn remove(&mut self, inode: u64, now: f64, out: &mut Vec<Notification>) {
+        self.sampler.forget_namespace(inode);
         if let Some(mut m) = self.members.remove(&inode) {
             tracing::info!(ipc_namespace = inode, comm = %m.identity.comm, "IPC namespace gone");
             out.extend(m.pipeline.end(now));
@@ -535,13 +536,13 @@ impl Fleet {
             self.members.iter().map(|(i, m)| (*i, m.pids.as_slice(), m.anchor.as_ref())).collect();
         let sampler = &mut self.sampler;
         let home = self.home;
-        // Which namespace each visit is in, and its oldest process (in visit order): the
-        // sampler then needs no lookup of its own, and may read POSIX queues through it.
-        let mut next = self.members.iter().map(|(inode, m)| (*inode, m.identity.pid));
+        // Which namespace each visit is in (in visit order): the sampler then needs no lookup
+        // of its own.
+        let mut next = self.members.keys().copied();
         let samples = match &self.visitor {
             Some(v) => v.visit_all(&targets, || {
-                if let Some((inode, pid)) = next.next() {
-                    sampler.set_target(inode, pid, inode != home);
+                if let Some(inode) = next.next() {
+                    sampler.set_target(inode, inode != home);
                 }
                 sampler.snapshot()
             }),
@@ -554,9 +555,7 @@ impl Fleet {
                         return Err(VisitError::Gone);
                     }
                     // Named, so the sampler need not read its own namespace's link each tick.
-                    if let Some((inode, pid)) = self.members.get(i).map(|m| (*i, m.identity.pid)) {
-                        sampler.set_target(inode, pid, false);
-                    }
+                    sampler.set_target(*i, false);
                     Ok(sampler.snapshot())
                 })
                 .collect()),

@@ -136,11 +136,11 @@ fn containers(n: usize) {
     let mut hinted = Sampler::new(SamplerConfig::default());
     let mut seen = 0;
     let steady_queues = median(|| {
-        let mut next = inodes.iter().zip(&pids);
+        let mut next = inodes.iter();
         let out = visitor
             .visit_all(&refs, || {
-                let (inode, pid) = next.next().unwrap();
-                hinted.set_target(*inode, *pid, true);
+                let inode = next.next().unwrap();
+                hinted.set_target(*inode, true);
                 hinted.snapshot()
             })
             .unwrap();
@@ -191,7 +191,7 @@ fn many_queues(n: usize) {
         }
     }
     let mut count = 0;
-    let read = median(|| count = posix::read_queues(false).unwrap().0.items.len());
+    let read = median(|| count = posix::read_queues(false, None).0.unwrap().items.len());
     assert_eq!(count, made);
     println!(
         "{made} queues in one namespace: a full read {:.2} ms ({:.2} µs per queue), once per {} s or when the count changes",

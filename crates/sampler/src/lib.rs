@@ -39,7 +39,7 @@ pub use collectors::posix_queues::{POSIX_CONTAINER_EVERY, POSIX_CONTAINER_LIMITS
 pub use error::Error;
 pub use names::{lossless, parse_passwd, use_passwd_file, UserNames};
 pub use snapshot::*;
-pub use sys::{boot_clock_ns, user_name};
+pub use sys::{boot_clock_ns, raise_open_file_limit, user_name};
 
 /// The System V collectors every snapshot reports on, by name, in report order.
 pub const SYSV_COLLECTORS: [&str; 4] =
@@ -143,10 +143,11 @@ pub struct Sampler {
     text: String,
     /// See [`Sampler::set_target`].
     target: Option<Target>,
-    /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with its
-    /// mqueue superblock device once a private mount has shown it: numbers, not descriptors,
-    /// so nothing is pinned.
+    /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with the
+    /// private mount of its mqueue filesystem, held until [`Sampler::forget_namespace`].
     posix_kept: HashMap<u64, PosixKept>,
+    /// How many of those mounts may be held (see [`collectors::posix_queues::MAX_HELD_MOUNTS`]).
+    mount_budget: usize,
     /// Each process /dev/shm is read through: its mount namespace, and when that was asked.
     shm_kept: HashMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
@@ -164,12 +165,10 @@ pub struct Sampler {
 /// listing. The host's queue count and every /dev/shm's use are read every sample.
 pub const POSIX_DETAIL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The namespace the next sample is in, a process of it, and whether it is another than the
-/// daemon's own.
+/// The namespace the next sample is in, and whether it is another than the daemon's own.
 #[derive(Clone, Copy)]
 struct Target {
     inode: u64,
-    pid: u32,
     other: bool,
 }
 
@@ -200,6 +199,7 @@ impl Sampler {
             text: String::new(),
             target: None,
             posix_kept: HashMap::new(),
+            mount_budget: collectors::posix_queues::mount_budget(open_file_limit()),
             shm_kept: HashMap::new(),
             shm_by_mount: HashMap::new(),
             limits_kept: HashMap::new(),
@@ -264,12 +264,24 @@ impl Sampler {
         &self.config
     }
 
-    /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples and a process
-    /// of it, so that POSIX queues can be read through its `/proc/PID/root/dev/mqueue` when
-    /// that is the namespace's own. `other`: a namespace not the daemon's own, whose POSIX IPC
-    /// is read on the slow clock ([`POSIX_CONTAINER_EVERY`]).
-    pub fn set_target(&mut self, inode: u64, pid: u32, other: bool) {
-        self.target = Some(Target { inode, pid, other });
+    /// Names the IPC namespace (inode) the next [`Sampler::snapshot`] samples, so that it
+    /// need not ask the kernel, and what it keeps for the namespace is found. `other`: a
+    /// namespace not the daemon's own, whose POSIX IPC is read on the slow clock
+    /// ([`POSIX_CONTAINER_EVERY`]).
+    pub fn set_target(&mut self, inode: u64, other: bool) {
+        self.target = Some(Target { inode, other });
+    }
+
+    /// Lets go of what is kept for IPC namespace `inode`, which is gone: above all its mqueue
+    /// mount, which would keep its queues, and their owners' charges, alive.
+    pub fn forget_namespace(&mut self, inode: u64) {
+        self.posix_kept.remove(&inode);
+        self.limits_kept.remove(&inode);
+    }
+
+    /// How many private mqueue mounts are held (one per namespace read through one).
+    pub fn held_mounts(&self) -> usize {
+        self.posix_kept.values().filter(|k| k.mount.is_some()).count()
     }
 
     /// Reads `<procfs>/<rel>` into the reusable buffer.

@@ -5,9 +5,11 @@
 //! The kernel exports no usage counter for either. Queues are counted in O(1) from the size
 //! of the mqueue filesystem's root directory (40 + 20 bytes per linked queue) and read one by
 //! one with `mq_getsetattr`, which, unlike reading a queue's file, changes no time stamp.
-//! The mqueue filesystem of the calling thread's namespace is reached through a private
-//! detached mount (`fsmount`), opened and closed within the call: a descriptor held past it
-//! would keep a dead namespace's queues, and their owners' charges, alive.
+//! The mqueue filesystem of another IPC namespace is reached through a private detached mount
+//! (`fsmount`). Its caller keeps it while the namespace is watched (a mount costs a linear
+//! search of every namespace's mqueue superblock, a listing through it one stat when empty)
+//! and closes it as soon as the namespace is gone: held past that, it would keep the dead
+//! namespace's queues, and their owners' charges, alive.
 
 use std::path::Path;
 
@@ -153,41 +155,36 @@ pub enum PosixError {
 }
 
 /// Reads the caller's IPC namespace's queues. The host's initial namespace uses its
-/// `/dev/mqueue`. Elsewhere, a private detached mount of the namespace's mqueue filesystem
-/// (closed before returning); without the privilege for one (CAP_SYS_ADMIN over the namespace
-/// and the caller's mount namespace), `/dev/mqueue` only if it is proved to be this
-/// namespace's: one of its queues, opened by name with `mq_open` (which follows the caller's
-/// namespace), is the same inode.
+/// `/dev/mqueue`. Elsewhere, a private detached mount of the namespace's mqueue filesystem:
+/// `held`, one made by an earlier call in the same namespace, or a new one. Without the
+/// privilege for one (CAP_SYS_ADMIN over the namespace and the caller's mount namespace),
+/// `/dev/mqueue` only if it is proved to be this namespace's: one of its queues, opened by
+/// name with `mq_open` (which follows the caller's namespace), is the same inode.
 ///
-/// With the queues, the device of the namespace's mqueue superblock when a private mount
-/// showed it (see [`is_mqueue_of`]).
-pub fn read_queues(in_initial_namespace: bool) -> Result<(PosixQueues, Option<u64>), PosixError> {
+/// With the queues, the private mount read through, for the caller to keep or close. Only
+/// the namespace it was made in may be read through it again.
+pub fn read_queues(
+    in_initial_namespace: bool,
+    held: Option<std::fs::File>,
+) -> (Result<PosixQueues, PosixError>, Option<std::fs::File>) {
     // The host's own /dev/mqueue costs one stat where a private mount costs ~50 µs.
     let dev = Path::new("/dev/mqueue");
-    let is_mqueue = || sys::statfs(dev).is_ok_and(|f| f.kind == MQUEUE_MAGIC);
+    let is_mqueue = || is_mqueue(dev);
     if in_initial_namespace && is_mqueue() {
-        return queues_in(dev).map(|q| (q, None));
+        return (queues_in(dev), None);
     }
-    match sys::mqueue_mount() {
-        Ok(mount) => {
-            use std::os::fd::AsRawFd;
-            use std::os::unix::fs::MetadataExt;
-            // The mount's root is the descriptor itself; only the listing needs a path.
-            let dir = format!("/proc/thread-self/fd/{}", mount.as_raw_fd());
-            let root = std::fs::File::from(mount);
-            let device = root.metadata().ok().map(|m| m.dev());
-            let out = queues_at(&root, Path::new(&dir));
-            drop(root);
-            out.map(|q| (q, device))
-        }
-        Err(_) if is_mqueue() && dev_mqueue_is_ours(dev) => queues_in(dev).map(|q| (q, None)),
-        Err(mount_error) => Err(PosixError::Unreachable(mount_error)),
-    }
-}
-
-/// Reads the queues of an mqueue mount already proved to be the namespace's.
-pub fn read_queues_in(dir: &Path) -> Result<PosixQueues, PosixError> {
-    queues_in(dir)
+    let root = match held {
+        Some(root) => root,
+        None => match sys::mqueue_mount() {
+            Ok(mount) => std::fs::File::from(mount),
+            Err(_) if is_mqueue() && dev_mqueue_is_ours(dev) => return (queues_in(dev), None),
+            Err(mount_error) => return (Err(PosixError::Unreachable(mount_error)), None),
+        },
+    };
+    use std::os::fd::AsRawFd;
+    // The mount's root is the descriptor itself; only the listing needs a path.
+    let dir = format!("/proc/thread-self/fd/{}", root.as_raw_fd());
+    (queues_at(&root, Path::new(&dir)), Some(root))
 }
 
 /// How many queues an mqueue mount holds, from its root's size alone (one stat).
@@ -196,19 +193,9 @@ pub fn count_queues_in(dir: &Path) -> std::io::Result<u64> {
     Ok(std::fs::metadata(dir)?.size().saturating_sub(40) / 20)
 }
 
-/// The device `dir` is on (0 if it cannot be read).
-pub fn any_device(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).map_or(0, |m| m.dev())
-}
-
-/// Whether `dir` is an mqueue mount of the superblock on `device`: each IPC namespace has its
-/// own, so a container's `/dev/mqueue` with the device a private mount of its namespace showed
-/// is that namespace's.
-pub fn is_mqueue_of(dir: &Path, device: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).is_ok_and(|m| m.dev() == device)
-        && sys::statfs(dir).is_ok_and(|f| f.kind == MQUEUE_MAGIC)
+/// Whether `dir` is an mqueue mount.
+pub fn is_mqueue(dir: &Path) -> bool {
+    sys::statfs(dir).is_ok_and(|f| f.kind == MQUEUE_MAGIC)
 }
 
 /// Whether `dir` (an mqueue mount) is the calling thread's namespace's: a queue listed in it,

@@ -100,21 +100,11 @@ impl Dir {
         sys::fstatfs(&self.fd)
     }
 
-    /// The directory's own metadata (an mqueue root's size counts its queues).
-    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        std::fs::metadata(self.proc_path())
-    }
-
     /// Its entries, read through a descriptor of its own (no path walk).
     pub fn read_dir(&self) -> io::Result<(std::fs::File, std::fs::ReadDir)> {
         let dir = sys::reopen_dir(&self.fd)?;
         let entries = std::fs::read_dir(format!("/proc/thread-self/fd/{}", dir.as_raw_fd()))?;
         Ok((dir, entries))
-    }
-
-    /// A path that names this directory (through this thread's descriptor) while it is open.
-    pub fn proc_path(&self) -> String {
-        format!("/proc/thread-self/fd/{}", self.fd.as_raw_fd())
     }
 }
 

@@ -10,11 +10,23 @@ pub(crate) struct PosixKept {
     pub(crate) next_read: Instant,
     /// When a container's limits are read again.
     pub(crate) limits_next: Instant,
-    pub(crate) device: Option<u64>,
-    /// When the container's own /dev/mqueue last proved not to be its namespace's (it
-    /// shares the host's mount namespace, or mounted none): not tried again for
-    /// [`POSIX_CONTAINER_LIMITS_EVERY`], since each try walks three opens from its root.
-    pub(crate) no_own_mqueue_since: Option<Instant>,
+    /// A private mount of the namespace's mqueue filesystem, kept for its next read (see
+    /// [`Sampler::forget_namespace`]).
+    pub(crate) mount: Option<std::fs::File>,
+}
+
+/// Most private mqueue mounts held at once (one per watched namespace), as many as the fleet
+/// keeps anchors by default; beyond it, or when the open-file limit leaves no room, a read
+/// mounts and closes again.
+pub const MAX_HELD_MOUNTS: usize = 1000;
+
+/// Descriptors left to everything else before any mount is held: the fleet's anchors (1,000
+/// by default), the web server's connections (512) and the daemon's own files.
+const DESCRIPTORS_KEPT_FREE: usize = 2048;
+
+/// How many private mounts may be held with `open_files` descriptors allowed.
+pub(crate) fn mount_budget(open_files: Option<usize>) -> usize {
+    open_files.map_or(0, |n| n.saturating_sub(DESCRIPTORS_KEPT_FREE)).min(MAX_HELD_MOUNTS)
 }
 
 /// How often the POSIX message queues and `fs.mqueue.*` limits of a namespace other than the
@@ -35,10 +47,11 @@ impl Sampler {
     ///
     /// Every other namespace (a container's, named by [`Sampler::set_target`]) is read whole
     /// every [`POSIX_CONTAINER_EVERY`], each at its own moment within that period, so that a
-    /// thousand containers do not all read in one tick. Per second they cost nothing here:
-    /// their count needs a walk into the container's root or a private mount, and their
-    /// limits a /proc/sys lookup whose cost grows with the number of IPC namespaces on the
-    /// host.
+    /// thousand containers do not all read in one tick. Per second they cost nothing here.
+    /// Their queues are read through a private mount of their mqueue filesystem, made at the
+    /// first read and kept while the namespace is watched (one stat when it holds no queue);
+    /// their limits through a /proc/sys lookup whose cost grows with the number of IPC
+    /// namespaces on the host, every [`POSIX_CONTAINER_LIMITS_EVERY`].
     pub(crate) fn posix(&mut self) -> posix::Posix {
         let target = self.target.take();
         // The fleet says which namespace this is; a one-shot sample asks the kernel.
@@ -48,21 +61,17 @@ impl Sampler {
         let initial = inode == Some(namespaces::INIT_IPC_NAMESPACE);
         let slow = !initial && target.is_some_and(|t| t.other);
         let key = inode.unwrap_or(0);
-        let kept = self.posix_kept.get(&key);
-        let device = kept.and_then(|k| k.device);
-        let no_own_mqueue =
-            kept.and_then(|k| k.no_own_mqueue_since).filter(|t| t.elapsed() < POSIX_CONTAINER_LIMITS_EVERY);
+        let kept = self.posix_kept.get_mut(&key);
         let first = kept.is_none();
-        let due = kept.is_none_or(|k| Instant::now() >= k.next_read);
+        let due = kept.as_ref().is_none_or(|k| Instant::now() >= k.next_read);
         let reuse = if slow {
             !due
         } else {
             // The host's /dev/mqueue: its queues counted with one stat.
             let dir = Path::new("/dev/mqueue");
-            let count = (initial && posix::is_mqueue_of(dir, posix::any_device(dir)))
-                .then(|| posix::count_queues_in(dir).ok())
-                .flatten();
-            match (kept, count) {
+            let count =
+                (initial && posix::is_mqueue(dir)).then(|| posix::count_queues_in(dir).ok()).flatten();
+            match (&kept, count) {
                 (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
                 (Some(_), None) => !due,
                 (None, _) => false,
@@ -72,18 +81,9 @@ impl Sampler {
             let k = self.posix_kept.get(&key).expect("just seen");
             return k.posix.clone();
         }
-        // A container's own /dev/mqueue, once a private mount has shown the namespace's
-        // device: reached without trusting it (no symlink, nothing on FUSE), held open while
-        // it is read, and cheaper than another mount.
-        let own_mqueue_try =
-            target.map(|t| t.pid).zip(device).filter(|_| !initial && no_own_mqueue.is_none());
-        let container_mqueue = own_mqueue_try.and_then(|(pid, dev)| {
-            let kinds = &mut self.mount_kinds;
-            within::Dir::open(&self.config.procfs, pid, &["dev", "mqueue"], within::FsKind::Mqueue, kinds)
-                .ok()
-                .filter(|d| d.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev))
-        });
+        let held = kept.and_then(|k| k.mount.take());
         // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
+        let kept = self.posix_kept.get(&key);
         let kept_limits = kept
             .filter(|k| slow && Instant::now() < k.limits_next)
             .map(|k| (k.posix.limits.clone(), k.limits_next));
@@ -94,18 +94,19 @@ impl Sampler {
                 (read, Instant::now() + POSIX_CONTAINER_LIMITS_EVERY)
             }
         };
-        let read = match &container_mqueue {
-            Some(dir) => posix::read_queues_in(Path::new(&dir.proc_path())).map(|q| (q, device)),
-            None => posix::read_queues(initial),
-        };
-        let (queues, error, device) = match read {
-            Ok((q, d)) => (Some(q), None, d.or(device)),
-            Err(e) => (None, Some(e.to_string().into()), device),
+        let (read, mount) = posix::read_queues(initial, held);
+        let (queues, error) = match read {
+            Ok(q) => (Some(q), None),
+            Err(e) => (None, Some(e.to_string().into())),
         };
         let out = posix::Posix { limits, queues, error };
         if self.posix_kept.len() >= 4096 {
             self.posix_kept.clear();
         }
+        // Kept only while the budget allows: the one this namespace had counts among them.
+        let held = self.posix_kept.values().filter(|k| k.mount.is_some()).count();
+        // A namespace the kernel did not name (key 0) keeps none: another could be read through it.
+        let mount = mount.filter(|_| inode.is_some() && held < self.mount_budget);
         let every = if slow { POSIX_CONTAINER_EVERY } else { POSIX_DETAIL_EVERY };
         // A namespace's first read comes when it is found; the next at a moment of its own
         // within the period (the inode spread by a multiplicative hash).
@@ -115,18 +116,7 @@ impl Sampler {
             }
             false => every,
         };
-        let no_own_mqueue_since = match (&container_mqueue, own_mqueue_try.is_some()) {
-            (None, true) => Some(Instant::now()),
-            (None, false) => no_own_mqueue,
-            (Some(_), _) => None,
-        };
-        let kept = PosixKept {
-            posix: out.clone(),
-            next_read: Instant::now() + wait,
-            limits_next,
-            device,
-            no_own_mqueue_since,
-        };
+        let kept = PosixKept { posix: out.clone(), next_read: Instant::now() + wait, limits_next, mount };
         self.posix_kept.insert(key, kept);
         out
     }
