@@ -234,7 +234,7 @@ impl Scope<'_> {
             "now" => return Some(self.now),
             "after" => return Some(lookup.map_or(self.now, |l| self.now + l.after)),
             "before" => return Some(lookup.map_or(self.now, |l| self.now + l.before)),
-            "last_collected_t" => return Some(self.chart.last_collected.unwrap_or(f64::NAN)),
+            "last_collected_t" => return Some(self.chart.last_collected().unwrap_or(f64::NAN)),
             "update_every" => return Some(self.update_every),
             "green" => return Some(rule.green.unwrap_or(f64::NAN)),
             "red" => return Some(rule.red.unwrap_or(f64::NAN)),

@@ -481,12 +481,17 @@ pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
     SLOTS.get_or_init(|| slots(charts))
 }
 
-/// The probe charts' positions, found once (every registry lays its charts out alike).
+/// The charts the eBPF probes fill, the last four by priority (see [`crate::RegistryConfig::probes`]).
+pub const PROBE_CHARTS: [&str; 4] =
+    [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART];
+
+/// The probe charts' positions in a registry that has them, found once (every such registry
+/// lays its charts out alike).
 fn probe_charts(charts: &[Chart]) -> [usize; 4] {
     static AT: std::sync::OnceLock<[usize; 4]> = std::sync::OnceLock::new();
     *AT.get_or_init(|| {
-        [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART]
-            .map(|id| charts.iter().position(|c| c.id == id).expect("every chart id used here is in CHARTS"))
+        PROBE_CHARTS
+            .map(|id| charts.iter().position(|c| c.id == id).expect("a registry with the probes' charts"))
     })
 }
 
@@ -494,6 +499,9 @@ fn probe_charts(charts: &[Chart]) -> [usize; 4] {
 /// tick: the average number of callers waiting.
 fn fill_probes(charts: &mut [Chart], at: Row, snap: &Snapshot, every: f64) {
     let Some(p) = &snap.probes else { return };
+    if !charts.last().is_some_and(|c| PROBE_CHARTS.contains(&c.id)) {
+        return;
+    }
     let [refused, send_refused, sem_wait, send_wait] = probe_charts(charts);
     for (i, v) in p.refused_last_minute.iter().enumerate() {
         charts[refused].set_at(at, i, *v as f64);
@@ -501,6 +509,35 @@ fn fill_probes(charts: &mut [Chart], at: Row, snap: &Snapshot, every: f64) {
     charts[send_refused].set_at(at, 0, p.send_refused_last_minute as f64);
     charts[sem_wait].set_at(at, 0, p.semaphore_wait_new_ns as f64 / 1e9 / every);
     charts[send_wait].set_at(at, 0, p.send_wait_new_ns as f64 / 1e9 / every);
+}
+
+/// Everything [`fill`] would put in a row, as f64 bits (NaN where it would put nothing), in a
+/// fixed order: two rows with the same figures fill the charts alike, so the registry need
+/// not touch them (see [`crate::Registry::update`]).
+pub(crate) fn figures(snap: &Snapshot, queues: &QueueChoice, every: f64, out: &mut Vec<u64>) {
+    let bits = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64).to_bits();
+    match &snap.probes {
+        Some(p) => {
+            out.push(1);
+            out.extend(p.refused_last_minute.iter().map(|v| bits(Some(*v))));
+            out.push(bits(Some(p.send_refused_last_minute)));
+            out.push((p.semaphore_wait_new_ns as f64 / 1e9 / every).to_bits());
+            out.push((p.send_wait_new_ns as f64 / 1e9 / every).to_bits());
+        }
+        None => out.push(0),
+    }
+    out.extend(FIGURES.iter().map(|f| bits((f.read)(snap))));
+    match &snap.message_queues {
+        Some(msg) => {
+            out.push(queues.queues().len() as u64);
+            for queue in queues.queues() {
+                out.push(queue.id as u64);
+                out.extend(QUEUE_FIGURES.iter().filter(|q| q.chart.is_some()).map(|q| bits((q.read)(queue))));
+            }
+            out.push(msg.items.iter().map(|q| q.fill_ratio()).fold(0.0, f64::max).to_bits());
+        }
+        None => out.push(u64::MAX),
+    }
 }
 
 pub(crate) fn fill(

@@ -212,11 +212,47 @@ impl Dimension {
         }
     }
 
-    /// Gives row `row` the value of the row before, if it had one.
-    fn carry(&mut self, first: u32, row: u32) {
-        let v = self.at(row.wrapping_sub(1));
-        if !v.is_nan() {
-            self.put(first, row, v);
+    /// The newest row given a value (or NaN) explicitly.
+    fn last_row(&self) -> u32 {
+        match &self.history {
+            History::Runs { set, .. } => *set,
+            History::Flat { first, values } => first.wrapping_add(values.len() as u32).wrapping_sub(1),
+        }
+    }
+
+    /// The value at absolute row `row`, where the rows from `carry.from` on repeat the row
+    /// before them for every dimension given a value there (see [`Carry`]).
+    fn at_carried(&self, row: u32, carry: Option<Carry>) -> f32 {
+        match carry {
+            Some(c) if row >= c.from && self.last_row().wrapping_add(1) == c.from => self.at(c.from - 1),
+            _ => self.at(row),
+        }
+    }
+
+    /// Makes the carried rows through `through` explicit (its value repeated), keeping rows
+    /// from `first` on: what putting that value in each would give.
+    fn settle(&mut self, carry: Carry, first: u32, through: u32) {
+        let last = self.last_row();
+        if last.wrapping_add(1) != carry.from || through < carry.from {
+            return;
+        }
+        let v = self.at(last);
+        match &mut self.history {
+            History::Runs { older, last, set } => {
+                *set = through;
+                while older.front().is_some_and(|_| older.get(1).map_or(last.0, |r| r.0) <= first) {
+                    older.pop_front();
+                }
+            }
+            // Every row kept is carried: one run.
+            History::Flat { .. } if first > last => {
+                self.history = History::Runs { older: Older::default(), last: (first, v), set: through };
+            }
+            History::Flat { .. } => {
+                for row in carry.from..=through {
+                    self.put(first, row, v);
+                }
+            }
         }
     }
 
@@ -280,8 +316,9 @@ pub struct Chart {
     pub variables: Variables,
     /// Fed by the census ([`defs::CENSUS_HISTORY_ROWS`]).
     census: bool,
-    /// Unix time of the last row in which the chart was collected.
-    pub last_collected: Option<f64>,
+    /// Unix time of the last row in which the chart was collected (before any carried rows:
+    /// [`ChartView::last_collected`]).
+    last_collected: Option<f64>,
     /// Where the next dimension lookup by id starts.
     cursor: u32,
 }
@@ -359,6 +396,16 @@ pub fn namespace_chart_id(inode: &str, id: &str) -> String {
     format!("ipc_ns_{inode}.{}", id.split_once('.').map_or(id, |(_, name)| name))
 }
 
+/// Rows that repeat the one before them: from row `from` on, every dimension of a chart fed
+/// by the sampler that was given a value in row `from - 1` has that value again (`time_before`
+/// is that row's time). A namespace whose figures do not change costs its charts nothing per
+/// row; the first row that differs makes the carried rows explicit ([`Registry::settle`]).
+#[derive(Debug, Clone, Copy)]
+struct Carry {
+    from: u32,
+    time_before: f64,
+}
+
 /// The row being filled: its absolute number, the oldest row kept, and its Unix time.
 #[derive(Debug, Clone, Copy)]
 struct Row {
@@ -376,6 +423,8 @@ pub struct ChartView<'a> {
     times: &'a VecDeque<f64>,
     /// The absolute number of the registry's newest row.
     newest: u32,
+    /// The registry's carried rows, for a chart fed by the sampler.
+    carry: Option<Carry>,
 }
 
 impl std::ops::Deref for ChartView<'_> {
@@ -393,7 +442,15 @@ impl<'a> ChartView<'a> {
 
     /// Dimension `d`'s value in the newest row, or `None` if it was not collected then.
     pub fn last(&self, d: &Dimension) -> Option<f64> {
-        Some(d.at(self.newest)).filter(|v| !v.is_nan()).map(f64::from)
+        Some(d.at_carried(self.newest, self.carry)).filter(|v| !v.is_nan()).map(f64::from)
+    }
+
+    /// Unix time of the last row in which the chart was collected.
+    pub fn last_collected(&self) -> Option<f64> {
+        match self.carry {
+            Some(c) if self.chart.last_collected == Some(c.time_before) => self.times.back().copied(),
+            _ => self.chart.last_collected,
+        }
     }
 
     /// The newest value of the dimension with this id or name.
@@ -418,7 +475,7 @@ impl<'a> ChartView<'a> {
     /// collected.
     pub fn value(&self, d: &Dimension, i: usize) -> f32 {
         let first = self.newest.wrapping_add(1).wrapping_sub(self.history_len() as u32);
-        d.at(first.wrapping_add(i as u32))
+        d.at_carried(first.wrapping_add(i as u32), self.carry)
     }
 
     /// Reduces each selected dimension over rows with `now + after < t <= now + before`
@@ -462,11 +519,20 @@ pub struct RegistryConfig {
     /// Most per-owner dimensions on each `ipc.*_by_owner` chart (`[holders] max_owners`, plus
     /// `other`).
     pub max_owner_dimensions: usize,
+    /// Whether the eBPF probes run: their charts ([`defs::PROBE_CHARTS`]) exist only then,
+    /// so that where they cannot load a namespace carries no empty charts and no alert that
+    /// can never fire.
+    pub probes: bool,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { history_rows: 3600, max_queue_dimensions: 100, max_owner_dimensions: 21 }
+        RegistryConfig {
+            history_rows: 3600,
+            max_queue_dimensions: 100,
+            max_owner_dimensions: 21,
+            probes: false,
+        }
     }
 }
 
@@ -506,6 +572,20 @@ pub struct Registry {
     slots: &'static [defs::Slot],
     /// Msqids of the queues that have dimensions now, ascending.
     queue_ids: Vec<i32>,
+    /// What the last row filled was given ([`defs::figures`]), to see whether the next differs.
+    figures: Vec<u64>,
+    /// The rows repeated since, if the figures have not changed.
+    carry: Option<Carry>,
+    /// The same for the census charts, while the census has not changed.
+    census_carry: Option<Carry>,
+    /// The time of the row before the newest.
+    time_before: f64,
+}
+
+thread_local! {
+    /// A row's figures while they are compared with the last: one buffer per thread, not
+    /// one per namespace.
+    static FIGURES: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Default for Registry {
@@ -518,6 +598,11 @@ impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
         let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
         charts.sort_by_key(|c| c.priority);
+        // The probes' charts come last (the highest priorities): without them every other
+        // chart keeps its position, which the shared slot tables rely on.
+        if !config.probes {
+            charts.truncate(charts.len() - defs::PROBE_CHARTS.len());
+        }
         let slots = defs::shared_slots(&charts);
         Registry {
             config,
@@ -528,11 +613,58 @@ impl Registry {
             holders_filled: false,
             slots,
             queue_ids: Vec::new(),
+            figures: Vec::new(),
+            carry: None,
+            census_carry: None,
+            time_before: f64::NAN,
         }
     }
 
-    /// Changes the caps (on reload); history shrinks at the next update.
+    /// [`Registry::settle`] for the census charts, through row `through`.
+    fn settle_census(&mut self, through: u32) {
+        let Some(carry) = self.census_carry.take() else { return };
+        let first = self.census_row.first;
+        for chart in self.charts.iter_mut().filter(|c| c.census) {
+            for d in &mut chart.dimensions {
+                d.settle(carry, first, through);
+            }
+            if chart.last_collected == Some(carry.time_before) {
+                let newest = through == self.census_row.index;
+                chart.last_collected = Some(if newest { self.census_row.time } else { self.time_before });
+            }
+        }
+    }
+
+    /// Makes the carried rows explicit in every dimension (each repeats its value), so that
+    /// the next row can differ.
+    fn settle(&mut self) {
+        let Some(carry) = self.carry.take() else { return };
+        let through = self.next_row.wrapping_sub(1);
+        let first = self.next_row.wrapping_sub(self.times.len() as u32);
+        let newest_time = self.times.back().copied();
+        for chart in self.charts.iter_mut().filter(|c| !c.census) {
+            for d in &mut chart.dimensions {
+                d.settle(carry, first, through);
+            }
+            if chart.last_collected == Some(carry.time_before) {
+                chart.last_collected = newest_time;
+            }
+        }
+    }
+
+    /// Changes the caps (on reload); history shrinks at the next update. The probes' charts
+    /// are added or dropped.
     pub fn set_config(&mut self, config: RegistryConfig) {
+        let has_probes = self.charts.last().is_some_and(|c| defs::PROBE_CHARTS.contains(&c.id));
+        if config.probes && !has_probes {
+            self.settle();
+            let mut added: Vec<Chart> =
+                defs::CHARTS.iter().filter(|c| defs::PROBE_CHARTS.contains(&c.id)).map(Chart::new).collect();
+            added.sort_by_key(|c| c.priority);
+            self.charts.extend(added);
+        } else if !config.probes && has_probes {
+            self.charts.truncate(self.charts.len() - defs::PROBE_CHARTS.len());
+        }
         self.config = config;
     }
 
@@ -542,7 +674,8 @@ impl Registry {
     }
 
     fn view<'a>(&'a self, chart: &'a Chart) -> ChartView<'a> {
-        ChartView { chart, times: &self.times, newest: self.next_row.wrapping_sub(1) }
+        let carry = if chart.census { self.census_carry } else { self.carry };
+        ChartView { chart, times: &self.times, newest: self.next_row.wrapping_sub(1), carry }
     }
 
     /// A chart by id, answering Netdata's documented alias `system.message_queue_message` too.
@@ -561,8 +694,25 @@ impl Registry {
     pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
         // What the tick covers: the rates (seconds waited per second) divide by it.
-        let every = self.times.back().map_or(1.0, |t| snap.timestamp - t);
+        let time_before = self.times.back().copied();
+        let every = time_before.map_or(1.0, |t| snap.timestamp - t);
         let every = if every.is_finite() && every > 0.0 { every } else { 1.0 };
+        // The same figures as the last row: this row repeats it, at no cost per dimension.
+        let repeated = FIGURES.with_borrow_mut(|figures| {
+            figures.clear();
+            defs::figures(snap, queues, every, figures);
+            let same = time_before.is_some() && *figures == self.figures;
+            if !same {
+                // Copied, not swapped: each registry keeps a buffer its own size.
+                self.figures.clear();
+                self.figures.extend_from_slice(figures);
+            }
+            same
+        });
+        if !repeated {
+            self.settle();
+        }
+        self.time_before = time_before.unwrap_or(f64::NAN);
         self.times.push_back(snap.timestamp);
         while self.times.len() > keep {
             self.times.pop_front();
@@ -575,6 +725,11 @@ impl Registry {
         let census_first = self.next_row.wrapping_sub(self.times.len().min(defs::CENSUS_HISTORY_ROWS) as u32);
         let at = Row { index, first, time: snap.timestamp };
         self.census_row = Row { first: census_first, ..at };
+        if repeated {
+            let time_before = time_before.expect("a row before");
+            self.carry.get_or_insert(Carry { from: index, time_before });
+            return;
+        }
         let unchanged = self.queue_ids.len() == queues.queues().len()
             && self.queue_ids.iter().zip(queues.queues()).all(|(a, q)| *a == q.id);
         if !unchanged {
@@ -595,15 +750,12 @@ impl Registry {
     /// the row (what filling it again would give, without a lookup by name).
     pub fn update_holders(&mut self, pass: Option<owners::OwnerCensus<'_>>, changed: bool) {
         if pass.is_some() && !changed && self.holders_filled {
-            let at = self.census_row;
-            for chart in self.charts.iter_mut().filter(|c| c.census) {
-                for d in &mut chart.dimensions {
-                    d.carry(at.first, at.index);
-                }
-                chart.last_collected = Some(at.time);
-            }
+            let time_before = self.time_before;
+            self.census_carry.get_or_insert(Carry { from: self.census_row.index, time_before });
             return;
         }
+        // Through the row before this one, which the census fills now (or leaves empty).
+        self.settle_census(self.census_row.index.wrapping_sub(1));
         self.holders_filled = pass.is_some();
         defs::fill_holders(&mut self.charts, self.census_row, pass);
     }

@@ -120,7 +120,7 @@ fn a_failed_collector_is_not_served_as_fresh() {
     feed(&mut r, &failed);
     let c = r.chart("system.ipc_semaphore_arrays").unwrap();
     assert_eq!(c.last_of("arrays"), None);
-    assert_eq!(c.last_collected, Some(1.0));
+    assert_eq!(c.last_collected(), Some(1.0));
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn every_census_chart_exists_and_fills_from_a_pass() {
         let c = r.chart("ipc.semaphore_arrays_by_owner").unwrap();
         assert_eq!(c.last_of("apache"), Some(2.0), "row {t}");
         assert_eq!(c.lookup(Reduce::Min, t as f64, -3.0, 0.0, None), 2.0);
-        assert_eq!(c.last_collected, Some(t as f64));
+        assert_eq!(c.last_collected(), Some(t as f64));
     }
     // No census: the rows are empty.
     r.update(&Snapshot { timestamp: 105.0, ..Default::default() }, &crate::QueueChoice::default());
@@ -318,4 +318,99 @@ fn an_unchanging_figure_costs_no_heap_however_long_the_history() {
     assert_eq!(c.lookup(Reduce::Min, 3599.0, -3600.0, 0.0, None), 4.0);
     // A thousand namespaces hold some 45 dimensions each: their size is what an idle one costs.
     assert!(std::mem::size_of::<Dimension>() <= 48, "{}", std::mem::size_of::<Dimension>());
+}
+
+/// Everything a reader of `r` can see: every chart's rows, newest values, collection time
+/// and variables, and a few lookups.
+fn everything(r: &Registry) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in r.charts() {
+        let times: Vec<f64> = c.times().copied().collect();
+        out.push(format!("{} {:?} {:?} {:?}", c.id, times, c.last_collected(), c.variables));
+        for d in &c.dimensions {
+            let rows: Vec<u32> = (0..c.history_len()).map(|i| c.value(d, i).to_bits()).collect();
+            out.push(format!("  {} {:?} {:?}", d.id, c.last(d), rows));
+        }
+        let now = times.last().copied().unwrap_or(0.0);
+        for reduce in [Reduce::Average, Reduce::Max, Reduce::Sum] {
+            out.push(format!("  {:?}", c.lookup(reduce, now, -3.0, 0.0, None).to_bits()));
+        }
+    }
+    out
+}
+
+#[test]
+fn repeated_rows_read_exactly_as_filled_ones() {
+    // Short history, so carried rows outlive it, and figures that flip often enough for some
+    // dimensions to be held one value per row.
+    let config = RegistryConfig { history_rows: 20, ..Default::default() };
+    let (mut carried, mut filled) = (Registry::new(config), Registry::new(config));
+    let mut plan = Vec::new();
+    for t in 0..100u64 {
+        let arrays = match t {
+            0..=9 => 3,
+            10..=39 => t % 2,
+            40..=69 => 7,
+            70..=75 => t / 3,
+            _ => 5,
+        };
+        let queues = match t {
+            5..=14 => vec![queue(1, 2, 20), queue(2, t % 3, 30)],
+            15..=24 => vec![queue(2, 1, 10)],
+            _ => vec![],
+        };
+        let mut s = snap(100.0 + t as f64, arrays, queues);
+        if (12..=16).contains(&t) || t == 73 {
+            s.semaphores = None; // a failed collector: nothing in its rows
+        }
+        plan.push(s);
+    }
+    let flat = |r: &Registry| {
+        r.charts.iter().flat_map(|c| &c.dimensions).any(|d| matches!(d.history, History::Flat { .. }))
+    };
+    // The census: none at first, then one, another, none for a while, the first again.
+    use crate::owners::{OwnerCensus, OwnerUsage, Usage};
+    let owner = |name: &str, arrays: u64| OwnerUsage {
+        uid: Some(arrays as u32),
+        name: name.into(),
+        usage: Usage { semaphore_arrays: arrays, ..Default::default() },
+        semaphore_arrays_growth_1h: 0,
+    };
+    let (a, b) = (vec![owner("apache", 4), owner("pg", 9)], vec![owner("pg", 3)]);
+    let totals = Usage::default();
+    let census = |t: usize| match t {
+        5..=30 | 64.. => Some((OwnerCensus { owners: &a, totals: &totals }, t == 5 || t == 64)),
+        31..=60 => Some((OwnerCensus { owners: &b, totals: &totals }, t == 31)),
+        _ => None,
+    };
+    for (i, s) in plan.iter().enumerate() {
+        let (pass, changed) = census(i).map_or((None, true), |(p, c)| (Some(p), c));
+        for r in [&mut carried, &mut filled] {
+            feed(r, s);
+            r.update_holders(pass, changed);
+        }
+        filled.settle();
+        filled.settle_census(filled.census_row.index);
+        assert_eq!(everything(&carried), everything(&filled), "row {i}");
+        if i == 39 {
+            assert!(flat(&carried), "a figure that changes every row is held one value per row");
+        }
+    }
+    assert!(carried.carry.is_some() && carried.census_carry.is_some(), "the last rows are carried");
+}
+
+#[test]
+fn the_probes_charts_exist_only_where_the_probes_run() {
+    let off = Registry::new(RegistryConfig::default());
+    let mut on = Registry::new(RegistryConfig { probes: true, ..Default::default() });
+    let ids = |r: &Registry| r.charts().map(|c| c.id).collect::<Vec<_>>();
+    assert!(defs::PROBE_CHARTS.iter().all(|id| off.chart(id).is_none()));
+    assert_eq!(ids(&on)[..ids(&off).len()], ids(&off), "every other chart keeps its place");
+    assert_eq!(ids(&on)[ids(&off).len()..], defs::PROBE_CHARTS);
+    // A reload turns them off and on.
+    let config = RegistryConfig::default();
+    on.set_config(config);
+    assert_eq!(ids(&on), ids(&off));
+    on.set_config(RegistryConfig { probes: true, ..config });
+    assert_eq!(ids(&on)[ids(&off).len()..], defs::PROBE_CHARTS);
 }

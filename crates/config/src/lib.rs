@@ -524,6 +524,7 @@ impl Config {
             history_rows: self.history_rows(),
             max_queue_dimensions: self.charts.max_queue_dimensions,
             max_owner_dimensions: self.holders.max_owners + 1,
+            probes: false,
         }
     }
 
@@ -579,6 +580,8 @@ impl Config {
             history_rows: self.history_rows(),
             max_queue_dimensions: self.charts.max_queue_dimensions,
             max_owner_dimensions: self.holders.max_owners + 1,
+            // Known once the fleet has tried to load them.
+            probes: false,
         }
     }
 

@@ -294,6 +294,11 @@ impl Fleet {
             Err(reason) => ProbesPublished { reason: Some(reason.as_str().into()), ..Default::default() },
         };
         self.probes = probes.ok();
+        // Their charts and alert, in every namespace, only where they run.
+        self.pipeline_config.probes = self.probes.is_some();
+        for m in self.members.values_mut() {
+            m.pipeline.set_probes(self.pipeline_config.probes);
+        }
     }
 
     /// Reads what the probes counted since the last tick (nothing when nothing changed).
@@ -332,7 +337,7 @@ impl Fleet {
             self.next_scan = None;
         }
         self.rules = rules.into_iter().map(Arc::new).collect();
-        self.pipeline_config = pipeline_config;
+        self.pipeline_config = PipelineConfig { probes: self.probes.is_some(), ..pipeline_config };
         if self.wanted_home().0 != self.home {
             self.set_home();
         }

@@ -59,6 +59,8 @@ pub struct PipelineConfig {
     pub max_queue_dimensions: usize,
     /// Most owners with dimensions of their own on the per-owner charts (with `other`).
     pub max_owner_dimensions: usize,
+    /// Whether the eBPF probes run (their charts, and the alert on them, exist only then).
+    pub probes: bool,
 }
 
 impl Default for PipelineConfig {
@@ -68,6 +70,7 @@ impl Default for PipelineConfig {
             history_rows: 3600,
             max_queue_dimensions: 100,
             max_owner_dimensions: 21,
+            probes: false,
         }
     }
 }
@@ -78,6 +81,7 @@ impl PipelineConfig {
             history_rows: self.history_rows,
             max_queue_dimensions: self.max_queue_dimensions,
             max_owner_dimensions: self.max_owner_dimensions,
+            probes: self.probes,
         }
     }
 }
@@ -234,6 +238,12 @@ impl Pipeline {
 
     pub fn config(&self) -> &PipelineConfig {
         &self.config
+    }
+
+    /// Adds or drops the eBPF probes' charts (and so the alerts on them).
+    pub fn set_probes(&mut self, on: bool) {
+        self.config.probes = on;
+        self.registry.write().unwrap_or_else(|p| p.into_inner()).set_config(self.config.registry());
     }
 
     /// The charts, read-locked.

@@ -78,7 +78,7 @@ fn alert<'a>(p: &'a Published, name: &str) -> &'a ipcwatch_alerts::Alert {
 
 #[test]
 fn rules_run_only_when_their_every_is_due() {
-    let (mut p, feed) = fed(PipelineConfig::default());
+    let (mut p, feed) = fed(PipelineConfig { probes: true, ..Default::default() });
     let mut evaluated_at = Vec::new();
     let mut boards = Vec::new();
     for s in 0..25 {
