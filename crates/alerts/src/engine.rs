@@ -201,6 +201,10 @@ pub struct Engine {
     /// thousand namespaces) copies nothing and rebuilds no view; the alerts' own
     /// `last_updated` and `next_update` then move only with a change.
     due_at: Vec<f64>,
+    /// The earliest time at which an evaluation can do anything (an alert due, a notification
+    /// to release): before it, [`Engine::evaluate`] returns at once. A thousand namespaces'
+    /// rules that run every 10 s then cost nothing in nine ticks of ten.
+    wake: f64,
 }
 
 /// The alerts as they stood after one evaluation: what /api/v1/alarms and /metrics show,
@@ -280,6 +284,7 @@ impl Engine {
             rules: Vec::new(),
             alerts: Arc::default(),
             due_at: Vec::new(),
+            wake: f64::NEG_INFINITY,
             namespace: None,
             update_every,
             next_unique_id: 1,
@@ -328,6 +333,7 @@ impl Engine {
             }
         }
         self.due_at = alerts.iter().map(|a| a.next_update).collect();
+        self.wake = f64::NEG_INFINITY;
         self.synced_charts = None;
         self.generation += 1;
     }
@@ -402,6 +408,7 @@ impl Engine {
         // A namespace's alerts are made once: no room for more in each of a thousand.
         alerts.shrink_to_fit();
         self.due_at = alerts.iter().map(|a| a.next_update).collect();
+        self.wake = f64::NEG_INFINITY;
         let host = &self.host.hostname;
         for a in alerts {
             if a.status != Status::Removed && registry.chart(a.source).is_none() {
@@ -415,6 +422,9 @@ impl Engine {
     pub fn evaluate(&mut self, registry: &Registry, now: f64) -> Outcome {
         let mut out = Outcome::default();
         self.sync(registry, now, &mut out);
+        if now + 1e-6 < self.wake {
+            return out;
+        }
         let host = &self.host.hostname;
         let ids_before = self.next_unique_id;
         // Copied (from the board that shares them) only when an evaluation changes something
@@ -436,6 +446,7 @@ impl Engine {
             }
         }
         if changed.is_empty() && !self.alerts.iter().any(|a| release_due(a, now)) {
+            self.wake = next_wake(&self.alerts, &self.due_at);
             return out;
         }
         let evaluated = !changed.is_empty();
@@ -458,6 +469,7 @@ impl Engine {
         if evaluated || released || self.next_unique_id != ids_before {
             self.generation += 1;
         }
+        self.wake = next_wake(&self.alerts, &self.due_at);
         out
     }
 
@@ -729,6 +741,25 @@ fn repeat_every(a: &Alert) -> f64 {
         Some(Status::Critical) if a.status == Status::Critical => a.rule.repeat.critical,
         _ => 0.0,
     }
+}
+
+/// The earliest time at which an alert is due or [`release`] has something to do: the
+/// times [`Engine::evaluate`] and [`release_due`] compare `now` with.
+fn next_wake(alerts: &[Alert], due_at: &[f64]) -> f64 {
+    let mut wake = f64::INFINITY;
+    for (a, due) in alerts.iter().zip(due_at) {
+        if a.status != Status::Removed {
+            wake = wake.min(*due);
+        }
+        wake = wake.min(match a.pending.as_deref() {
+            Some((due, _)) => *due,
+            None => match repeat_every(a) {
+                every if every > 0.0 => a.last_notified_at + every,
+                _ => f64::INFINITY,
+            },
+        });
+    }
+    wake
 }
 
 /// Whether [`release`] has anything to do at `now`.

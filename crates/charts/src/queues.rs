@@ -28,6 +28,21 @@ impl QueueChoice {
     /// Chooses at most `cap` queues of `snap`; `owner` names a uid.
     pub fn choose(snap: &Snapshot, cap: usize, mut owner: impl FnMut(u32) -> Arc<str>) -> QueueChoice {
         let Some(msg) = &snap.message_queues else { return QueueChoice::default() };
+        let chosen = |q: &MessageQueue, owner: &mut dyn FnMut(u32) -> Arc<str>| ChosenQueue {
+            id: q.id,
+            key: q.key,
+            owner: owner(q.owner),
+            messages: q.messages,
+            bytes: q.bytes,
+            capacity_bytes: q.capacity_bytes,
+        };
+        // Every queue makes the cut (nearly always): one allocation, not two, per namespace
+        // and tick.
+        if msg.items.len() <= cap {
+            let mut queues: Vec<ChosenQueue> = msg.items.iter().map(|q| chosen(q, &mut owner)).collect();
+            queues.sort_unstable_by_key(|q| q.id);
+            return QueueChoice { queues };
+        }
         let mut picked: Vec<&MessageQueue> = msg.items.iter().collect();
         if picked.len() > cap {
             // Partition (O(n)) rather than sort: only which queues make the cut matters.
@@ -39,17 +54,7 @@ impl QueueChoice {
             picked.truncate(cap);
         }
         picked.sort_unstable_by_key(|q| q.id);
-        let queues = picked
-            .into_iter()
-            .map(|q| ChosenQueue {
-                id: q.id,
-                key: q.key,
-                owner: owner(q.owner),
-                messages: q.messages,
-                bytes: q.bytes,
-                capacity_bytes: q.capacity_bytes,
-            })
-            .collect();
+        let queues = picked.into_iter().map(|q| chosen(q, &mut owner)).collect();
         QueueChoice { queues }
     }
 

@@ -146,8 +146,10 @@ pub struct Sampler {
     /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with the
     /// private mount of its mqueue filesystem, held until [`Sampler::forget_namespace`].
     posix_kept: HashMap<u64, PosixKept>,
-    /// How many of those mounts may be held (see [`collectors::posix_queues::MAX_HELD_MOUNTS`]).
+    /// How many of those mounts may be held (see [`collectors::posix_queues::MAX_HELD_MOUNTS`]),
+    /// and how many are.
     mount_budget: usize,
+    held_mounts: usize,
     /// Each process /dev/shm is read through: its mount namespace, and when that was asked.
     shm_kept: HashMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
@@ -200,6 +202,7 @@ impl Sampler {
             target: None,
             posix_kept: HashMap::new(),
             mount_budget: collectors::posix_queues::mount_budget(open_file_limit()),
+            held_mounts: 0,
             shm_kept: HashMap::new(),
             shm_by_mount: HashMap::new(),
             limits_kept: HashMap::new(),
@@ -275,13 +278,10 @@ impl Sampler {
     /// Lets go of what is kept for IPC namespace `inode`, which is gone: above all its mqueue
     /// mount, which would keep its queues, and their owners' charges, alive.
     pub fn forget_namespace(&mut self, inode: u64) {
-        self.posix_kept.remove(&inode);
+        if self.posix_kept.remove(&inode).is_some_and(|k| k.mount.is_some()) {
+            self.held_mounts -= 1;
+        }
         self.limits_kept.remove(&inode);
-    }
-
-    /// How many private mqueue mounts are held (one per namespace read through one).
-    pub fn held_mounts(&self) -> usize {
-        self.posix_kept.values().filter(|k| k.mount.is_some()).count()
     }
 
     /// Reads `<procfs>/<rel>` into the reusable buffer.

@@ -82,6 +82,7 @@ impl Sampler {
             return k.posix.clone();
         }
         let held = kept.and_then(|k| k.mount.take());
+        self.held_mounts -= held.is_some() as usize;
         // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
         let kept = self.posix_kept.get(&key);
         let kept_limits = kept
@@ -102,11 +103,12 @@ impl Sampler {
         let out = posix::Posix { limits, queues, error };
         if self.posix_kept.len() >= 4096 {
             self.posix_kept.clear();
+            self.held_mounts = 0;
         }
-        // Kept only while the budget allows: the one this namespace had counts among them.
-        let held = self.posix_kept.values().filter(|k| k.mount.is_some()).count();
-        // A namespace the kernel did not name (key 0) keeps none: another could be read through it.
-        let mount = mount.filter(|_| inode.is_some() && held < self.mount_budget);
+        // Kept only while the budget allows. A namespace the kernel did not name (key 0) keeps
+        // none: another could be read through it.
+        let mount = mount.filter(|_| inode.is_some() && self.held_mounts < self.mount_budget);
+        self.held_mounts += mount.is_some() as usize;
         let every = if slow { POSIX_CONTAINER_EVERY } else { POSIX_DETAIL_EVERY };
         // A namespace's first read comes when it is found; the next at a moment of its own
         // within the period (the inode spread by a multiplicative hash).
