@@ -160,11 +160,11 @@ pub struct Fleet {
     /// from the next tick, not the next scan.
     new_processes: namespaces::NewProcesses,
     /// Every namespace the last scan found, watched or left out beyond `max`.
-    found: std::collections::HashSet<u64>,
+    found: ipcwatch_sampler::NumberSet<u64>,
     /// Reused every tick to share the queue-series cap out.
     queue_buffer: Vec<(u64, u64, usize)>,
     /// Reused every tick: the mount namespaces whose /dev/shm a sample already shows.
-    dev_shm_shown: std::collections::HashSet<u64>,
+    dev_shm_shown: ipcwatch_sampler::NumberSet<u64>,
     seen: usize,
     skipped: usize,
     visits_failed: u64,
@@ -213,9 +213,9 @@ impl Fleet {
             scans: 0,
             next_scan: None,
             new_processes: namespaces::NewProcesses::default(),
-            found: std::collections::HashSet::new(),
+            found: Default::default(),
             queue_buffer: Vec::new(),
-            dev_shm_shown: std::collections::HashSet::new(),
+            dev_shm_shown: Default::default(),
             seen: 1,
             skipped: 0,
             visits_failed: 0,

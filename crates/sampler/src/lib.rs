@@ -145,19 +145,19 @@ pub struct Sampler {
     target: Option<Target>,
     /// Each IPC namespace's POSIX IPC as last read in full (by namespace inode), with the
     /// private mount of its mqueue filesystem, held until [`Sampler::forget_namespace`].
-    posix_kept: HashMap<u64, PosixKept>,
+    posix_kept: NumberMap<u64, PosixKept>,
     /// How many of those mounts may be held (see [`collectors::posix_queues::MAX_HELD_MOUNTS`]),
     /// and how many are.
     mount_budget: usize,
     held_mounts: usize,
     /// Each process /dev/shm is read through: its mount namespace, and when that was asked.
-    shm_kept: HashMap<u32, (Instant, Option<u64>)>,
+    shm_kept: NumberMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
-    shm_by_mount: HashMap<u64, SharedShm>,
+    shm_by_mount: NumberMap<u64, SharedShm>,
     /// The daemon's own mount namespace, if its /dev/shm is a real folder (read once).
     own_mnt: Option<Option<u64>>,
     /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
-    limits_kept: HashMap<u64, (Instant, Limits, CollectorReport)>,
+    limits_kept: NumberMap<u64, (Instant, Limits, CollectorReport)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
     /// /dev/shm and /dev/mqueue.
     mount_kinds: posix::MountKinds,
@@ -200,12 +200,12 @@ impl Sampler {
             page_size: sys::page_size(),
             text: String::new(),
             target: None,
-            posix_kept: HashMap::new(),
+            posix_kept: NumberMap::default(),
             mount_budget: collectors::posix_queues::mount_budget(open_file_limit()),
             held_mounts: 0,
-            shm_kept: HashMap::new(),
-            shm_by_mount: HashMap::new(),
-            limits_kept: HashMap::new(),
+            shm_kept: NumberMap::default(),
+            shm_by_mount: NumberMap::default(),
+            limits_kept: NumberMap::default(),
             own_mnt: None,
             mount_kinds: posix::MountKinds::default(),
         }
@@ -360,6 +360,37 @@ impl Sampler {
 /// would hide them. At u64::MAX the figure stops, which no limit is above.
 fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
     values.fold(0u64, u64::saturating_add)
+}
+
+/// A hash map keyed by kernel-assigned numbers (namespace inodes, pids, mount namespaces),
+/// looked up for each of a thousand namespaces every tick: a multiply instead of SipHash.
+/// The keys are the kernel's, not a tenant's choice, so there is no collision flood to fear.
+pub type NumberMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<NumberHasher>>;
+/// [`NumberMap`]'s set.
+pub type NumberSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<NumberHasher>>;
+
+/// Fibonacci hashing of one integer: [`NumberMap`]'s hasher.
+#[derive(Default, Clone, Copy)]
+pub struct NumberHasher(u64);
+
+impl std::hash::Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
 }
 
 /// This process's soft limit on open files (`Max open files` in /proc/self/limits).
