@@ -205,6 +205,16 @@ pub struct Engine {
     /// to release): before it, [`Engine::evaluate`] returns at once. A thousand namespaces'
     /// rules that run every 10 s then cost nothing in nine ticks of ten.
     wake: f64,
+    /// Per alert, while its last evaluation changed nothing and its rule is
+    /// [`Rule::steady`]: where that evaluation's window began. While the registry's rows have
+    /// repeated since before then ([`Registry::unchanged_since`]), evaluating again would
+    /// find the same, so it is not done. NaN otherwise.
+    quiet_from: Vec<f64>,
+    /// [`Rule::steady`] per alert, found once.
+    steady: Vec<bool>,
+    /// Rules evaluated (computed), and whether quiet ones may be left alone: for tests.
+    computed: u64,
+    skip_quiet: bool,
 }
 
 /// The alerts as they stood after one evaluation: what /api/v1/alarms and /metrics show,
@@ -285,6 +295,10 @@ impl Engine {
             alerts: Arc::default(),
             due_at: Vec::new(),
             wake: f64::NEG_INFINITY,
+            quiet_from: Vec::new(),
+            steady: Vec::new(),
+            computed: 0,
+            skip_quiet: true,
             namespace: None,
             update_every,
             next_unique_id: 1,
@@ -332,10 +346,18 @@ impl Engine {
                 a.rule = r.clone();
             }
         }
-        self.due_at = alerts.iter().map(|a| a.next_update).collect();
-        self.wake = f64::NEG_INFINITY;
+        self.reschedule();
         self.synced_charts = None;
         self.generation += 1;
+    }
+
+    /// Each alert's next evaluation from its published `next_update`, after the alerts
+    /// changed (a reload, new charts): none is known to be quiet.
+    fn reschedule(&mut self) {
+        self.due_at = self.alerts.iter().map(|a| a.next_update).collect();
+        self.quiet_from = vec![f64::NAN; self.alerts.len()];
+        self.steady = self.alerts.iter().map(|a| a.rule.steady()).collect();
+        self.wake = f64::NEG_INFINITY;
     }
 
     pub fn rules(&self) -> &[Arc<Rule>] {
@@ -407,8 +429,8 @@ impl Engine {
         }
         // A namespace's alerts are made once: no room for more in each of a thousand.
         alerts.shrink_to_fit();
-        self.due_at = alerts.iter().map(|a| a.next_update).collect();
-        self.wake = f64::NEG_INFINITY;
+        self.reschedule();
+        let alerts = Arc::make_mut(&mut self.alerts);
         let host = &self.host.hostname;
         for a in alerts {
             if a.status != Status::Removed && registry.chart(a.source).is_none() {
@@ -430,6 +452,7 @@ impl Engine {
         // Copied (from the board that shares them) only when an evaluation changes something
         // or a notification is waiting: most ticks of a container's engine change nothing.
         let due_at = &mut self.due_at;
+        let unchanged_since = registry.unchanged_since();
         // The due alerts whose status, value or error changed: allocated only when one did
         // (kept in the engine, it would hold its largest size in each of a thousand).
         let mut changed: Vec<(usize, Status, f64, Option<String>)> = Vec::new();
@@ -437,12 +460,19 @@ impl Engine {
             if a.status == Status::Removed || now + 1e-6 < due_at[i] {
                 continue;
             }
+            due_at[i] = now + a.every;
+            if self.skip_quiet && unchanged_since.is_some_and(|since| self.quiet_from[i] >= since) {
+                continue;
+            }
             let Some(chart) = registry.chart(a.source) else { continue };
             let (status, value, error) = compute(a, chart, registry, now, self.update_every);
-            due_at[i] = now + a.every;
+            self.computed += 1;
             let same_value = value.to_bits() == a.value.to_bits() || (value.is_nan() && a.value.is_nan());
             if status != a.status || !same_value || error != a.error {
                 changed.push((i, status, value, error));
+                self.quiet_from[i] = f64::NAN;
+            } else if self.steady[i] {
+                self.quiet_from[i] = now + a.rule.lookup.as_ref().map_or(0.0, |l| l.after);
             }
         }
         if changed.is_empty() && !self.alerts.iter().any(|a| release_due(a, now)) {

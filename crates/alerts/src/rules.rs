@@ -147,6 +147,20 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule finds again what it found while its chart's rows repeat: it reads no
+    /// clock (`$now`, `$after`, `$before`, `$last_collected_t`) and its lookup does not sum
+    /// (a window may hold one row more or fewer).
+    pub fn steady(&self) -> bool {
+        if self.lookup.as_ref().is_some_and(|l| l.method == Reduce::Sum) {
+            return false;
+        }
+        let mut names = Vec::new();
+        for e in [&self.calc, &self.warn, &self.crit].into_iter().flatten() {
+            e.expr.variables(&mut names);
+        }
+        !names.iter().any(|n| matches!(n.as_str(), "now" | "after" | "before" | "last_collected_t"))
+    }
+
     fn new(kind: RuleKind, name: String, file: &Path, line: usize) -> Rule {
         Rule {
             name,

@@ -580,6 +580,8 @@ pub struct Registry {
     census_carry: Option<Carry>,
     /// The time of the row before the newest.
     time_before: f64,
+    /// The time of the last row in which the census charts changed (filled anew, or emptied).
+    census_changed: f64,
 }
 
 thread_local! {
@@ -617,6 +619,7 @@ impl Registry {
             carry: None,
             census_carry: None,
             time_before: f64::NAN,
+            census_changed: f64::NEG_INFINITY,
         }
     }
 
@@ -756,8 +759,21 @@ impl Registry {
         }
         // Through the row before this one, which the census fills now (or leaves empty).
         self.settle_census(self.census_row.index.wrapping_sub(1));
+        if pass.is_some() || self.holders_filled {
+            self.census_changed = self.census_row.time;
+        }
         self.holders_filled = pass.is_some();
         defs::fill_holders(&mut self.charts, self.census_row, pass);
+    }
+
+    /// The time of the oldest row that every later row repeats, in every chart and variable,
+    /// if the newest does; `None` if the newest row differs from the one before. A lookup
+    /// whose window lay within the repeated rows finds the same as it did (see the alert
+    /// engine).
+    pub fn unchanged_since(&self) -> Option<f64> {
+        let carried = self.carry?.time_before;
+        // The census charts: unchanged since their last change, which the carry may predate.
+        Some(carried.max(self.census_changed)).filter(|t| *t < self.census_row.time)
     }
 
     /// The most per-queue dimensions (the cap the pipeline chooses queues with).

@@ -258,3 +258,56 @@ fn ending_resolves_raised_alerts_at_once() {
     );
     assert!(w.engine.end(T0 + 2.0).notifications.is_empty(), "once");
 }
+
+/// Rules left alone while their charts' rows repeat (and their last evaluation changed
+/// nothing) end exactly as rules evaluated every time: statuses, values, errors, times and
+/// notifications, through changes, gaps and long repeats.
+#[test]
+fn quiet_rules_are_left_alone_and_nothing_shows_it() {
+    let mut rules = shipped();
+    rules.extend(custom(
+        "alarm: hysteresis\non: system.ipc_semaphore_arrays\nlookup: average -10s unaligned of arrays\n\
+         every: 1s\nwarn: $this > (($status >= $WARNING) ? (4) : (6))\ndelay: down 3s\n\n\
+         alarm: clock\non: system.ipc_semaphore_arrays\ncalc: $now - $last_collected_t + $arrays\nevery: 1s\nwarn: $this > 5\n\n\
+         alarm: summed\non: system.ipc_semaphore_arrays\nlookup: sum -5s unaligned of arrays\nevery: 2s\nwarn: $this > 20\n",
+    ));
+    let (mut skipping, mut every_time) = (World::new(rules.clone()), World::new(rules));
+    every_time.engine.skip_quiet = false;
+    // A step down right after a step up: `max -10s` keeps the higher value for 10 s while the
+    // rows already repeat, which only the window's start tells apart.
+    let arrays = |s: u64| match s {
+        0..=29 => Some(2),
+        30..=34 => Some(7),
+        35..=99 => Some(3),
+        100..=104 => None,
+        _ => Some(1),
+    };
+    let seen = |w: &World| -> Vec<String> {
+        w.engine
+            .alerts()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {:?} {:?} {:?} {} {}",
+                    a.rule.name, a.status, a.value, a.error, a.last_updated, a.next_update
+                )
+            })
+            .collect()
+    };
+    for s in 0..130u64 {
+        let t = T0 + s as f64;
+        let a = skipping.sample(t, arrays(s), Some(10));
+        let b = every_time.sample(t, arrays(s), Some(10));
+        assert_eq!(seen(&skipping), seen(&every_time), "second {s}");
+        let said =
+            |o: &Outcome| o.notifications.iter().map(|n| (n.name.clone(), n.status)).collect::<Vec<_>>();
+        assert_eq!(said(&a), said(&b), "second {s}");
+    }
+    // The clock and sum rules are evaluated every time; the steady ones mostly not.
+    assert!(
+        skipping.engine.computed + 120 < every_time.engine.computed,
+        "{} of {} evaluations made",
+        skipping.engine.computed,
+        every_time.engine.computed
+    );
+}
