@@ -658,20 +658,28 @@ mod tests {
         for f in [&fast, &slow] {
             std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        let config = |exec: &PathBuf| DeliveryConfig {
+        // The fast notifier gets all the time a loaded machine may take to start a shell.
+        let config = |exec: &PathBuf, timeout: u64| DeliveryConfig {
             exec: Some(exec.clone()),
-            exec_timeout: Duration::from_secs(1),
+            exec_timeout: Duration::from_secs(timeout),
             alertmanagers: vec![],
             instance: "h".into(),
             alertmanager_ca: None,
             alertmanager_auth: None,
         };
         let mut runner = ExecRunner::new(Default::default());
-        runner.run(&config(&fast), &note(Status::Warning, 0.0));
+        let started = std::time::Instant::now();
+        runner.run(&config(&fast, 60), &note(Status::Warning, 0.0));
         let mut other = note(Status::Warning, 0.0);
         other.chart = "another.chart".into();
-        runner.run(&config(&slow), &other);
-        tokio::time::sleep(Duration::from_millis(4000)).await;
+        runner.run(&config(&slow, 1), &other);
+        // The slow one sleeps 3 s: past 4 s it would have written, had it not been killed.
+        while started.elapsed() < Duration::from_secs(4)
+            || (!std::fs::read_to_string(&out).is_ok_and(|s| s.ends_with('\n'))
+                && started.elapsed() < Duration::from_secs(60))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "semaphore_arrays_used WARNING 90\n");
         assert!(!late.exists(), "the slow notifier was killed at its timeout");
         let _ = std::fs::remove_dir_all(dir);

@@ -12,6 +12,7 @@ mod defs;
 pub mod figures;
 pub mod owners;
 mod queues;
+mod times;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use ipcwatch_sampler::Snapshot;
 
 pub use defs::{CHARTS, QUEUE_BYTES_CHART, QUEUE_MESSAGES_ALIAS, QUEUE_MESSAGES_CHART};
 pub use queues::{ChosenQueue, QueueChoice};
+pub use times::Iter as TimesIter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartType {
@@ -420,7 +422,9 @@ struct Row {
 #[derive(Debug, Clone, Copy)]
 pub struct ChartView<'a> {
     chart: &'a Chart,
-    times: &'a VecDeque<f64>,
+    times: &'a times::Times,
+    /// The newest row's exact Unix time.
+    newest_time: f64,
     /// The absolute number of the registry's newest row.
     newest: u32,
     /// The registry's carried rows, for a chart fed by the sampler.
@@ -448,7 +452,7 @@ impl<'a> ChartView<'a> {
     /// Unix time of the last row in which the chart was collected.
     pub fn last_collected(&self) -> Option<f64> {
         match self.carry {
-            Some(c) if self.chart.last_collected == Some(c.time_before) => self.times.back().copied(),
+            Some(c) if self.chart.last_collected == Some(c.time_before) => Some(self.newest_time),
             _ => self.chart.last_collected,
         }
     }
@@ -466,9 +470,9 @@ impl<'a> ChartView<'a> {
         }
     }
 
-    /// Unix times of the history rows, oldest first.
-    pub fn times(&self) -> std::collections::vec_deque::Iter<'a, f64> {
-        self.times.range(self.times.len() - self.history_len()..)
+    /// Unix times of the history rows (whole seconds, as Netdata keeps them), oldest first.
+    pub fn times(&self) -> times::Iter<'a> {
+        self.times.iter_from(self.times.len() - self.history_len())
     }
 
     /// Dimension `d`'s value in history row `i` (0 = the oldest kept), NaN where it was not
@@ -484,7 +488,7 @@ impl<'a> ChartView<'a> {
     pub fn lookup(&self, reduce: Reduce, now: f64, after: f64, before: f64, of: Option<&[String]>) -> f64 {
         let (from, to) = (now + after, now + before);
         let rows: Vec<usize> =
-            self.times().enumerate().filter(|(_, t)| **t > from && **t <= to).map(|(i, _)| i).collect();
+            self.times().enumerate().filter(|(_, t)| *t > from && *t <= to).map(|(i, _)| i).collect();
         let mut total = f64::NAN;
         for dim in self.dimensions.iter().filter(|d| of.is_none_or(|of| of.iter().any(|o| *o == d.id))) {
             let values = rows.iter().map(|&i| f64::from(self.value(dim, i))).filter(|v| !v.is_nan());
@@ -561,7 +565,9 @@ pub struct Registry {
     config: RegistryConfig,
     charts: Vec<Chart>,
     /// Unix times of the history rows, oldest first, shared by every chart.
-    times: VecDeque<f64>,
+    times: times::Times,
+    /// The newest row's exact Unix time (the rows' are whole seconds).
+    newest_time: f64,
     /// The absolute number of the next row, and the row last started as the census charts
     /// keep it.
     next_row: u32,
@@ -609,7 +615,8 @@ impl Registry {
         Registry {
             config,
             charts,
-            times: VecDeque::new(),
+            times: times::Times::default(),
+            newest_time: f64::NAN,
             next_row: 0,
             census_row: Row { index: 0, first: 0, time: 0.0 },
             holders_filled: false,
@@ -644,7 +651,7 @@ impl Registry {
         let Some(carry) = self.carry.take() else { return };
         let through = self.next_row.wrapping_sub(1);
         let first = self.next_row.wrapping_sub(self.times.len() as u32);
-        let newest_time = self.times.back().copied();
+        let newest_time = Some(self.newest_time).filter(|t| !t.is_nan());
         for chart in self.charts.iter_mut().filter(|c| !c.census) {
             for d in &mut chart.dimensions {
                 d.settle(carry, first, through);
@@ -678,7 +685,13 @@ impl Registry {
 
     fn view<'a>(&'a self, chart: &'a Chart) -> ChartView<'a> {
         let carry = if chart.census { self.census_carry } else { self.carry };
-        ChartView { chart, times: &self.times, newest: self.next_row.wrapping_sub(1), carry }
+        ChartView {
+            chart,
+            times: &self.times,
+            newest_time: self.newest_time,
+            newest: self.next_row.wrapping_sub(1),
+            carry,
+        }
     }
 
     /// A chart by id, answering Netdata's documented alias `system.message_queue_message` too.
@@ -697,7 +710,7 @@ impl Registry {
     pub fn update(&mut self, snap: &Snapshot, queues: &QueueChoice) {
         let keep = self.config.history_rows.max(1);
         // What the tick covers: the rates (seconds waited per second) divide by it.
-        let time_before = self.times.back().copied();
+        let time_before = Some(self.newest_time).filter(|t| !t.is_nan());
         let every = time_before.map_or(1.0, |t| snap.timestamp - t);
         let every = if every.is_finite() && every > 0.0 { every } else { 1.0 };
         // The same figures as the last row: this row repeats it, at no cost per dimension.
@@ -717,6 +730,7 @@ impl Registry {
         }
         self.time_before = time_before.unwrap_or(f64::NAN);
         self.times.push_back(snap.timestamp);
+        self.newest_time = snap.timestamp;
         while self.times.len() > keep {
             self.times.pop_front();
         }

@@ -316,6 +316,8 @@ fn an_unchanging_figure_costs_no_heap_however_long_the_history() {
     assert_eq!(c.history_len(), 3600);
     assert_eq!(c.dimension("arrays").unwrap().history_bytes(), 0, "one run, held in the dimension");
     assert_eq!(c.lookup(Reduce::Min, 3599.0, -3600.0, 0.0, None), 4.0);
+    // Nor do the hour's row times: one run.
+    assert!(matches!(&r.times, times::Times::Runs { runs, len: 3600 } if runs.len() == 1));
     // A thousand namespaces hold some 45 dimensions each: their size is what an idle one costs.
     assert!(std::mem::size_of::<Dimension>() <= 48, "{}", std::mem::size_of::<Dimension>());
 }
@@ -325,7 +327,7 @@ fn an_unchanging_figure_costs_no_heap_however_long_the_history() {
 fn everything(r: &Registry) -> Vec<String> {
     let mut out = Vec::new();
     for c in r.charts() {
-        let times: Vec<f64> = c.times().copied().collect();
+        let times: Vec<f64> = c.times().collect();
         out.push(format!("{} {:?} {:?} {:?}", c.id, times, c.last_collected(), c.variables));
         for d in &c.dimensions {
             let rows: Vec<u32> = (0..c.history_len()).map(|i| c.value(d, i).to_bits()).collect();

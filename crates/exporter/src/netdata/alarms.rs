@@ -92,7 +92,7 @@ pub(super) fn alarm_count(p: &FleetPublished, params: &[(String, String)]) -> St
 pub(super) fn alarm_variables(r: &ChartRef) -> String {
     let reg = r.registry.read().unwrap_or_else(|e| e.into_inner());
     let Some(c) = reg.chart(r.inner) else { return "{}".into() };
-    let last = c.times().next_back().copied().unwrap_or(f64::NAN);
+    let last = c.times().next_back().unwrap_or(f64::NAN);
     // Every variable a float with 5 decimals, as Netdata prints them (`1.00000`).
     let five = |v: f64| -> Value { ((v * 1e5).round() / 1e5).into() };
     let mut chart_vars = Map::new();

@@ -54,7 +54,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             for ChartRef { id, registry, inner, .. } in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().next_back().map_or(0, |t| (*t * 1000.0) as i64);
+                let last = c.times().next_back().map_or(0, |t| (t * 1000.0) as i64);
                 let name = match source {
                     "as-collected" | "as_collected" => format!("netdata_{}", metric_part(c.context)),
                     other => format!(
@@ -115,7 +115,7 @@ pub(crate) fn allmetrics(state: &State, p: &FleetPublished, params: &[(String, S
             for ChartRef { id, registry, inner, .. } in &charts {
                 let reg = registry.read().unwrap_or_else(|e| e.into_inner());
                 let Some(c) = reg.chart(inner) else { continue };
-                let last = c.times().next_back().map_or(0, |t| *t as i64);
+                let last = c.times().next_back().map_or(0, |t| t as i64);
                 let dimensions: serde_json::Map<String, serde_json::Value> = c
                     .dimensions
                     .iter()

@@ -10,8 +10,7 @@ use crate::State;
 
 /// One chart's JSON as /api/v1/chart and /api/v1/charts give it.
 pub(super) fn chart_json(r: &ChartRef, c: ChartView<'_>) -> Value {
-    let (first, last) =
-        (c.times().next().copied().unwrap_or(0.0), c.times().next_back().copied().unwrap_or(0.0));
+    let (first, last) = (c.times().next().unwrap_or(0.0), c.times().next_back().unwrap_or(0.0));
     let kind = r.id.split_once('.').map_or(r.id.as_str(), |(t, _)| t);
     let duration = if c.times().len() == 0 { 0 } else { (last - first) as i64 + 1 };
     let dimensions: Map<String, Value> =
