@@ -12,6 +12,8 @@ pub struct ChosenQueue {
     pub key: Key,
     /// The owner's user name, or the uid where no name resolves.
     pub owner: Arc<str>,
+    /// The owner's uid.
+    pub uid: u32,
     pub messages: u64,
     pub bytes: u64,
     pub capacity_bytes: Option<u64>,
@@ -21,7 +23,8 @@ pub struct ChosenQueue {
 /// cap, listed in msqid order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueChoice {
-    queues: Vec<ChosenQueue>,
+    /// Shared: a namespace whose queues did not change hands the same list on.
+    pub(crate) queues: Arc<[ChosenQueue]>,
 }
 
 impl QueueChoice {
@@ -32,6 +35,7 @@ impl QueueChoice {
             id: q.id,
             key: q.key,
             owner: owner(q.owner),
+            uid: q.owner,
             messages: q.messages,
             bytes: q.bytes,
             capacity_bytes: q.capacity_bytes,
@@ -41,7 +45,7 @@ impl QueueChoice {
         if msg.items.len() <= cap {
             let mut queues: Vec<ChosenQueue> = msg.items.iter().map(|q| chosen(q, &mut owner)).collect();
             queues.sort_unstable_by_key(|q| q.id);
-            return QueueChoice { queues };
+            return QueueChoice { queues: queues.into() };
         }
         let mut picked: Vec<&MessageQueue> = msg.items.iter().collect();
         if picked.len() > cap {
@@ -54,8 +58,32 @@ impl QueueChoice {
             picked.truncate(cap);
         }
         picked.sort_unstable_by_key(|q| q.id);
-        let queues = picked.into_iter().map(|q| chosen(q, &mut owner)).collect();
-        QueueChoice { queues }
+        let queues: Vec<ChosenQueue> = picked.into_iter().map(|q| chosen(q, &mut owner)).collect();
+        QueueChoice { queues: queues.into() }
+    }
+
+    /// [`QueueChoice::choose`], handing `last` on (no allocation, no name lookup) when every
+    /// queue makes the cut and each is as it was in `last`: an idle namespace's every tick.
+    pub fn choose_again(
+        snap: &Snapshot,
+        cap: usize,
+        owner: impl FnMut(u32) -> Arc<str>,
+        last: &QueueChoice,
+    ) -> QueueChoice {
+        let Some(msg) = &snap.message_queues else { return QueueChoice::default() };
+        let unchanged = msg.items.len() <= cap
+            && msg.items.len() == last.queues.len()
+            && msg.items.iter().all(|q| {
+                last.queues.binary_search_by_key(&q.id, |c| c.id).is_ok_and(|i| {
+                    let c = &last.queues[i];
+                    (c.key, c.uid, c.messages, c.bytes, c.capacity_bytes)
+                        == (q.key, q.owner, q.messages, q.bytes, q.capacity_bytes)
+                })
+            });
+        if unchanged {
+            return last.clone();
+        }
+        QueueChoice::choose(snap, cap, owner)
     }
 
     /// The chosen queues, in msqid order.

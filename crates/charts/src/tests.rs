@@ -416,3 +416,23 @@ fn the_probes_charts_exist_only_where_the_probes_run() {
     on.set_config(RegistryConfig { probes: true, ..config });
     assert_eq!(ids(&on)[ids(&off).len()..], defs::PROBE_CHARTS);
 }
+
+#[test]
+fn an_unchanged_queue_choice_is_handed_on() {
+    let name = |uid: u32| -> std::sync::Arc<str> { uid.to_string().into() };
+    let s = snap(1.0, 0, vec![queue(7, 1, 10), queue(3, 2, 20)]);
+    let first = QueueChoice::choose(&s, 10, name);
+    let again = QueueChoice::choose_again(&s, 10, name, &first);
+    assert!(std::sync::Arc::ptr_eq(&first.queues, &again.queues));
+    // Any change, or a cap that leaves one out: chosen anew.
+    for (other, cap) in [
+        (snap(2.0, 0, vec![queue(7, 1, 10), queue(3, 3, 20)]), 10),
+        (snap(2.0, 0, vec![queue(7, 1, 10), queue(4, 2, 20)]), 10),
+        (snap(2.0, 0, vec![queue(7, 1, 10)]), 10),
+        (s.clone(), 1),
+    ] {
+        let chosen = QueueChoice::choose_again(&other, cap, name, &first);
+        assert_eq!(chosen, QueueChoice::choose(&other, cap, name));
+        assert!(!std::sync::Arc::ptr_eq(&first.queues, &chosen.queues));
+    }
+}

@@ -172,6 +172,8 @@ pub struct Pipeline {
     registry: Arc<RwLock<Registry>>,
     engine: Engine,
     owners: OwnerNames,
+    /// The last tick's queue choice, handed on while the queues do not change.
+    last_queues: QueueChoice,
     collectors: CollectorLog,
     board: Arc<Board>,
     board_generation: u64,
@@ -202,6 +204,7 @@ impl Pipeline {
             engine,
             config,
             owners: OwnerNames::default(),
+            last_queues: QueueChoice::default(),
             collectors: CollectorLog::default(),
             failed: 0,
             slow: 0,
@@ -306,7 +309,8 @@ impl Pipeline {
         }
         let owners = &mut self.owners;
         let cap = queue_cap.min(self.config.max_queue_dimensions);
-        let queues = QueueChoice::choose(&snapshot, cap, |uid| owners.name(uid));
+        let queues = QueueChoice::choose_again(&snapshot, cap, |uid| owners.name(uid), &self.last_queues);
+        self.last_queues = queues.clone();
         {
             let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
             registry.update(&snapshot, &queues);
