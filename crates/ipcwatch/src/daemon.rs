@@ -116,6 +116,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
     ipcwatch_sampler::use_passwd_file(config.passwd_file());
     // Before any thread: what the daemon runs (exec notifiers) never regains capabilities.
     namespaces::no_new_privileges().context("setting no_new_privs")?;
+    ipcwatch_sampler::objects::purge_freed_memory_at_once();
     // A descriptor per watched namespace (its anchor and its mqueue mount): the soft limit
     // many environments give (1,024) would cap a dense node.
     match ipcwatch_sampler::raise_open_file_limit() {

@@ -51,7 +51,9 @@ pub mod objects {
 
     use crate::{sys, Kind, MessageQueue, Segment, SemaphoreArray};
 
-    pub use sys::{clock_ticks, process_exists, release_free_memory, semaphore_pids};
+    pub use sys::{
+        clock_ticks, process_exists, purge_freed_memory_at_once, release_free_memory, semaphore_pids,
+    };
 
     /// The array whose id is `id` now (`None`: removed, or its slot reused by another).
     pub fn semaphore_array(id: i32) -> io::Result<Option<SemaphoreArray>> {

@@ -35,3 +35,15 @@ fn info_calls_work_unprivileged() {
 fn root_resolves() {
     assert_eq!(user_name(0).as_deref(), Some("root"));
 }
+
+/// The option number the allocator setting uses is the purge delay's: its default is 1,000 ms
+/// in mimalloc v3 (10 in v2); no option next to it has either.
+#[cfg(feature = "mimalloc")]
+#[test]
+fn the_purge_delay_option_is_the_one_set() {
+    // SAFETY: mi_option_get takes an option number and reads a setting.
+    let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        assert!(delay == 1000 || delay == 10, "{delay}");
+    }
+}
