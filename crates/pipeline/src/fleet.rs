@@ -186,11 +186,7 @@ impl crate::SnapshotSource for Visited {
 /// Capabilities in this thread's effective set (from /proc/thread-self/status).
 fn effective_caps() -> u64 {
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0)
+    namespaces::effective_capabilities(&status)
 }
 
 const CAP_SYS_PTRACE: u64 = 1 << 19;

@@ -411,11 +411,7 @@ fn can_load(uid_map: &str, status: &str) -> Result<(), ProbeError> {
             "the daemon runs in a user namespace, and the kernel loads BPF only with the host's capabilities",
         ));
     }
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+    let caps = ipcwatch_sampler::namespaces::effective_capabilities(status);
     const SYS_ADMIN: u64 = 1 << 21;
     const PERFMON: u64 = 1 << 38;
     const BPF: u64 = 1 << 39;

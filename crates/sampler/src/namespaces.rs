@@ -435,6 +435,15 @@ pub fn pod_names(pod_logs: &Path) -> HashMap<String, (String, String)> {
 /// namespaces of other users' processes.
 pub const VISIT_CAPABILITIES: u64 = (1 << 21) | (1 << 19);
 
+/// The effective capability set in a `/proc/.../status` text (its `CapEff:` line; 0 if none).
+pub fn effective_capabilities(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
 /// Keeps only `keep` of the calling thread's capabilities (and no ambient ones); the other
 /// threads are unaffected. The sampler thread keeps [`VISIT_CAPABILITIES`]; the rest of the
 /// daemon keeps none.
