@@ -485,6 +485,11 @@ pub fn shared_slots(charts: &[Chart]) -> &'static [Slot] {
 pub const PROBE_CHARTS: [&str; 4] =
     [ALLOCATION_FAILURES_CHART, SEND_REFUSED_CHART, SEMAPHORE_WAIT_CHART, SEND_WAIT_CHART];
 
+/// Whether a registry's `charts` include the probes' (they come last).
+pub(crate) fn has_probe_charts(charts: &[Chart]) -> bool {
+    charts.last().is_some_and(|c| PROBE_CHARTS.contains(&c.id))
+}
+
 /// The probe charts' positions in a registry that has them, found once (every such registry
 /// lays its charts out alike).
 fn probe_charts(charts: &[Chart]) -> [usize; 4] {
@@ -499,7 +504,7 @@ fn probe_charts(charts: &[Chart]) -> [usize; 4] {
 /// tick: the average number of callers waiting.
 fn fill_probes(charts: &mut [Chart], at: Row, snap: &Snapshot, every: f64) {
     let Some(p) = &snap.probes else { return };
-    if !charts.last().is_some_and(|c| PROBE_CHARTS.contains(&c.id)) {
+    if !has_probe_charts(charts) {
         return;
     }
     let [refused, send_refused, sem_wait, send_wait] = probe_charts(charts);

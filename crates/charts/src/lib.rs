@@ -590,6 +590,13 @@ pub struct Registry {
     census_changed: f64,
 }
 
+/// Every chart of the table, empty, in Netdata's priority order.
+fn charts_in_order() -> Vec<Chart> {
+    let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
+    charts.sort_by_key(|c| c.priority);
+    charts
+}
+
 thread_local! {
     /// A row's figures while they are compared with the last: one buffer per thread, not
     /// one per namespace.
@@ -604,8 +611,7 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
-        let mut charts: Vec<Chart> = defs::CHARTS.iter().map(Chart::new).collect();
-        charts.sort_by_key(|c| c.priority);
+        let mut charts = charts_in_order();
         // The probes' charts come last (the highest priorities): without them every other
         // chart keeps its position, which the shared slot tables rely on.
         if !config.probes {
@@ -630,34 +636,31 @@ impl Registry {
         }
     }
 
-    /// [`Registry::settle`] for the census charts, through row `through`.
-    fn settle_census(&mut self, through: u32) {
-        let Some(carry) = self.census_carry.take() else { return };
-        let first = self.census_row.first;
-        for chart in self.charts.iter_mut().filter(|c| c.census) {
-            for d in &mut chart.dimensions {
-                d.settle(carry, first, through);
-            }
-            if chart.last_collected == Some(carry.time_before) {
-                let newest = through == self.census_row.index;
-                chart.last_collected = Some(if newest { self.census_row.time } else { self.time_before });
-            }
-        }
-    }
-
-    /// Makes the carried rows explicit in every dimension (each repeats its value), so that
-    /// the next row can differ.
+    /// Makes the carried rows explicit in every dimension of the sampler's charts (each
+    /// repeats its value), through the newest row, so that the next row can differ.
     fn settle(&mut self) {
         let Some(carry) = self.carry.take() else { return };
-        let through = self.next_row.wrapping_sub(1);
         let first = self.next_row.wrapping_sub(self.times.len() as u32);
-        let newest_time = Some(self.newest_time).filter(|t| !t.is_nan());
-        for chart in self.charts.iter_mut().filter(|c| !c.census) {
+        self.settle_charts(false, carry, first, self.next_row.wrapping_sub(1), self.newest_time);
+    }
+
+    /// [`Registry::settle`] for the census charts, through row `through` (the newest, or the
+    /// one before it).
+    fn settle_census(&mut self, through: u32) {
+        let Some(carry) = self.census_carry.take() else { return };
+        let time = if through == self.census_row.index { self.census_row.time } else { self.time_before };
+        self.settle_charts(true, carry, self.census_row.first, through, time);
+    }
+
+    /// Settles the census charts or the others: rows `carry.from..=through`, the last at
+    /// Unix time `through_time`, keeping rows from `first` on.
+    fn settle_charts(&mut self, census: bool, carry: Carry, first: u32, through: u32, through_time: f64) {
+        for chart in self.charts.iter_mut().filter(|c| c.census == census) {
             for d in &mut chart.dimensions {
                 d.settle(carry, first, through);
             }
             if chart.last_collected == Some(carry.time_before) {
-                chart.last_collected = newest_time;
+                chart.last_collected = Some(through_time).filter(|t| !t.is_nan());
             }
         }
     }
@@ -665,13 +668,11 @@ impl Registry {
     /// Changes the caps (on reload); history shrinks at the next update. The probes' charts
     /// are added or dropped.
     pub fn set_config(&mut self, config: RegistryConfig) {
-        let has_probes = self.charts.last().is_some_and(|c| defs::PROBE_CHARTS.contains(&c.id));
+        let has_probes = defs::has_probe_charts(&self.charts);
         if config.probes && !has_probes {
             self.settle();
-            let mut added: Vec<Chart> =
-                defs::CHARTS.iter().filter(|c| defs::PROBE_CHARTS.contains(&c.id)).map(Chart::new).collect();
-            added.sort_by_key(|c| c.priority);
-            self.charts.extend(added);
+            let mut all = charts_in_order();
+            self.charts.extend(all.split_off(all.len() - defs::PROBE_CHARTS.len()));
         } else if !config.probes && has_probes {
             self.charts.truncate(self.charts.len() - defs::PROBE_CHARTS.len());
         }

@@ -161,7 +161,7 @@ pub struct Sampler {
     /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
     limits_kept: NumberMap<u64, (Instant, Limits, CollectorReport)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
-    /// /dev/shm and /dev/mqueue.
+    /// /dev/shm.
     mount_kinds: posix::MountKinds,
 }
 
