@@ -158,6 +158,8 @@ pub struct Sampler {
     shm_by_mount: NumberMap<u64, SharedShm>,
     /// The daemon's own mount namespace, if its /dev/shm is a real folder (read once).
     own_mnt: Option<Option<u64>>,
+    /// Whether the host's /dev/mqueue is an mqueue mount (its device), as last checked.
+    dev_mqueue: collectors::posix_queues::DevMqueue,
     /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
     limits_kept: NumberMap<u64, (Instant, Limits, CollectorReport)>,
     /// What each mount seen in containers is (tmpfs, FUSE, ...), for the walks to their
@@ -209,6 +211,7 @@ impl Sampler {
             shm_by_mount: NumberMap::default(),
             limits_kept: NumberMap::default(),
             own_mnt: None,
+            dev_mqueue: Default::default(),
             mount_kinds: posix::MountKinds::default(),
         }
     }

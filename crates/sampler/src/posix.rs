@@ -120,25 +120,59 @@ pub struct DevShm {
     pub semaphore_bytes: u64,
 }
 
+/// The five `fs.mqueue.*` limits' names, in [`MqueueLimits`]' order.
+const LIMIT_NAMES: [&str; 5] = ["queues_max", "msg_max", "msgsize_max", "msg_default", "msgsize_default"];
+
 /// Reads the five `fs.mqueue.*` limits of the caller's IPC namespace (procfs answers for the
 /// reader's namespace). The directory is looked up once: each lookup of a name under
 /// /proc/sys/fs costs a comparison per IPC namespace on the host.
-pub fn read_limits(procfs: &Path, text: &mut String) -> MqueueLimits {
-    let dir = sys::open_path(&procfs.join("sys/fs/mqueue")).ok();
-    let mut read = |name: &str| -> Option<i64> {
-        let file = sys::open_file_at(dir.as_ref()?, name).ok()?;
-        crate::read_open_text(file, &procfs.join("sys/fs/mqueue").join(name), text).ok()?;
-        text.trim().parse().ok()
-    };
-    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    MqueueLimits {
-        // An unsigned int in the kernel: -1 (4294967295 when read back) is unlimited.
-        queues_max: read("queues_max").map(|v| if v >= u32::MAX as i64 { -1 } else { v }),
-        msg_max: unsigned(read("msg_max")),
-        msgsize_max: unsigned(read("msgsize_max")),
-        msg_default: unsigned(read("msg_default")),
-        msgsize_default: unsigned(read("msgsize_default")),
+pub fn read_limits(procfs: &Path) -> MqueueLimits {
+    LimitFiles::open(procfs).read()
+}
+
+/// The caller's namespace's `fs.mqueue.*` files, opened once and read again from the start
+/// (a /proc/sys file answers for the namespace it was opened in): the daemon's own limits cost
+/// five reads, not a lookup of each name among every namespace's.
+pub struct LimitFiles {
+    files: [Option<std::fs::File>; 5],
+}
+
+impl LimitFiles {
+    pub fn open(procfs: &Path) -> LimitFiles {
+        let dir = sys::open_path(&procfs.join("sys/fs/mqueue")).ok();
+        let open = |name: &str| -> Option<std::fs::File> {
+            let file = sys::open_file_at(dir.as_ref()?, name).ok()?;
+            file.metadata().ok()?.is_file().then_some(file)
+        };
+        LimitFiles { files: LIMIT_NAMES.map(open) }
     }
+
+    /// Whether any file failed to open (then it is worth opening again later).
+    pub fn incomplete(&self) -> bool {
+        self.files.iter().any(Option::is_none)
+    }
+
+    pub fn read(&self) -> MqueueLimits {
+        let [queues_max, msg_max, msgsize_max, msg_default, msgsize_default] =
+            self.files.each_ref().map(|f| f.as_ref().and_then(read_number));
+        let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        MqueueLimits {
+            // An unsigned int in the kernel: -1 (4294967295 when read back) is unlimited.
+            queues_max: queues_max.map(|v| if v >= u32::MAX as i64 { -1 } else { v }),
+            msg_max: unsigned(msg_max),
+            msgsize_max: unsigned(msgsize_max),
+            msg_default: unsigned(msg_default),
+            msgsize_default: unsigned(msgsize_default),
+        }
+    }
+}
+
+/// A sysctl file's number, read from its start (one `pread`; its text is a few bytes).
+fn read_number(file: &std::fs::File) -> Option<i64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 /// Why a namespace's POSIX queues could not be read.
@@ -187,10 +221,10 @@ pub fn read_queues(
     (queues_at(&root, Path::new(&dir)), Some(root))
 }
 
-/// How many queues an mqueue mount holds, from its root's size alone (one stat).
-pub fn count_queues_in(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata(dir)?.size().saturating_sub(40) / 20)
+/// The queues an mqueue root of `size` bytes holds: the kernel counts 20 per queue over a
+/// base of 40 (`DIRENT_SIZE`).
+pub fn queues_from_root_size(size: u64) -> u64 {
+    size.saturating_sub(40) / 20
 }
 
 /// Whether `dir` is an mqueue mount.
@@ -221,7 +255,7 @@ fn queues_in(dir: &Path) -> Result<PosixQueues, PosixError> {
 fn queues_at(handle: &std::fs::File, dir: &Path) -> Result<PosixQueues, PosixError> {
     let root = handle.metadata().map_err(PosixError::StatRoot)?;
     use std::os::unix::fs::MetadataExt;
-    let mut out = PosixQueues { queues: root.size().saturating_sub(40) / 20, ..Default::default() };
+    let mut out = PosixQueues { queues: queues_from_root_size(root.size()), ..Default::default() };
     if out.queues == 0 {
         return Ok(out);
     }
@@ -378,5 +412,27 @@ mod tests {
         // The tree-node part stops growing at 32,768 messages.
         assert_eq!(charge(65_536, 1), 65_536 + 65_536 * 48 + 32_768 * 48);
         assert_eq!(charge(u64::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn kept_limit_files_read_what_fresh_opens_read_every_time() {
+        let proc = Path::new("/proc");
+        let kept = LimitFiles::open(proc);
+        assert!(!kept.incomplete());
+        let fresh = read_limits(proc);
+        assert!(fresh.queues_max.is_some() && fresh.msgsize_default.is_some(), "{fresh:?}");
+        // Read again from the start, not from where the last read ended.
+        assert_eq!(kept.read(), fresh);
+        assert_eq!(kept.read(), fresh);
+        let text = std::fs::read_to_string("/proc/sys/fs/mqueue/msgsize_max").unwrap();
+        assert_eq!(kept.read().msgsize_max, text.trim().parse().ok());
+        assert!(LimitFiles::open(Path::new("/nonexistent")).incomplete());
+    }
+
+    #[test]
+    fn a_root_size_counts_twenty_bytes_a_queue_over_forty() {
+        assert_eq!(queues_from_root_size(40), 0);
+        assert_eq!(queues_from_root_size(100), 3);
+        assert_eq!(queues_from_root_size(0), 0);
     }
 }

@@ -13,6 +13,8 @@ pub(crate) struct PosixKept {
     /// A private mount of the namespace's mqueue filesystem, kept for its next read (see
     /// [`Sampler::forget_namespace`]).
     pub(crate) mount: Option<std::fs::File>,
+    /// The daemon's own namespace's limit files, kept open (see [`posix::LimitFiles`]).
+    pub(crate) limit_files: Option<posix::LimitFiles>,
 }
 
 /// Most private mqueue mounts held at once (one per watched namespace), as many as the fleet
@@ -37,6 +39,40 @@ pub const POSIX_CONTAINER_EVERY: std::time::Duration = std::time::Duration::from
 /// compares with every IPC namespace's entry (~130 µs at 1,000 namespaces), and limits
 /// change only when someone writes them.
 pub const POSIX_CONTAINER_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The host's /dev/mqueue, checked to be an mqueue mount every [`POSIX_DETAIL_EVERY`] and
+/// whenever its device changes: a tick then counts its queues with one stat, and spends
+/// nothing where it is not mounted.
+#[derive(Default)]
+pub(crate) struct DevMqueue {
+    /// The mount's device, if it was mqueue when last checked.
+    dev: Option<u64>,
+    next_check: Option<Instant>,
+}
+
+impl DevMqueue {
+    fn count(&mut self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Path::new("/dev/mqueue");
+        let now = Instant::now();
+        if self.next_check.is_some_and(|t| now < t) {
+            let dev = self.dev?;
+            match std::fs::metadata(dir) {
+                Ok(m) if m.dev() == dev => return Some(posix::queues_from_root_size(m.size())),
+                // Unmounted, or another mount on top: look again now.
+                _ => {}
+            }
+        }
+        self.next_check = Some(now + POSIX_DETAIL_EVERY);
+        self.dev = None;
+        if !posix::is_mqueue(dir) {
+            return None;
+        }
+        let m = std::fs::metadata(dir).ok()?;
+        self.dev = Some(m.dev());
+        Some(posix::queues_from_root_size(m.size()))
+    }
+}
 
 impl Sampler {
     /// POSIX message queues of the calling thread's IPC namespace, and their limits.
@@ -68,9 +104,7 @@ impl Sampler {
             !due
         } else {
             // The host's /dev/mqueue: its queues counted with one stat.
-            let dir = Path::new("/dev/mqueue");
-            let count =
-                (initial && posix::is_mqueue(dir)).then(|| posix::count_queues_in(dir).ok()).flatten();
+            let count = initial.then(|| self.dev_mqueue.count()).flatten();
             match (&kept, count) {
                 (Some(k), Some(c)) => !due && k.posix.queues.as_ref().is_some_and(|q| q.queues == c),
                 (Some(_), None) => !due,
@@ -81,7 +115,10 @@ impl Sampler {
             let k = self.posix_kept.get(&key).expect("just seen");
             return k.posix.clone();
         }
-        let held = kept.and_then(|k| k.mount.take());
+        let (held, mut limit_files) = match kept {
+            Some(k) => (k.mount.take(), k.limit_files.take()),
+            None => (None, None),
+        };
         self.held_mounts -= held.is_some() as usize;
         // A container's limits are looked up in /proc/sys every POSIX_CONTAINER_LIMITS_EVERY.
         let kept = self.posix_kept.get(&key);
@@ -90,9 +127,16 @@ impl Sampler {
             .map(|k| (k.posix.limits.clone(), k.limits_next));
         let (limits, limits_next) = match kept_limits {
             Some(kept) => kept,
+            None if slow => {
+                (posix::read_limits(&self.config.procfs), Instant::now() + POSIX_CONTAINER_LIMITS_EVERY)
+            }
             None => {
-                let read = posix::read_limits(&self.config.procfs, &mut self.text);
-                (read, Instant::now() + POSIX_CONTAINER_LIMITS_EVERY)
+                let files = limit_files
+                    .filter(|f| !f.incomplete())
+                    .unwrap_or_else(|| posix::LimitFiles::open(&self.config.procfs));
+                let read = files.read();
+                limit_files = Some(files);
+                (read, Instant::now())
             }
         };
         let (read, mount) = posix::read_queues(initial, held);
@@ -118,7 +162,15 @@ impl Sampler {
             }
             false => every,
         };
-        let kept = PosixKept { posix: out.clone(), next_read: Instant::now() + wait, limits_next, mount };
+        // Only the namespace they were opened in reads them (a key the kernel named).
+        let limit_files = limit_files.filter(|_| !slow && inode.is_some());
+        let kept = PosixKept {
+            posix: out.clone(),
+            next_read: Instant::now() + wait,
+            limits_next,
+            mount,
+            limit_files,
+        };
         self.posix_kept.insert(key, kept);
         out
     }
