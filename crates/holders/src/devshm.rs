@@ -37,24 +37,31 @@ pub fn processes_by_mount_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
 
 pub use ipcwatch_sampler::posix::mount_namespace_of as mount_namespace;
 
-/// The (device, inode) of every `/dev/shm` file that one of `pids` maps or holds open.
-fn in_use(procfs: &Path, pids: &[u32], dev: u64, text: &mut String) -> HashSet<u64> {
+/// The inodes among `files` (of device `dev`) that one of `pids` maps or holds open. Stops
+/// once every file is found in use.
+fn in_use(procfs: &Path, pids: &[u32], dev: u64, files: &HashSet<u64>, text: &mut String) -> HashSet<u64> {
     let mut inodes = HashSet::new();
     // glibc's dev_t encoding, as /proc/PID/maps prints it (hex major:minor).
     let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
     let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
     let wanted = format!("{major:02x}:{minor:02x}");
     for pid in pids {
+        if inodes.len() == files.len() {
+            break;
+        }
         let base = procfs.join(pid.to_string());
-        if ipcwatch_sampler::read_text(&base.join("maps"), text).is_ok() {
-            // `addr perms offset dev inode path`: a /dev/shm mapping has its device.
-            for line in text.lines() {
-                let mut f = line.split_whitespace();
-                let (Some(d), Some(ino)) = (f.nth(3), f.next()) else { continue };
-                if d == wanted {
-                    if let Ok(ino) = ino.parse::<u64>() {
-                        inodes.insert(ino);
-                    }
+        let Ok(()) = ipcwatch_sampler::read_text(&base.join("maps"), text) else { continue };
+        // No mapping at all: a kernel thread or a zombie, which holds no file open either.
+        if text.is_empty() {
+            continue;
+        }
+        // `addr perms offset dev inode path`: a /dev/shm mapping has its device.
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(d), Some(ino)) = (f.nth(3), f.next()) else { continue };
+            if d == wanted {
+                if let Some(ino) = ino.parse::<u64>().ok().filter(|i| files.contains(i)) {
+                    inodes.insert(ino);
                 }
             }
         }
@@ -62,7 +69,7 @@ fn in_use(procfs: &Path, pids: &[u32], dev: u64, text: &mut String) -> HashSet<u
             use std::os::unix::fs::MetadataExt;
             for fd in fds.flatten() {
                 if let Ok(m) = std::fs::metadata(fd.path()) {
-                    if m.dev() == dev {
+                    if m.dev() == dev && files.contains(&m.ino()) {
                         inodes.insert(m.ino());
                     }
                 }
@@ -72,14 +79,20 @@ fn in_use(procfs: &Path, pids: &[u32], dev: u64, text: &mut String) -> HashSet<u
     inodes
 }
 
-/// The `/dev/shm` that `pid` sees, with the files `pids` (its mount namespace's processes)
-/// use. `None` if it cannot be read.
-pub fn dev_shm_files(procfs: &Path, pid: u32, mnt_namespace: u64, pids: &[u32]) -> Option<DevShmFiles> {
+/// The `/dev/shm` that `pid` sees, with the files `users` (its mount namespace's processes,
+/// asked for only when there are files) use. `None` if it cannot be read.
+pub fn dev_shm_files(
+    procfs: &Path,
+    pid: u32,
+    mnt_namespace: u64,
+    users: impl FnOnce() -> Vec<u32>,
+) -> Option<DevShmFiles> {
     let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
     let mut out = DevShmFiles { mnt_namespace, ..Default::default() };
     let Some(dev) = files.first().map(|f| f.dev) else { return Some(out) };
     let mut text = String::new();
-    let used = in_use(procfs, pids, dev, &mut text);
+    let listed: HashSet<u64> = files.iter().map(|f| f.ino).collect();
+    let used = in_use(procfs, &users(), dev, &listed, &mut text);
     let mut all: Vec<ShmFileUse> =
         files.into_iter().map(|f| ShmFileUse { in_use: used.contains(&f.ino), file: f }).collect();
     for f in all.iter().filter(|f| !f.in_use) {
@@ -124,8 +137,9 @@ pub fn stale_files(
     let users = processes_by_mount_namespace(procfs).remove(&mnt).unwrap_or_default();
     let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
     let Some(dev) = files.first().map(|f| f.dev) else { return Some(Vec::new()) };
-    let used = in_use(procfs, &users, dev, &mut String::new());
     let now = crate::unix_now();
+    let old: HashSet<u64> = files.iter().filter(|f| now - f.modified >= older_than).map(|f| f.ino).collect();
+    let used = in_use(procfs, &users, dev, &old, &mut String::new());
     Some(
         files
             .into_iter()
@@ -161,7 +175,8 @@ pub fn prune_files(procfs: &Path, pid: u32, files: &[StaleFile], yes: bool) -> V
                     let users = mount_namespace(procfs, pid)
                         .and_then(|m| processes_by_mount_namespace(procfs).remove(&m))
                         .unwrap_or_default();
-                    if in_use(procfs, &users, f.file.dev, &mut String::new()).contains(&f.file.ino) {
+                    let this = HashSet::from([f.file.ino]);
+                    if in_use(procfs, &users, f.file.dev, &this, &mut String::new()).contains(&f.file.ino) {
                         Outcome::Kept("a process maps it or holds it open now".into())
                     } else {
                         match dir.remove(&f.file) {

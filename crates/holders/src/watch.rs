@@ -91,11 +91,10 @@ impl Watch {
         let mut out = HoldersPublished::default();
         let home = self.home_inode();
         let mut queue_owners = queue_owners.to_vec();
-        // One walk of /proc: the creator rule's processes by IPC namespace (read only where
-        // an object is idle long enough to be stale), and the processes that share each mount
-        // namespace (the users of its /dev/shm files).
-        let (by_ipc, by_mount) = crate::walk_namespaces(&self.procfs, true);
-        out.proc_walks += 1;
+        // At most one walk of /proc: the creator rule's processes by IPC namespace (read only
+        // where an object is idle long enough to be stale), and the processes that share each
+        // mount namespace (the users of its /dev/shm files). None where nothing needs them.
+        let mut walk = Walk { procfs: &self.procfs, walked: None };
         let mut dev_shm_by_mount: HashMap<u64, Option<crate::DevShmFiles>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
@@ -112,7 +111,7 @@ impl Watch {
                 }
             };
             if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
-                gathered.residents = crate::Residents::read(&self.procfs, &by_ipc.residents(*inode));
+                gathered.residents = crate::Residents::read(&self.procfs, &walk.get().0.residents(*inode));
             }
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
@@ -125,7 +124,7 @@ impl Watch {
                     .entry(mnt)
                     .or_insert_with(|| {
                         out.dev_shm_listings += 1;
-                        let users = by_mount.get(&mnt).map_or(&[][..], Vec::as_slice);
+                        let users = || walk.get().1.get(&mnt).cloned().unwrap_or_default();
                         crate::dev_shm_files(&self.procfs, pid, mnt, users)
                     })
                     .clone()
@@ -137,6 +136,7 @@ impl Watch {
                 dev_shm,
             }));
         }
+        out.proc_walks += u64::from(walk.walked.is_some());
         queue_owners.sort_unstable();
         queue_owners.dedup();
         out.proc_walks += u64::from(!queue_owners.is_empty());
@@ -146,6 +146,18 @@ impl Watch {
         out.duration_seconds = started.elapsed().as_secs_f64();
         out.timestamp = crate::unix_now();
         out
+    }
+}
+
+/// A round's walk of /proc (see [`crate::walk_namespaces`]), made when first needed.
+struct Walk<'a> {
+    procfs: &'a std::path::Path,
+    walked: Option<(crate::processes::ByIpcNamespace, HashMap<u64, Vec<u32>>)>,
+}
+
+impl Walk<'_> {
+    fn get(&mut self) -> &(crate::processes::ByIpcNamespace, HashMap<u64, Vec<u32>>) {
+        self.walked.get_or_insert_with(|| crate::walk_namespaces(self.procfs, true))
     }
 }
 
