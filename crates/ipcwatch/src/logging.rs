@@ -45,6 +45,8 @@ struct Throttle {
     /// 1 when the daemon logs at debug or trace (rustls' warnings then pass).
     verbose: AtomicU8,
     places: Mutex<HashMap<Identifier, Place>>,
+    /// The thread that sums up dropped lines: it sleeps until a line is dropped.
+    reporter: std::sync::OnceLock<std::thread::Thread>,
 }
 
 struct Place {
@@ -87,6 +89,11 @@ impl<S> Filter<S> for Throttle {
         place.passed += 1;
         if place.passed > BURST {
             place.dropped += 1;
+            if place.dropped == 1 {
+                if let Some(reporter) = self.reporter.get() {
+                    reporter.unpark();
+                }
+            }
             return false;
         }
         true
@@ -94,8 +101,9 @@ impl<S> Filter<S> for Throttle {
 }
 
 impl Throttle {
-    /// Sums up what each place dropped in its ended window, and starts it anew.
-    fn report(&self) {
+    /// Sums up what each place dropped in its ended window, and starts it anew. Whether any
+    /// place still holds dropped lines (to be summed up when its window ends).
+    fn report(&self) -> bool {
         let now = Instant::now();
         let ended: Vec<(&'static str, u64)> = {
             let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,6 +124,7 @@ impl Throttle {
                 "repeated log lines dropped (more than {BURST} a minute from one place)"
             );
         }
+        self.places.lock().unwrap_or_else(|p| p.into_inner()).values().any(|p| p.dropped > 0)
     }
 }
 
@@ -138,9 +147,13 @@ pub fn init(level: LogLevel) -> LogHandle {
     let _ = std::thread::Builder::new().name("ipcwatch-log".into()).spawn(move || {
         // Started before the daemon sorts out its threads' capabilities: it needs none.
         let _ = ipcwatch_sampler::namespaces::keep_thread_capabilities(0);
+        let _ = reporter.reporter.set(std::thread::current());
+        // An idle daemon wakes this thread never: only a dropped line starts the clock.
         loop {
-            std::thread::sleep(WINDOW / 6);
-            reporter.report();
+            while reporter.report() {
+                std::thread::sleep(WINDOW / 6);
+            }
+            std::thread::park();
         }
     });
     LogHandle { level: handle, throttle }
@@ -165,5 +178,37 @@ impl LogHandle {
     pub fn set(&self, level: LogLevel) {
         let _ = self.level.modify(|f| *f = filter(level));
         self.throttle.verbose.store(u8::from(level >= LogLevel::Debug), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(since: Instant, dropped: u64) -> Place {
+        Place { since, passed: BURST + 1, dropped, name: "here" }
+    }
+
+    #[test]
+    fn the_reporter_is_kept_awake_only_while_dropped_lines_wait_for_their_window() {
+        let throttle = Throttle::default();
+        assert!(!throttle.report(), "nothing dropped: the reporter sleeps");
+        let now = Instant::now();
+        let ended = now.checked_sub(WINDOW + Duration::from_secs(1)).expect("the clock runs long enough");
+        let key = |m| Identifier(m);
+        static A: tracing::callsite::DefaultCallsite = tracing::callsite::DefaultCallsite::new(&META);
+        static META: Metadata<'static> = tracing::metadata!(
+            name: "a",
+            target: "t",
+            level: Level::WARN,
+            fields: &[],
+            callsite: &A,
+            kind: tracing::metadata::Kind::EVENT
+        );
+        throttle.places.lock().unwrap().insert(key(&A), place(now, 3));
+        assert!(throttle.report(), "a window still open holds dropped lines");
+        throttle.places.lock().unwrap().insert(key(&A), place(ended, 3));
+        assert!(!throttle.report(), "the ended window is summed up and nothing is left");
+        assert_eq!(throttle.places.lock().unwrap()[&key(&A)].dropped, 0);
     }
 }
