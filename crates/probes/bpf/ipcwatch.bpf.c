@@ -83,11 +83,10 @@ struct failure {
 };
 
 // Index of the health counters (a per-CPU array; user space sums the CPUs).
-#define HEALTH_EVENTS 0       // any change to the maps below: user space skips reading when unchanged
-#define HEALTH_SAMPLES_LOST 1 // failures not sampled (ring buffer full)
-#define HEALTH_MAP_FULL 2     // events not counted because a map was full
-#define HEALTH_INFLIGHT_LOST 3 // calls whose start was not kept (in-flight map full)
-#define HEALTH_LEN 4
+#define HEALTH_SAMPLES_LOST 0 // failures not sampled (ring buffer full)
+#define HEALTH_MAP_FULL 1     // events not counted because a map was full
+#define HEALTH_INFLIGHT_LOST 2 // calls whose start was not kept (in-flight map full)
+#define HEALTH_LEN 3
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -95,6 +94,23 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } health SEC(".maps");
+
+// Any change to the maps below, counted where user space reads it without a syscall each
+// tick (and reads the maps only when it moved): one 64-byte line per CPU, written by that CPU
+// alone (no line shared between CPUs), mapped into the daemon. Sized to the possible CPUs
+// when loaded.
+struct change_line {
+	__u64 count;
+	__u64 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct change_line);
+} changes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -159,12 +175,20 @@ static __always_inline void health_count(__u32 index)
 		*v += 1;
 }
 
-// A loss is a change too: user space reads only HEALTH_EVENTS each tick, the rest when it moved.
+static __always_inline void changed(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct change_line *l = bpf_map_lookup_elem(&changes, &cpu);
+	if (l)
+		__sync_fetch_and_add(&l->count, 1);
+}
+
+// A loss is a change too: user space reads only the change count each tick, the rest when
+// it moved.
 static __always_inline void health_add(__u32 index)
 {
 	health_count(index);
-	if (index != HEALTH_EVENTS)
-		health_count(HEALTH_EVENTS);
+	changed();
 }
 
 // Plain loads through the task's BTF pointer (the verifier turns them into fault-safe loads):
@@ -239,7 +263,7 @@ static __always_inline void refused(__u32 kind, long ret, __s32 key, __u64 arg)
 		else
 			health_add(HEALTH_MAP_FULL);
 	}
-	health_add(HEALTH_EVENTS);
+	changed();
 
 	struct failure *f = bpf_ringbuf_reserve(&recent, sizeof(*f), 0);
 	if (!f) {
@@ -410,7 +434,7 @@ static __always_inline void waited(__u32 kind, long ret)
 	}
 	if (took >= WAITED_NS || was_refused)
 		add_object(ns, kind, v.id, took >= WAITED_NS ? took : 0, was_refused);
-	health_add(HEALTH_EVENTS);
+	changed();
 }
 
 SEC("tracepoint/syscalls/sys_exit_semop")

@@ -5,10 +5,12 @@ use ipcwatch_sampler::probes::{CallKind, Failure, WAIT_BUCKETS};
 use ipcwatch_sampler::Key;
 
 // `health`, a per-CPU array.
-pub const HEALTH_EVENTS: usize = 0;
-pub const HEALTH_SAMPLES_LOST: usize = 1;
-pub const HEALTH_MAP_FULL: usize = 2;
-pub const HEALTH_INFLIGHT_LOST: usize = 3;
+pub const HEALTH_SAMPLES_LOST: usize = 0;
+pub const HEALTH_MAP_FULL: usize = 1;
+pub const HEALTH_INFLIGHT_LOST: usize = 2;
+
+// `changes`, an array of one struct change_line (a count, then padding to 64 bytes) per CPU.
+pub const CHANGE_LINE_WORDS: usize = 8;
 
 // `ns_stats`' value: struct ns_stats, as u64 words.
 pub const SEM_WAIT: usize = 0;

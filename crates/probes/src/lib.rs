@@ -101,6 +101,11 @@ pub struct Probes {
     // Holds the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
     health: PerCpuArray<MapData, u64>,
+    /// The kernel side's change count, one line per CPU, mapped (see `changes` in the BPF
+    /// source); the map it is read from is kept with it.
+    changes: ipcwatch_sampler::SharedWords,
+    _changes_map: MapData,
+    cpus: usize,
     ns_stats: PerCpuHashMap<MapData, u32, [u64; STATS_LEN]>,
     failures: HashMap<MapData, u64, u64>,
     objects: HashMap<MapData, u64, [u64; OBJECT_LEN]>,
@@ -164,8 +169,10 @@ impl Probes {
         }
         // The in-flight calls live in task storage, which only the kernel side uses: aya
         // creates such a map without a typed handle for it.
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| ProbeError::Load(format!("{what}: {e}")))?;
         let mut ebpf = aya::EbpfLoader::new()
             .allow_unsupported_maps()
+            .map_max_entries("changes", u32::try_from(cpus).unwrap_or(u32::MAX))
             .load(object)
             .map_err(|e| ProbeError::Load(chain(&e)))?;
         for (program, tracepoint) in PROGRAMS {
@@ -183,8 +190,18 @@ impl Probes {
                 ProbeError::Attach { program, tracepoint, reason }
             })?;
         }
+        let changes_map = match ebpf.take_map("changes").ok_or(ProbeError::Missing("changes"))? {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(ProbeError::Read { map: "changes", reason: "not an array".into() }),
+        };
+        use std::os::fd::AsFd;
+        let changes = ipcwatch_sampler::SharedWords::map(changes_map.fd().as_fd(), cpus * CHANGE_LINE_WORDS)
+            .map_err(|e| ProbeError::Read { map: "changes", reason: format!("cannot map it: {e}") })?;
         Ok(Probes {
             health: take(&mut ebpf, "health")?,
+            changes,
+            _changes_map: changes_map,
+            cpus,
             ns_stats: take(&mut ebpf, "ns_stats")?,
             failures: take(&mut ebpf, "failures")?,
             objects: take(&mut ebpf, "objects")?,
@@ -222,8 +239,8 @@ impl Probes {
     /// a minute are deleted (the namespace is gone, and its inode may be reused).
     pub fn refresh(&mut self, known: &dyn Fn(u64) -> bool) -> Result<(), ProbeError> {
         self.drain_recent();
-        // One syscall on a quiet tick: the change count (every loss moves it too).
-        let events = self.read_health(HEALTH_EVENTS)?;
+        // No syscall on a quiet tick: the change count is mapped (every loss moves it too).
+        let events = self.changes();
         let started = Instant::now();
         if self.events_seen != Some(events) && started >= self.next_read {
             self.events_seen = Some(events);
@@ -273,6 +290,12 @@ impl Probes {
             }
             !window.is_empty()
         });
+    }
+
+    /// The kernel side's change count, summed over the CPUs.
+    fn changes(&self) -> u64 {
+        (0..self.cpus)
+            .fold(0u64, |sum, cpu| sum.wrapping_add(self.changes.load(cpu * CHANGE_LINE_WORDS).unwrap_or(0)))
     }
 
     fn read_health(&self, index: usize) -> Result<u64, ProbeError> {

@@ -25,6 +25,7 @@ pub mod procfs;
 pub mod snapshot;
 #[allow(unsafe_code)]
 mod sys;
+pub use sys::SharedWords;
 mod within;
 
 use std::collections::HashMap;

@@ -6,13 +6,15 @@
 //! libc lacks `SHM_INFO`, `SHM_STAT_ANY`, `MSG_STAT_ANY`, `struct shm_info` and `struct shminfo`
 //! for Linux, so they are defined here with the kernel's layout (checked by the tests below).
 //!
-//! One file per domain: `ipc` (System V), `process`, `fs`, `mqueue`; `testkit` (creating
+//! One file per domain: `ipc` (System V), `process`, `fs`, `mqueue`, `shared` (memory another
+//! side writes); `testkit` (creating
 //! objects) is for tests and benchmarks only.
 
 mod fs;
 mod ipc;
 mod mqueue;
 mod process;
+mod shared;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 #[cfg(test)]
@@ -22,6 +24,7 @@ pub use fs::*;
 pub use ipc::*;
 pub use mqueue::*;
 pub use process::*;
+pub use shared::SharedWords;
 
 use std::io;
 

@@ -47,3 +47,22 @@ fn the_purge_delay_option_is_the_one_set() {
         assert!(delay == 1000 || delay == 10, "{delay}");
     }
 }
+
+#[test]
+fn shared_words_read_what_the_file_holds_and_see_later_writes() {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsFd;
+    let path = std::env::temp_dir().join(format!("ipcwatch-shared-words-{}", std::process::id()));
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let words: Vec<u8> = [7u64, u64::MAX].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    file.write_all(&words).unwrap();
+    let shared = SharedWords::map(file.as_fd(), 2).unwrap();
+    assert_eq!((shared.load(0), shared.load(1), shared.load(2)), (Some(7), Some(u64::MAX), None));
+    // A write through the file shows in the mapping: it is shared, not a copy.
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    file.write_all(&42u64.to_ne_bytes()).unwrap();
+    assert_eq!(shared.load(0), Some(42));
+    assert!(SharedWords::map(file.as_fd(), 0).is_err());
+}
