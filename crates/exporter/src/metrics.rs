@@ -356,7 +356,7 @@ fn render_dev_shm_files(
         .namespaces
         .iter()
         .filter(|n| shown(n))
-        .filter_map(|n| n.dev_shm.as_ref().map(|d| (&**n, d, d.mnt_namespace.to_string())))
+        .filter_map(|n| n.dev_shm.as_deref().map(|d| (&**n, d, d.mnt_namespace.to_string())))
         .collect();
     if spaces.is_empty() {
         return;

@@ -20,7 +20,8 @@ pub struct NamespaceHolders {
     pub label: Arc<str>,
     pub pass: Pass,
     /// The `/dev/shm` of the namespace's processes: its biggest files and the unused ones.
-    pub dev_shm: Option<crate::DevShmFiles>,
+    /// Shared by every IPC namespace of the mount namespace it was listed in.
+    pub dev_shm: Option<Arc<crate::DevShmFiles>>,
 }
 
 /// Every namespace's latest census, as the exporter serves it.
@@ -95,7 +96,7 @@ impl Watch {
         // where an object is idle long enough to be stale), and the processes that share each
         // mount namespace (the users of its /dev/shm files). None where nothing needs them.
         let mut walk = Walk { procfs: &self.procfs, walked: None };
-        let mut dev_shm_by_mount: HashMap<u64, Option<crate::DevShmFiles>> = HashMap::new();
+        let mut dev_shm_by_mount: HashMap<u64, Option<Arc<crate::DevShmFiles>>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
                 Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
@@ -125,7 +126,7 @@ impl Watch {
                     .or_insert_with(|| {
                         out.dev_shm_listings += 1;
                         let users = || walk.get().1.get(&mnt).cloned().unwrap_or_default();
-                        crate::dev_shm_files(&self.procfs, pid, mnt, users)
+                        crate::dev_shm_files(&self.procfs, pid, mnt, users).map(Arc::new)
                     })
                     .clone()
             });
