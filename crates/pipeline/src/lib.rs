@@ -137,6 +137,9 @@ impl LogEntry {
 /// Most transitions kept per namespace.
 pub const ALARM_LOG_ENTRIES: usize = 1000;
 
+/// Up to this many entries, a namespace's alarm log grows by what it needs only.
+const SMALL_ALARM_LOG: usize = 64;
+
 static NEXT_LOG_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn next_log_id() -> u64 {
@@ -353,6 +356,13 @@ impl Pipeline {
         }
         if !outcome.transitions.is_empty() {
             let mut log = self.alarm_log.lock().unwrap_or_else(|p| p.into_inner());
+            // A small log gets exactly the room its transitions need, not the next power of
+            // two: each namespace's first ones (every alert leaving UNINITIALIZED) grew it to
+            // 32 entries for 17, 1.6 MB at 1,000 namespaces. Transitions are rare, so the
+            // reallocations this costs are too; a long log grows as usual.
+            if log.len() + outcome.transitions.len() <= SMALL_ALARM_LOG {
+                log.reserve_exact(outcome.transitions.len());
+            }
             for t in &outcome.transitions {
                 let Some(a) =
                     self.board.alerts.iter().find(|a| a.rule.name == t.name && *a.chart == *t.chart)

@@ -183,3 +183,23 @@ fn a_missing_rules_path_is_an_error_not_silence() {
     let e = rules::load(Some(std::path::Path::new("/nonexistent/rules"))).unwrap_err();
     assert_eq!(e.to_string(), "rules: /nonexistent/rules: no such file or folder");
 }
+
+#[test]
+fn a_small_alarm_log_holds_no_more_room_than_its_entries() {
+    let (mut p, feed) = fed(PipelineConfig::default());
+    feed.lock().unwrap().push_back(snap(T0, 9, vec![]));
+    let first = p.tick().published;
+    let (len, capacity) = {
+        let log = first.alarm_log.lock().unwrap();
+        (log.len(), log.capacity())
+    };
+    // Every alert leaves UNINITIALIZED in the first tick: a dozen entries, no spare room.
+    assert!(len >= 10, "{len}");
+    assert_eq!(capacity, len);
+    // A later transition adds its own room only.
+    feed.lock().unwrap().push_back(snap(T0 + 10.0, 1, vec![]));
+    let later = p.tick().published;
+    let log = later.alarm_log.lock().unwrap();
+    assert!(log.len() > len, "semaphore_arrays_used went back to CLEAR: {}", log.len());
+    assert_eq!(log.capacity(), log.len());
+}
