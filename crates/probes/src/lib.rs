@@ -101,11 +101,10 @@ pub struct Probes {
     // Holds the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
     health: PerCpuArray<MapData, u64>,
-    /// The kernel side's change count, one line per CPU, mapped (see `changes` in the BPF
-    /// source); the map it is read from is kept with it.
+    /// The kernel side's change count, one line per possible CPU, mapped (see `changes` in
+    /// the BPF source); the map it is read from is kept with it.
     changes: ipcwatch_sampler::SharedWords,
     _changes_map: MapData,
-    cpus: usize,
     ns_stats: PerCpuHashMap<MapData, u32, [u64; STATS_LEN]>,
     failures: HashMap<MapData, u64, u64>,
     objects: HashMap<MapData, u64, [u64; OBJECT_LEN]>,
@@ -201,7 +200,6 @@ impl Probes {
             health: take(&mut ebpf, "health")?,
             changes,
             _changes_map: changes_map,
-            cpus,
             ns_stats: take(&mut ebpf, "ns_stats")?,
             failures: take(&mut ebpf, "failures")?,
             objects: take(&mut ebpf, "objects")?,
@@ -294,8 +292,8 @@ impl Probes {
 
     /// The kernel side's change count, summed over the CPUs.
     fn changes(&self) -> u64 {
-        (0..self.cpus)
-            .fold(0u64, |sum, cpu| sum.wrapping_add(self.changes.load(cpu * CHANGE_LINE_WORDS).unwrap_or(0)))
+        // Each line's first word, up to the end of the mapping.
+        (0..).map_while(|cpu| self.changes.load(cpu * CHANGE_LINE_WORDS)).fold(0u64, u64::wrapping_add)
     }
 
     fn read_health(&self, index: usize) -> Result<u64, ProbeError> {
