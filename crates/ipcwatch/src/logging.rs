@@ -105,9 +105,9 @@ impl Throttle {
     /// place still holds dropped lines (to be summed up when its window ends).
     fn report(&self) -> bool {
         let now = Instant::now();
-        let ended: Vec<(&'static str, u64)> = {
+        let (ended, waiting): (Vec<(&'static str, u64)>, bool) = {
             let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
-            places
+            let ended = places
                 .values_mut()
                 .filter(|p| p.dropped > 0 && now.duration_since(p.since) >= WINDOW)
                 .map(|p| {
@@ -115,7 +115,8 @@ impl Throttle {
                     (p.since, p.passed) = (now, 0);
                     (p.name, dropped)
                 })
-                .collect()
+                .collect();
+            (ended, places.values().any(|p| p.dropped > 0))
         };
         for (place, dropped) in ended {
             tracing::warn!(
@@ -124,7 +125,7 @@ impl Throttle {
                 "repeated log lines dropped (more than {BURST} a minute from one place)"
             );
         }
-        self.places.lock().unwrap_or_else(|p| p.into_inner()).values().any(|p| p.dropped > 0)
+        waiting
     }
 }
 
