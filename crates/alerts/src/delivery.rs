@@ -647,17 +647,25 @@ mod tests {
         assert!(!track(&mut alerts, &note(Status::Clear, 1050.0), "db1"), "already resolved");
     }
 
+    /// An executable script at `path`, written by another process: while this one held a
+    /// descriptor open for writing, a child forked meanwhile by another test's thread would
+    /// inherit it until its own exec, and running the script would fail with ETXTBSY.
+    fn script(path: &Path, text: &str) {
+        let source = path.with_extension("txt");
+        std::fs::write(&source, text).unwrap();
+        let status =
+            std::process::Command::new("install").arg("-m").arg("755").arg(&source).arg(path).status();
+        assert!(status.is_ok_and(|s| s.success()), "install {} {}", source.display(), path.display());
+    }
+
     #[tokio::test]
     async fn exec_gets_the_alert_and_is_killed_after_its_timeout() {
         let dir = std::env::temp_dir().join(format!("ipcwatch-exec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (fast, slow) = (dir.join("fast.sh"), dir.join("slow.sh"));
         let (out, late) = (dir.join("out"), dir.join("late"));
-        std::fs::write(&fast, format!("#!/bin/sh\necho \"$IPCWATCH_ALERT_NAME $IPCWATCH_ALERT_STATUS $IPCWATCH_ALERT_VALUE\" > {}\n", out.display())).unwrap();
-        std::fs::write(&slow, format!("#!/bin/sh\nsleep 3\ntouch {}\n", late.display())).unwrap();
-        for f in [&fast, &slow] {
-            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        }
+        script(&fast, &format!("#!/bin/sh\necho \"$IPCWATCH_ALERT_NAME $IPCWATCH_ALERT_STATUS $IPCWATCH_ALERT_VALUE\" > {}\n", out.display()));
+        script(&slow, &format!("#!/bin/sh\nsleep 3\ntouch {}\n", late.display()));
         // The fast notifier gets all the time a loaded machine may take to start a shell.
         let config = |exec: &PathBuf, timeout: u64| DeliveryConfig {
             exec: Some(exec.clone()),
@@ -690,11 +698,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ipcwatch-exec-err-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (bad, chatty) = (dir.join("bad.sh"), dir.join("chatty.sh"));
-        std::fs::write(&bad, "#!/bin/sh\necho \"no route to pager\" >&2\nexit 3\n").unwrap();
-        std::fs::write(&chatty, "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' x >&2\nexit 1\n").unwrap();
-        for f in [&bad, &chatty] {
-            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        }
+        script(&bad, "#!/bin/sh\necho \"no route to pager\" >&2\nexit 3\n");
+        script(&chatty, "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' x >&2\nexit 1\n");
         let end = exec(&bad, vec![], Duration::from_secs(5)).await;
         match end {
             ExecEnd::Failed { exit, stderr } => {
