@@ -322,3 +322,36 @@ fn a_dead_servers_dev_shm_files_are_listed_and_pruned_and_used_ones_never() {
         "a used file was removed: {left}"
     );
 }
+
+#[test]
+fn a_dev_shm_file_that_an_unreadable_process_may_map_is_never_called_unused() {
+    let mut ns = Namespace::with_mount_without_ptrace("devshm-unread");
+    let (code, out) = ns.run("mount", &["-t", "tmpfs", "-o", "size=4m", "tmpfs", "/dev/shm"]);
+    assert_eq!(code, "0", "{out}");
+    ns.cmd("write /dev/shm/PostgreSQL.42 65536");
+    std::thread::sleep(Duration::from_millis(1100));
+    let stale = |ns: &mut Namespace| {
+        let (code, text) = ns.run(IPCWATCH, &["snapshot", "--stale", "--older-than", "0s", "--json"]);
+        assert_eq!(code, "0", "{text}");
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        list[0].clone()
+    };
+    // Without CAP_SYS_PTRACE the host's processes cannot be read either, but their mounts
+    // are not this mount namespace's: nothing here maps the file, and it is listed.
+    let listed = stale(&mut ns);
+    assert_eq!(listed["dev_shm_files"][0]["name"], "PostgreSQL.42", "{listed}");
+    assert!(listed["error"].is_null() && listed["dev_shm_not_judged"].is_null(), "{listed}");
+
+    // A server that cannot be read (another user's, to a process without CAP_SYS_PTRACE)
+    // maps it from this mount namespace: its use cannot be ruled out.
+    ns.keep(&["undumpable", "map /dev/shm/PostgreSQL.42"]);
+    let listed = stale(&mut ns);
+    assert!(listed["dev_shm_files"].is_null(), "{listed}");
+    let why = listed["dev_shm_not_judged"].as_str().unwrap_or_default();
+    assert!(why.contains("could not be read") && why.contains("may be in use"), "{listed}");
+    assert!(listed["error"].is_null(), "{listed}");
+    let (code, text) = ns.run(IPCWATCH, &["prune", "--older-than", "0s", "--dev-shm", "--yes"]);
+    assert_eq!(code, "0", "{text}");
+    assert!(text.contains("could not be read") && !text.contains(" removed"), "{text}");
+    assert!(ns.run("ls", &["/dev/shm"]).1.contains("PostgreSQL.42"), "a file in use was removed");
+}

@@ -37,6 +37,16 @@ impl Namespace {
         Namespace::start(name, &["--user", "--map-root-user", "--ipc", "--mount"])
     }
 
+    /// [`Namespace::with_mount`] where no process has CAP_SYS_PTRACE: each can read the
+    /// others' /proc/PID/maps, fd and ns, except an undumpable one's (as another user's
+    /// process looks to one without it).
+    pub fn with_mount_without_ptrace(name: &str) -> Namespace {
+        Namespace::start(
+            name,
+            &["--user", "--map-root-user", "--ipc", "--mount", "setpriv", "--bounding-set=-sys_ptrace"],
+        )
+    }
+
     /// A throw-away "host": new user, IPC, PID and mount namespaces, with the driver as PID 1
     /// and a /proc of its own, so that PID 1's IPC namespace (the host's, to ipcwatch) is
     /// this one. Every process in it dies with the driver.

@@ -3,10 +3,12 @@
 //! segments) and fills the tmpfs for nobody. Checked on the census's clock: reading every
 //! process's maps costs about 1 µs per mapping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
-use ipcwatch_sampler::posix::{open_dev_shm, ShmFile};
+use ipcwatch_sampler::posix::{open_dev_shm, MountKinds, ShmFile};
+
+use crate::processes::MountUsers;
 use serde::Serialize;
 
 /// Files reported by name per namespace (the biggest).
@@ -21,6 +23,10 @@ pub struct DevShmFiles {
     /// Files no process of the mount namespace maps or holds open, and their bytes.
     pub unused_files: u64,
     pub unused_bytes: u64,
+    /// Why files no process was seen to use are not called unused (they are counted in
+    /// use): a process that may be in the mount namespace could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unproven: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,27 +36,60 @@ pub struct ShmFileUse {
     pub in_use: bool,
 }
 
-/// Every process under `procfs`, grouped by mount namespace inode.
-pub fn processes_by_mount_namespace(procfs: &Path) -> HashMap<u64, Vec<u32>> {
-    crate::walk_namespaces(procfs, true).1
+/// Every process under `procfs` that may share the mount namespace `mnt`.
+pub fn processes_of_mount_namespace(procfs: &Path, mnt: u64) -> MountUsers {
+    crate::walk_namespaces(procfs, true).mount_users(mnt)
 }
 
 pub use ipcwatch_sampler::posix::mount_namespace_of as mount_namespace;
 
-/// The inodes among `files` (of device `dev`) that one of `pids` maps or holds open. Stops
-/// once every file is found in use.
-fn in_use(procfs: &Path, pids: &[u32], dev: u64, files: &HashSet<u64>, text: &mut String) -> HashSet<u64> {
-    let mut inodes = HashSet::new();
+/// What the processes that may share a mount namespace say of its files.
+struct Uses {
+    /// The inodes one of them maps or holds open.
+    used: HashSet<u64>,
+    /// Why the other files cannot be called unused, if they cannot: a process that may be in
+    /// the mount namespace could not be read.
+    unproven: Option<String>,
+}
+
+/// Linux's errno for a process that is gone.
+const ESRCH: i32 = 3;
+
+/// A read that failed because the process ended (it holds nothing any more).
+fn ended(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(ESRCH)
+}
+
+/// The inodes among `files` (of device `dev`) that one of `users` maps or holds open, and
+/// whether the rest are proven unused. `reader`: a process known to be in the mount
+/// namespace. Stops once every file is found in use.
+fn in_use(
+    procfs: &Path,
+    users: &MountUsers,
+    reader: u32,
+    dev: u64,
+    files: &HashSet<u64>,
+    text: &mut String,
+) -> Uses {
+    let mut used = HashSet::new();
+    let mut unreadable = 0usize;
     // glibc's dev_t encoding, as /proc/PID/maps prints it (hex major:minor).
     let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
     let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
     let wanted = format!("{major:02x}:{minor:02x}");
-    for pid in pids {
-        if inodes.len() == files.len() {
+    for pid in &users.known {
+        if used.len() == files.len() {
             break;
         }
         let base = procfs.join(pid.to_string());
-        let Ok(()) = ipcwatch_sampler::read_text(&base.join("maps"), text) else { continue };
+        match ipcwatch_sampler::read_text(&base.join("maps"), text) {
+            Ok(()) => {}
+            Err(ipcwatch_sampler::Error::Read { source, .. }) if ended(&source) => continue,
+            Err(_) => {
+                unreadable += 1;
+                continue;
+            }
+        }
         // No mapping at all: a kernel thread or a zombie, which holds no file open either.
         if text.is_empty() {
             continue;
@@ -61,44 +100,97 @@ fn in_use(procfs: &Path, pids: &[u32], dev: u64, files: &HashSet<u64>, text: &mu
             let (Some(d), Some(ino)) = (f.nth(3), f.next()) else { continue };
             if d == wanted {
                 if let Some(ino) = ino.parse::<u64>().ok().filter(|i| files.contains(i)) {
-                    inodes.insert(ino);
+                    used.insert(ino);
                 }
             }
         }
-        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            use std::os::unix::fs::MetadataExt;
-            for fd in fds.flatten() {
-                if let Ok(m) = std::fs::metadata(fd.path()) {
-                    if m.dev() == dev && files.contains(&m.ino()) {
-                        inodes.insert(m.ino());
+        match std::fs::read_dir(base.join("fd")) {
+            Ok(fds) => {
+                use std::os::unix::fs::MetadataExt;
+                for fd in fds.flatten() {
+                    if let Ok(m) = std::fs::metadata(fd.path()) {
+                        if m.dev() == dev && files.contains(&m.ino()) {
+                            used.insert(m.ino());
+                        }
                     }
                 }
             }
+            Err(e) if ended(&e) => {}
+            Err(_) => unreadable += 1,
         }
     }
-    inodes
+    let unproven = if used.len() == files.len() {
+        None
+    } else if unreadable > 0 {
+        Some(format!("{unreadable} of its processes could not be read"))
+    } else {
+        unread_sharer(procfs, reader, &users.unknown, text)
+    };
+    Uses { used, unproven }
 }
 
-/// The `/dev/shm` that `pid` sees, with the files `users` (its mount namespace's processes,
-/// asked for only when there are files) use. `None` if it cannot be read.
+/// Whether one of `unknown` (processes whose namespaces could not be read) may share the
+/// mount namespace of process `reader`, and which. A mount belongs to one mount namespace,
+/// and /proc/PID/mountinfo can be read without ptrace access: a process whose first mount is
+/// one of `reader`'s is in its namespace; one whose first mount is not, is not.
+fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String) -> Option<String> {
+    if unknown.is_empty() {
+        return None;
+    }
+    let mount_id = |line: &str| line.split(' ').next().and_then(|id| id.parse::<u64>().ok());
+    if ipcwatch_sampler::read_text(&procfs.join(reader.to_string()).join("mountinfo"), text).is_err() {
+        return Some("its mounts could not be read".into());
+    }
+    let ours: HashSet<u64> = text.lines().filter_map(mount_id).collect();
+    let mut line = [0u8; 32];
+    for pid in unknown {
+        let first = std::fs::File::open(procfs.join(pid.to_string()).join("mountinfo")).and_then(|mut f| {
+            use std::io::Read;
+            let n = f.read(&mut line)?;
+            Ok(std::str::from_utf8(&line[..n]).ok().and_then(mount_id))
+        });
+        match first {
+            Ok(Some(id)) if !ours.contains(&id) => {}
+            Err(e) if ended(&e) => {}
+            _ => {
+                let comm =
+                    std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
+                let comm: String = comm.trim_end().chars().filter(|c| !c.is_control()).take(16).collect();
+                return Some(format!(
+                    "process {pid} ({comm}), which could not be read, is in its mount namespace"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The `/dev/shm` that `pid` sees, with the files `users` (the processes that may share
+/// its mount namespace, asked for only when there are files) use. `None` if it cannot be
+/// read. `kinds` remembers the kinds of the mounts walked through.
 pub fn dev_shm_files(
     procfs: &Path,
     pid: u32,
     mnt_namespace: u64,
-    users: impl FnOnce() -> Vec<u32>,
+    kinds: &mut MountKinds,
+    users: impl FnOnce() -> MountUsers,
 ) -> Option<DevShmFiles> {
-    let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
+    let files = open_dev_shm(procfs, pid, kinds).and_then(|d| d.list()).ok()?;
     let mut out = DevShmFiles { mnt_namespace, ..Default::default() };
     let Some(dev) = files.first().map(|f| f.dev) else { return Some(out) };
     let mut text = String::new();
     let listed: HashSet<u64> = files.iter().map(|f| f.ino).collect();
-    let used = in_use(procfs, &users(), dev, &listed, &mut text);
-    let mut all: Vec<ShmFileUse> =
-        files.into_iter().map(|f| ShmFileUse { in_use: used.contains(&f.ino), file: f }).collect();
+    let uses = in_use(procfs, &users(), pid, dev, &listed, &mut text);
+    let proven = uses.unproven.is_none();
+    let mut all: Vec<ShmFileUse> = files
+        .into_iter()
+        .map(|f| ShmFileUse { in_use: !proven || uses.used.contains(&f.ino), file: f })
+        .collect();
     for f in all.iter().filter(|f| !f.in_use) {
         out.unused_files += 1;
         out.unused_bytes = out.unused_bytes.saturating_add(f.file.bytes);
     }
+    out.unproven = uses.unproven;
     all.sort_by(|a, b| b.file.bytes.cmp(&a.file.bytes).then_with(|| a.file.name.cmp(&b.file.name)));
     all.truncate(LARGEST_FILES);
     out.largest = all;
@@ -126,37 +218,44 @@ pub struct FilePrune {
 }
 
 /// The files of the `/dev/shm` that `pid` sees that no process of its mount namespace maps
-/// or holds open, and that nobody modified for `older_than` seconds.
+/// or holds open, and that nobody modified for `older_than` seconds. `Err` says why none can
+/// be judged: the /dev/shm cannot be read, or a process that may use it cannot.
 pub fn stale_files(
     procfs: &Path,
     pid: u32,
     older_than: i64,
     names: &mut ipcwatch_sampler::UserNames,
-) -> Option<Vec<StaleFile>> {
-    let mnt = mount_namespace(procfs, pid)?;
-    let users = processes_by_mount_namespace(procfs).remove(&mnt).unwrap_or_default();
-    let files = open_dev_shm(procfs, pid, &mut Default::default()).and_then(|d| d.list()).ok()?;
-    let Some(dev) = files.first().map(|f| f.dev) else { return Some(Vec::new()) };
+) -> Result<Vec<StaleFile>, String> {
+    let mnt = mount_namespace(procfs, pid).ok_or("/dev/shm: its mount namespace cannot be read")?;
+    let files = open_dev_shm(procfs, pid, &mut Default::default())
+        .and_then(|d| d.list())
+        .map_err(|e| format!("/dev/shm: {e}"))?;
+    let Some(dev) = files.first().map(|f| f.dev) else { return Ok(Vec::new()) };
     let now = crate::unix_now();
     let old: HashSet<u64> = files.iter().filter(|f| now - f.modified >= older_than).map(|f| f.ino).collect();
-    let used = in_use(procfs, &users, dev, &old, &mut String::new());
-    Some(
-        files
-            .into_iter()
-            .filter(|f| !used.contains(&f.ino) && now - f.modified >= older_than)
-            .map(|f| StaleFile {
-                owner_name: names.name(f.owner),
-                idle_seconds: (now - f.modified).max(0),
-                evidence: format!(
-                    "not modified for {}; none of the {} processes of mount namespace {mnt} maps it or holds it open",
-                    crate::age(now - f.modified),
-                    users.len()
-                ),
-                remove: format!("nsenter --target {pid} --mount rm -- '/dev/shm/{}'", f.name.replace('\'', "'\\''")),
-                file: f,
-            })
-            .collect(),
-    )
+    if old.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users = processes_of_mount_namespace(procfs, mnt);
+    let uses = in_use(procfs, &users, pid, dev, &old, &mut String::new());
+    if let Some(why) = uses.unproven {
+        return Err(format!("{why}, so any file may be in use (reading other users' processes needs root)"));
+    }
+    Ok(files
+        .into_iter()
+        .filter(|f| !uses.used.contains(&f.ino) && now - f.modified >= older_than)
+        .map(|f| StaleFile {
+            owner_name: names.name(f.owner),
+            idle_seconds: (now - f.modified).max(0),
+            evidence: format!(
+                "not modified for {}; none of the {} processes of mount namespace {mnt} maps it or holds it open",
+                crate::age(now - f.modified),
+                users.known.len()
+            ),
+            remove: format!("nsenter --target {pid} --mount rm -- '/dev/shm/{}'", f.name.replace('\'', "'\\''")),
+            file: f,
+        })
+        .collect())
 }
 
 /// Removes `files` (from [`stale_files`] for the same `pid`), each re-judged just before:
@@ -172,11 +271,15 @@ pub fn prune_files(procfs: &Path, pid: u32, files: &[StaleFile], yes: bool) -> V
                 Ok(_) if !yes => Outcome::WouldRemove,
                 Ok(dir) => {
                     // A fresh look at who maps or holds it, right before the removal.
-                    let users = mount_namespace(procfs, pid)
-                        .and_then(|m| processes_by_mount_namespace(procfs).remove(&m))
-                        .unwrap_or_default();
+                    let users = mount_namespace(procfs, pid).map(|m| processes_of_mount_namespace(procfs, m));
                     let this = HashSet::from([f.file.ino]);
-                    if in_use(procfs, &users, f.file.dev, &this, &mut String::new()).contains(&f.file.ino) {
+                    let uses = users.map(|u| in_use(procfs, &u, pid, f.file.dev, &this, &mut String::new()));
+                    if let Some(why) = uses
+                        .as_ref()
+                        .map_or(Some("its mount namespace cannot be read"), |u| u.unproven.as_deref())
+                    {
+                        Outcome::Kept(format!("{why}: it may be in use"))
+                    } else if uses.is_some_and(|u| u.used.contains(&f.file.ino)) {
                         Outcome::Kept("a process maps it or holds it open now".into())
                     } else {
                         match dir.remove(&f.file) {

@@ -24,14 +24,14 @@ mod watch;
 
 pub use census::{Census, Gathered, Pass, PidUse, StaleObject};
 pub use devshm::{
-    dev_shm_files, processes_by_mount_namespace, prune_files, stale_files, DevShmFiles, FilePrune,
+    dev_shm_files, processes_of_mount_namespace, prune_files, stale_files, DevShmFiles, FilePrune,
     ShmFileUse, StaleFile, LARGEST_FILES,
 };
 /// A pass's owner figures, defined with the figure table they are charted and exported by.
 pub use ipcwatch_charts::owners::{OwnerUsage, Usage};
 pub use processes::{
-    boot_time, by_ipc_namespace, effective_uid, start_ticks, walk_namespaces, Alive, Creator, Processes,
-    Residents,
+    boot_time, by_ipc_namespace, effective_uid, start_ticks, walk_namespaces, Alive, Creator, MountUsers,
+    Processes, Residents, Walked,
 };
 pub use prune::{prune, Filter, Outcome, PruneReport};
 pub use report::{age, stale_objects, text, NamespaceCensus, Scope};

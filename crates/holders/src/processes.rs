@@ -253,40 +253,84 @@ impl ByIpcNamespace {
 
 /// One walk of `procfs`: each process by IPC namespace.
 pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
-    walk_namespaces(procfs, false).0
+    walk_namespaces(procfs, false).by_ipc
+}
+
+/// A walk of /proc: each process by IPC namespace and, when asked, by mount namespace.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub by_ipc: ByIpcNamespace,
+    by_mount: HashMap<u64, Vec<u32>>,
+    /// Processes whose mount namespace could not be read: they may be in any.
+    mount_unknown: Vec<u32>,
+}
+
+/// The processes that may use a mount namespace's /dev/shm files.
+#[derive(Debug, Clone, Default)]
+pub struct MountUsers {
+    /// Seen in the mount namespace.
+    pub known: Vec<u32>,
+    /// Whose namespaces could not be read (other users', without CAP_SYS_PTRACE): they may
+    /// be in it.
+    pub unknown: Vec<u32>,
+}
+
+impl Walked {
+    /// The processes that may share mount namespace `mnt`.
+    pub fn mount_users(&self, mnt: u64) -> MountUsers {
+        MountUsers {
+            known: self.by_mount.get(&mnt).cloned().unwrap_or_default(),
+            unknown: self.mount_unknown.clone(),
+        }
+    }
 }
 
 /// One walk of `procfs` for a whole census: each process by IPC namespace and, when
 /// `mounts`, by mount namespace (whose processes are the users of its /dev/shm files). A
 /// census of a thousand namespaces walks /proc once, not once per question.
-pub fn walk_namespaces(procfs: &Path, mounts: bool) -> (ByIpcNamespace, HashMap<u64, Vec<u32>>) {
-    let mut out = ByIpcNamespace::default();
-    let mut by_mount: HashMap<u64, Vec<u32>> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(procfs) else { return (out, by_mount) };
+pub fn walk_namespaces(procfs: &Path, mounts: bool) -> Walked {
+    let mut out = Walked::default();
+    let Ok(dir) = std::fs::read_dir(procfs) else { return out };
     let mut path = procfs.to_path_buf();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         path.push(&name);
         path.push("ns/ipc");
-        let link = std::fs::read_link(&path).ok();
-        let inode = link.as_deref().and_then(ipcwatch_sampler::namespaces::parse_ns_link);
-        match inode {
-            Some(inode) => out.pids.entry(inode).or_default().push(pid),
-            None => out.anywhere.push(pid),
-        }
-        if mounts {
-            path.set_file_name("mnt");
-            let link = std::fs::read_link(&path).ok();
-            if let Some(mnt) = link.as_deref().and_then(ipcwatch_sampler::namespaces::parse_mnt_link) {
-                by_mount.entry(mnt).or_default().push(pid);
+        match std::fs::read_link(&path) {
+            // Ended since the listing: it holds nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not ours to read: its mount namespace cannot be read either (the same ptrace
+            // check guards both links), so it is not asked.
+            Err(_) => {
+                out.by_ipc.anywhere.push(pid);
+                out.mount_unknown.push(pid);
+            }
+            Ok(link) => {
+                match ipcwatch_sampler::namespaces::parse_ns_link(&link) {
+                    Some(inode) => out.by_ipc.pids.entry(inode).or_default().push(pid),
+                    None => out.by_ipc.anywhere.push(pid),
+                }
+                if mounts {
+                    path.set_file_name("mnt");
+                    match std::fs::read_link(&path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        link => {
+                            match link.ok().as_deref().and_then(ipcwatch_sampler::namespaces::parse_mnt_link)
+                            {
+                                Some(mnt) => out.by_mount.entry(mnt).or_default().push(pid),
+                                None => out.mount_unknown.push(pid),
+                            }
+                        }
+                    }
+                }
             }
         }
         path.pop();
         path.pop();
         path.pop();
     }
-    (out, by_mount)
+    out
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub struct NamespaceCensus {
     /// For `prune --dev-shm`: what happened to each of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pruned_files: Vec<crate::FilePrune>,
+    /// Why its /dev/shm files were not judged (none is listed): not an error, the evidence
+    /// needed is out of reach (another user's process, without root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_shm_not_judged: Option<String>,
     pub error: Option<String>,
 }
 
@@ -131,20 +135,26 @@ pub fn stale_objects(
         });
         // /dev/shm belongs to the mount namespace, reached through the namespace's process.
         let mut names = ipcwatch_sampler::UserNames::default();
-        let files: Vec<crate::StaleFile> = if filter.kinds.is_empty() && filter.ids.is_empty() {
-            crate::stale_files(&procfs, identity.pid, thresholds.orphan_after, &mut names)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| {
-                    filter
-                        .owner
-                        .as_deref()
-                        .is_none_or(|w| *f.owner_name == *w || f.file.owner.to_string() == w)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (files, files_error): (Vec<crate::StaleFile>, _) =
+            if filter.kinds.is_empty() && filter.ids.is_empty() {
+                match crate::stale_files(&procfs, identity.pid, thresholds.orphan_after, &mut names) {
+                    Ok(files) => (
+                        files
+                            .into_iter()
+                            .filter(|f| {
+                                filter
+                                    .owner
+                                    .as_deref()
+                                    .is_none_or(|w| *f.owner_name == *w || f.file.owner.to_string() == w)
+                            })
+                            .collect(),
+                        None,
+                    ),
+                    Err(e) => (Vec::new(), Some(e)),
+                }
+            } else {
+                (Vec::new(), None)
+            };
         let pruned_files = match act {
             Some(yes) if filter.dev_shm => crate::prune_files(&procfs, identity.pid, &files, yes),
             _ => Vec::new(),
@@ -156,6 +166,7 @@ pub fn stale_objects(
                 pruned,
                 dev_shm_files: files,
                 pruned_files,
+                dev_shm_not_judged: files_error,
                 error,
             },
             Err(e) => NamespaceCensus {
@@ -164,6 +175,7 @@ pub fn stale_objects(
                 pruned: Vec::new(),
                 dev_shm_files: files,
                 pruned_files,
+                dev_shm_not_judged: files_error,
                 error: Some(e.to_string()),
             },
         });
@@ -214,6 +226,9 @@ pub fn text(all: &[NamespaceCensus], pruning: bool) -> String {
     for n in all {
         if let Some(e) = &n.error {
             let _ = writeln!(out, "{:<11} not read: {e}", n.namespace.inode);
+        }
+        if let Some(why) = &n.dev_shm_not_judged {
+            let _ = writeln!(out, "{:<11} /dev/shm files not judged: {why}", n.namespace.inode);
         }
         for (i, o) in n.objects.iter().enumerate() {
             listed += 1;

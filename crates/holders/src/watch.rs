@@ -53,6 +53,9 @@ pub struct Watch {
     sampler: Sampler,
     visitor: Option<Visitor>,
     censuses: HashMap<u64, Census>,
+    /// What each mount on the way to a /dev/shm is, kept between rounds: otherwise each
+    /// round reads a mountinfo per mount walked through.
+    mount_kinds: ipcwatch_sampler::posix::MountKinds,
 }
 
 impl Watch {
@@ -68,7 +71,7 @@ impl Watch {
             posix: false,
             ..sampler
         });
-        Watch { config, procfs, sampler, visitor, censuses: HashMap::new() }
+        Watch { config, procfs, sampler, visitor, censuses: HashMap::new(), mount_kinds: Default::default() }
     }
 
     pub fn set_config(&mut self, config: HoldersConfig) {
@@ -112,7 +115,8 @@ impl Watch {
                 }
             };
             if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
-                gathered.residents = crate::Residents::read(&self.procfs, &walk.get().0.residents(*inode));
+                gathered.residents =
+                    crate::Residents::read(&self.procfs, &walk.get().by_ipc.residents(*inode));
             }
             let census =
                 self.censuses.entry(*inode).or_insert_with(|| Census::new(&self.procfs, self.config));
@@ -125,8 +129,9 @@ impl Watch {
                     .entry(mnt)
                     .or_insert_with(|| {
                         out.dev_shm_listings += 1;
-                        let users = || walk.get().1.get(&mnt).cloned().unwrap_or_default();
-                        crate::dev_shm_files(&self.procfs, pid, mnt, users).map(Arc::new)
+                        let users = || walk.get().mount_users(mnt);
+                        crate::dev_shm_files(&self.procfs, pid, mnt, &mut self.mount_kinds, users)
+                            .map(Arc::new)
                     })
                     .clone()
             });
@@ -153,11 +158,11 @@ impl Watch {
 /// A round's walk of /proc (see [`crate::walk_namespaces`]), made when first needed.
 struct Walk<'a> {
     procfs: &'a std::path::Path,
-    walked: Option<(crate::processes::ByIpcNamespace, HashMap<u64, Vec<u32>>)>,
+    walked: Option<crate::Walked>,
 }
 
 impl Walk<'_> {
-    fn get(&mut self) -> &(crate::processes::ByIpcNamespace, HashMap<u64, Vec<u32>>) {
+    fn get(&mut self) -> &crate::Walked {
         self.walked.get_or_insert_with(|| crate::walk_namespaces(self.procfs, true))
     }
 }

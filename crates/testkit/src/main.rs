@@ -31,6 +31,7 @@
 //!   write PATH BYTES                write BYTES bytes to a new file (fills /dev/shm)
 //!   map PATH                        map PATH shared and close it (in use through the mapping)
 //!   open PATH                       hold PATH open (in use through a descriptor)
+//!   undumpable                      PR_SET_DUMPABLE 0: unreadable in /proc without CAP_SYS_PTRACE
 //!   churn on|off                    a thread creating and removing queues and arrays nonstop
 //!   churn pool N [PER_SECOND]       keep N queues, N arrays and N/8 segments, replacing the
 //!                                   oldest of each PER_SECOND times a second (default 100)
@@ -287,6 +288,7 @@ fn run(state: &mut State, w: &[&str]) -> Result<String, String> {
             }
         }
         "map" => tk::map_file(w[1]).map(|_| String::new()).map_err(e),
+        "undumpable" => tk::set_undumpable().map(|_| String::new()).map_err(e),
         "open" => {
             state.open_files.push(std::fs::File::open(w[1]).map_err(e)?);
             Ok(String::new())

@@ -170,6 +170,17 @@ pub fn map_file(path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes this process undumpable: without CAP_SYS_PTRACE nobody can then read its
+/// /proc/PID/ns, maps or fd, as with another user's process.
+pub fn set_undumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `mq_unlink(name)`.
 pub fn mq_unlink(name: &str) -> io::Result<()> {
     let c = std::ffi::CString::new(name)

@@ -1,0 +1,1 @@
+setpriv: failed to execute -c: No such file or directory
