@@ -27,6 +27,10 @@ pub struct DevShmFiles {
     /// use): a process that may be in the mount namespace could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unproven: Option<String>,
+    /// The process that could not be read and shares the mount namespace, if that is why:
+    /// the next census asks it first.
+    #[serde(skip)]
+    pub unread_sharer: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,10 +54,14 @@ struct Uses {
     /// Why the other files cannot be called unused, if they cannot: a process that may be in
     /// the mount namespace could not be read.
     unproven: Option<String>,
+    /// The process that could not be read and shares the mount namespace, if one does.
+    sharer: Option<u32>,
 }
 
 /// Linux's errno for a process that is gone.
 const ESRCH: i32 = 3;
+/// Linux's errno for a /proc/PID/mountinfo whose process has no namespaces any more.
+const EINVAL: i32 = 22;
 
 /// A read that failed because the process ended (it holds nothing any more).
 fn ended(e: &std::io::Error) -> bool {
@@ -72,6 +80,11 @@ fn in_use(
     text: &mut String,
 ) -> Uses {
     let mut used = HashSet::new();
+    // One process that cannot be read and may be in the mount namespace leaves every file
+    // unproven, whatever the others map: looked at first, it spares reading their maps.
+    if let Some((pid, why)) = unread_sharer(procfs, reader, &users.unknown, text) {
+        return Uses { used, unproven: Some(why), sharer: Some(pid) };
+    }
     let mut unreadable = 0usize;
     // glibc's dev_t encoding, as /proc/PID/maps prints it (hex major:minor).
     let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
@@ -119,27 +132,22 @@ fn in_use(
             Err(_) => unreadable += 1,
         }
     }
-    let unproven = if used.len() == files.len() {
-        None
-    } else if unreadable > 0 {
-        Some(format!("{unreadable} of its processes could not be read"))
-    } else {
-        unread_sharer(procfs, reader, &users.unknown, text)
-    };
-    Uses { used, unproven }
+    let unproven = (used.len() < files.len() && unreadable > 0)
+        .then(|| format!("{unreadable} of its processes could not be read"));
+    Uses { used, unproven, sharer: None }
 }
 
 /// Whether one of `unknown` (processes whose namespaces could not be read) may share the
 /// mount namespace of process `reader`, and which. A mount belongs to one mount namespace,
 /// and /proc/PID/mountinfo can be read without ptrace access: a process whose first mount is
 /// one of `reader`'s is in its namespace; one whose first mount is not, is not.
-fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String) -> Option<String> {
+fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String) -> Option<(u32, String)> {
     if unknown.is_empty() {
         return None;
     }
     let mount_id = |line: &str| line.split(' ').next().and_then(|id| id.parse::<u64>().ok());
     if ipcwatch_sampler::read_text(&procfs.join(reader.to_string()).join("mountinfo"), text).is_err() {
-        return Some("its mounts could not be read".into());
+        return Some((reader, "its mounts could not be read".into()));
     }
     let ours: HashSet<u64> = text.lines().filter_map(mount_id).collect();
     let mut line = [0u8; 32];
@@ -152,13 +160,15 @@ fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String)
         match first {
             Ok(Some(id)) if !ours.contains(&id) => {}
             Err(e) if ended(&e) => {}
+            // No namespaces any more: exiting, or a zombie (its memory and files are gone).
+            Err(e) if e.raw_os_error() == Some(EINVAL) => {}
             _ => {
                 let comm =
                     std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
                 let comm: String = comm.trim_end().chars().filter(|c| !c.is_control()).take(16).collect();
-                return Some(format!(
-                    "process {pid} ({comm}), which could not be read, is in its mount namespace"
-                ));
+                let why =
+                    format!("process {pid} ({comm}), which could not be read, is in its mount namespace");
+                return Some((*pid, why));
             }
         }
     }
@@ -167,12 +177,16 @@ fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String)
 
 /// The `/dev/shm` that `pid` sees, with the files `users` (the processes that may share
 /// its mount namespace, asked for only when there are files) use. `None` if it cannot be
-/// read. `kinds` remembers the kinds of the mounts walked through.
+/// read. `kinds` remembers the kinds of the mounts walked through. `suspect`: the last
+/// census's [`DevShmFiles::unread_sharer`], asked first: where it still cannot be read and
+/// shares the mount namespace, no file can be judged, and `users` is not asked (no walk of
+/// /proc).
 pub fn dev_shm_files(
     procfs: &Path,
     pid: u32,
     mnt_namespace: u64,
     kinds: &mut MountKinds,
+    suspect: Option<u32>,
     users: impl FnOnce() -> MountUsers,
 ) -> Option<DevShmFiles> {
     let files = open_dev_shm(procfs, pid, kinds).and_then(|d| d.list()).ok()?;
@@ -180,7 +194,13 @@ pub fn dev_shm_files(
     let Some(dev) = files.first().map(|f| f.dev) else { return Some(out) };
     let mut text = String::new();
     let listed: HashSet<u64> = files.iter().map(|f| f.ino).collect();
-    let uses = in_use(procfs, &users(), pid, dev, &listed, &mut text);
+    let unreadable =
+        |p: u32| std::fs::read_link(procfs.join(p.to_string()).join("ns/ipc")).is_err_and(|e| !ended(&e));
+    let suspected = suspect
+        .filter(|p| unreadable(*p))
+        .and_then(|p| unread_sharer(procfs, pid, &[p], &mut text))
+        .map(|(p, why)| Uses { used: HashSet::new(), unproven: Some(why), sharer: Some(p) });
+    let uses = suspected.unwrap_or_else(|| in_use(procfs, &users(), pid, dev, &listed, &mut text));
     let proven = uses.unproven.is_none();
     let mut all: Vec<ShmFileUse> = files
         .into_iter()
@@ -191,6 +211,7 @@ pub fn dev_shm_files(
         out.unused_bytes = out.unused_bytes.saturating_add(f.file.bytes);
     }
     out.unproven = uses.unproven;
+    out.unread_sharer = uses.sharer;
     all.sort_by(|a, b| b.file.bytes.cmp(&a.file.bytes).then_with(|| a.file.name.cmp(&b.file.name)));
     all.truncate(LARGEST_FILES);
     out.largest = all;

@@ -56,6 +56,9 @@ pub struct Watch {
     /// What each mount on the way to a /dev/shm is, kept between rounds: otherwise each
     /// round reads a mountinfo per mount walked through.
     mount_kinds: ipcwatch_sampler::posix::MountKinds,
+    /// Each mount namespace's process that could not be read and shared it in the last
+    /// round: asked first in the next (one is enough to leave its /dev/shm files unjudged).
+    unread_sharers: HashMap<u64, u32>,
 }
 
 impl Watch {
@@ -71,7 +74,15 @@ impl Watch {
             posix: false,
             ..sampler
         });
-        Watch { config, procfs, sampler, visitor, censuses: HashMap::new(), mount_kinds: Default::default() }
+        Watch {
+            config,
+            procfs,
+            sampler,
+            visitor,
+            censuses: HashMap::new(),
+            mount_kinds: Default::default(),
+            unread_sharers: HashMap::new(),
+        }
     }
 
     pub fn set_config(&mut self, config: HoldersConfig) {
@@ -99,6 +110,7 @@ impl Watch {
         // where an object is idle long enough to be stale), and the processes that share each
         // mount namespace (the users of its /dev/shm files). None where nothing needs them.
         let mut walk = Walk { procfs: &self.procfs, walked: None };
+        let mut objects = 0;
         let mut dev_shm_by_mount: HashMap<u64, Option<Arc<crate::DevShmFiles>>> = HashMap::new();
         for (inode, pids) in targets {
             let gathered = match &self.visitor {
@@ -114,6 +126,9 @@ impl Watch {
                     continue;
                 }
             };
+            objects += gathered.snapshot.semaphores.as_ref().map_or(0, |s| s.items.len())
+                + gathered.snapshot.message_queues.as_ref().map_or(0, |q| q.items.len())
+                + gathered.snapshot.shared_memory.as_ref().map_or(0, |m| m.items.len());
             if gathered.needs_residents(crate::unix_now(), self.config.thresholds) {
                 gathered.residents =
                     crate::Residents::read(&self.procfs, &walk.get().by_ipc.residents(*inode));
@@ -130,8 +145,19 @@ impl Watch {
                     .or_insert_with(|| {
                         out.dev_shm_listings += 1;
                         let users = || walk.get().mount_users(mnt);
-                        crate::dev_shm_files(&self.procfs, pid, mnt, &mut self.mount_kinds, users)
-                            .map(Arc::new)
+                        let suspect = self.unread_sharers.get(&mnt).copied();
+                        let files = crate::dev_shm_files(
+                            &self.procfs,
+                            pid,
+                            mnt,
+                            &mut self.mount_kinds,
+                            suspect,
+                            users,
+                        );
+                        if let Some(why) = files.as_ref().and_then(|f| f.unproven.as_deref()) {
+                            tracing::debug!(mnt_namespace = mnt, "census: /dev/shm files not judged: {why}");
+                        }
+                        files.map(Arc::new)
                     })
                     .clone()
             });
@@ -143,17 +169,29 @@ impl Watch {
             }));
         }
         out.proc_walks += u64::from(walk.walked.is_some());
+        self.unread_sharers = dev_shm_by_mount
+            .iter()
+            .filter_map(|(mnt, files)| Some((*mnt, files.as_ref()?.unread_sharer?)))
+            .collect();
         queue_owners.sort_unstable();
         queue_owners.dedup();
         out.proc_walks += u64::from(!queue_owners.is_empty());
         out.mqueue_user_limits = msgqueue_limits(&self.procfs, &queue_owners);
-        // A census of 32,000 objects allocates megabytes for a moment, once a minute.
-        ipcwatch_sampler::objects::release_free_memory();
+        // A census of 32,000 objects, or of a thousand namespaces, allocates megabytes for a
+        // moment, once a minute: handed back. A small one's pages are kept for the next
+        // (handing back and faulting in again cost more than its whole walk).
+        if objects > BIG_ROUND_OBJECTS || targets.len() > BIG_ROUND_NAMESPACES {
+            ipcwatch_sampler::objects::release_free_memory();
+        }
         out.duration_seconds = started.elapsed().as_secs_f64();
         out.timestamp = crate::unix_now();
         out
     }
 }
+
+/// Rounds over more objects or namespaces than these hand their freed memory back.
+const BIG_ROUND_OBJECTS: usize = 1024;
+const BIG_ROUND_NAMESPACES: usize = 16;
 
 /// A round's walk of /proc (see [`crate::walk_namespaces`]), made when first needed.
 struct Walk<'a> {
