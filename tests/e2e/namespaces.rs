@@ -261,7 +261,7 @@ fn a_joiner_changes_neither_the_anchor_nor_dev_shm_and_a_gone_anchor_is_replaced
         .trim_end_matches(']')
         .parse()
         .unwrap();
-    let (port, _, log) = ns.daemon("[namespaces]\nrescan = 1\n");
+    let (port, daemon, log) = ns.daemon("[namespaces]\nrescan = 1\n");
     let anchored = |pid: u32| info_line(port, inode).contains(&format!("pid=\"{pid}\""));
     assert!(eventually(10, || anchored(holder)), "{}", info_line(port, inode));
     let shm_size = || {
@@ -271,6 +271,23 @@ fn a_joiner_changes_neither_the_anchor_nor_dev_shm_and_a_gone_anchor_is_replaced
             .map(|(_, v)| *v)
     };
     assert!(eventually(10, || shm_size() == Some(1048576.0)), "{:?}", shm_size());
+    // The container's /dev/shm is read each tick but never kept open: a descriptor would keep
+    // its tmpfs, and what fills it, alive after the container ends. (A tick's read holds one
+    // for microseconds: a descriptor seen is looked at again.)
+    let device =
+        |ns: &mut Namespace, path: &str| ns.run("stat", &["-L", "-c", "%d", path]).1.trim().to_string();
+    let container_shm = device(&mut ns, &format!("/proc/{holder}/root/dev/shm"));
+    let held = |ns: &mut Namespace| -> Vec<String> {
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+            .unwrap()
+            .map(|fd| fd.unwrap().path().display().to_string())
+            .collect();
+        fds.into_iter().filter(|fd| device(ns, fd) == container_shm).collect()
+    };
+    let seen = held(&mut ns);
+    std::thread::sleep(Duration::from_millis(300));
+    let kept: Vec<String> = held(&mut ns).into_iter().filter(|fd| seen.contains(fd)).collect();
+    assert!(kept.is_empty(), "the container's /dev/shm is held open: {kept:?}");
 
     // A joiner of the IPC namespace only (the host's mount namespace, its 25 GB /dev/shm).
     let pid = holder.to_string();

@@ -157,8 +157,10 @@ pub struct Sampler {
     shm_kept: NumberMap<u32, (Instant, Option<u64>)>,
     /// Each mount namespace's latest /dev/shm read.
     shm_by_mount: NumberMap<u64, SharedShm>,
-    /// The daemon's own mount namespace, if its /dev/shm is a real folder (read once).
+    /// The daemon's own mount namespace (read once).
     own_mnt: Option<Option<u64>>,
+    /// The daemon's own /dev/shm as opened by its last listing.
+    own_shm: Option<collectors::devshm::OwnShm>,
     /// Whether the host's /dev/mqueue is an mqueue mount (its device), as last checked.
     dev_mqueue: collectors::posix_queues::DevMqueue,
     /// Other namespaces' SysV limits as last read (see [`LIMITS_EVERY`]).
@@ -212,6 +214,7 @@ impl Sampler {
             shm_by_mount: NumberMap::default(),
             limits_kept: NumberMap::default(),
             own_mnt: None,
+            own_shm: None,
             dev_mqueue: Default::default(),
             mount_kinds: posix::MountKinds::default(),
         }
@@ -446,6 +449,9 @@ pub(crate) fn read_open_text(file: std::fs::File, path: &Path, buf: &mut String)
     if !file.metadata().map_err(read_err)?.is_file() {
         return Err(Error::NotRegular { path: path.to_path_buf() });
     }
+    // /proc files say size 0: without room to start with, the read would begin with 32 bytes
+    // and double from there (eight reads for a 2 KB mountinfo).
+    buf.reserve(4096);
     file.take(MAX_TEXT_BYTES + 1).read_to_string(buf).map_err(read_err)?;
     if buf.len() as u64 > MAX_TEXT_BYTES {
         buf.clear();

@@ -302,14 +302,6 @@ pub fn mount_namespace_of(procfs: &Path, pid: u32) -> Option<u64> {
     crate::namespaces::parse_mnt_link(&link)
 }
 
-/// The daemon's own /dev/shm's size and use, by path (one statfs; the daemon's own mount
-/// namespace is no container's to fake), if it is a tmpfs; the file counts are left at 0.
-pub fn own_dev_shm_usage() -> Option<DevShm> {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let fs = sys::statfs(Path::new("/dev/shm")).ok().filter(|f| f.kind == TMPFS_MAGIC)?;
-    Some(usage_of(&fs))
-}
-
 fn usage_of(fs: &sys::FsUsage) -> DevShm {
     DevShm {
         size_bytes: fs.size_bytes,
@@ -320,7 +312,34 @@ fn usage_of(fs: &sys::FsUsage) -> DevShm {
     }
 }
 
+/// A folder's identity and last change (device, inode, mtime): equal stamps mean the same
+/// folder with the same entries (creating, removing or renaming an entry moves its mtime;
+/// tmpfs keeps nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+}
+
+impl DirStamp {
+    fn of(m: &std::fs::Metadata) -> DirStamp {
+        use std::os::unix::fs::MetadataExt;
+        DirStamp { dev: m.dev(), ino: m.ino(), mtime: (m.mtime(), m.mtime_nsec()) }
+    }
+
+    /// The stamp of the folder at `path` (one stat).
+    pub fn of_path(path: &Path) -> Option<DirStamp> {
+        std::fs::metadata(path).ok().map(|m| DirStamp::of(&m))
+    }
+}
+
 impl DevShmDir {
+    /// Its stamp (see [`DirStamp`]).
+    pub fn stamp(&self) -> Option<DirStamp> {
+        self.0.metadata().ok().map(|m| DirStamp::of(&m))
+    }
+
     /// Its size and use (one statfs); the file counts are left at 0.
     pub fn usage(&self) -> std::io::Result<DevShm> {
         Ok(usage_of(&self.0.statfs()?))

@@ -100,6 +100,11 @@ impl Dir {
         sys::fstatfs(&self.fd)
     }
 
+    /// The directory's own metadata (through its descriptor, no path walk).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        std::fs::metadata(format!("/proc/thread-self/fd/{}", self.fd.as_raw_fd()))
+    }
+
     /// Its entries, read through a descriptor of its own (no path walk).
     pub fn read_dir(&self) -> io::Result<(std::fs::File, std::fs::ReadDir)> {
         let dir = sys::reopen_dir(&self.fd)?;

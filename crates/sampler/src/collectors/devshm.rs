@@ -13,6 +13,13 @@ pub(crate) struct SharedShm {
     pub(crate) usage: posix::DevShm,
 }
 
+/// The daemon's own /dev/shm, kept open between listings.
+pub(crate) struct OwnShm {
+    dir: posix::DevShmDir,
+    /// The folder as its last listing found it.
+    stamp: Option<posix::DirStamp>,
+}
+
 /// How long a process's mount namespace, as read from `/proc/PID/ns/mnt`, is trusted: a
 /// process seldom changes it (unshare -m, setns), and a thousand namespaces' readlinks every
 /// 10 s were 4% of the sampler.
@@ -86,23 +93,44 @@ impl Sampler {
             let u = &s.usage;
             ((u.files, u.semaphore_files, u.semaphore_bytes), s.listed_at)
         });
-        // The daemon's own mount namespace between listings: one statfs by path, where a
-        // container's /dev/shm takes a walk of three opens from its root.
-        // (Not where /dev/shm is a symbolic link: the walk refuses those, and says so.)
-        let own_mnt = self.own_mnt.get_or_insert_with(|| {
-            let real_dir = std::fs::symlink_metadata("/dev/shm").is_ok_and(|m| m.is_dir());
-            real_dir.then(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id())).flatten()
+        // The daemon's own /dev/shm: its use read with one fstatfs of the descriptor kept
+        // from the last listing, where a path costs a lookup through two mounts each tick.
+        // Its listing is renewed only when the folder changed: one stat says so (the same
+        // folder, unmodified), where a listing takes a dozen calls. Only its own is kept: a
+        // container's would keep the container's tmpfs alive after it ends.
+        let own_mnt = *self
+            .own_mnt
+            .get_or_insert_with(|| posix::mount_namespace_of(Path::new("/proc"), std::process::id()));
+        let own = mnt.is_some() && mnt == own_mnt;
+        let kept_files = shared.map(|s| {
+            let u = &s.usage;
+            (u.files, u.semaphore_files, u.semaphore_bytes)
         });
-        let own = mnt.is_some() && mnt == *own_mnt;
-        let own_usage = listed.filter(|_| own).and_then(|l| Some((l, posix::own_dev_shm_usage()?)));
-        if let Some(((files, listed_at), mut usage)) = own_usage {
-            usage.mnt_namespace = mnt;
-            (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
-            let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
-            self.shm_by_mount.insert(mnt.expect("own"), read);
-            return Ok(usage);
+        if let (true, Some(kept), Some(files)) = (own, &self.own_shm, kept_files) {
+            let listed = match listed {
+                Some((_, at)) => Some(at),
+                // Mounted over, or an entry made or removed: listed again below.
+                None => kept
+                    .stamp
+                    .filter(|s| posix::DirStamp::of_path(Path::new("/dev/shm")) == Some(*s))
+                    .map(|_| Instant::now()),
+            };
+            if let Some(listed_at) = listed {
+                match kept.dir.usage() {
+                    Ok(mut usage) => {
+                        usage.mnt_namespace = mnt;
+                        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+                        let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
+                        self.shm_by_mount.insert(mnt.expect("own"), read);
+                        return Ok(usage);
+                    }
+                    Err(_) => self.own_shm = None,
+                }
+            }
         }
         let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
+        // Taken before the listing: a change made during it shows at the next look.
+        let stamp = (own && listed.is_none()).then(|| dir.stamp()).flatten();
         let mut usage = dir.usage()?;
         let (files, listed_at) = match listed {
             Some(kept) => kept,
@@ -110,6 +138,10 @@ impl Sampler {
         };
         usage.mnt_namespace = mnt;
         (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
+        if own {
+            let stamp = stamp.or(self.own_shm.as_ref().and_then(|k| k.stamp));
+            self.own_shm = Some(OwnShm { dir, stamp });
+        }
         if let Some(mnt) = mnt {
             if self.shm_by_mount.len() >= 4096 {
                 self.shm_by_mount.clear();
