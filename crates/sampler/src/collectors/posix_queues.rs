@@ -15,7 +15,13 @@ pub(crate) struct PosixKept {
     pub(crate) mount: Option<std::fs::File>,
     /// The daemon's own namespace's limit files, kept open (see [`posix::LimitFiles`]).
     pub(crate) limit_files: Option<posix::LimitFiles>,
+    /// Until when queues found out of reach are not tried again.
+    pub(crate) unreachable_until: Option<Instant>,
 }
+
+/// How often queues out of reach (no privilege to mount the namespace's mqueue filesystem)
+/// are tried again.
+pub const POSIX_UNREACHABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Most private mqueue mounts held at once (one per watched namespace), as many as the fleet
 /// keeps anchors by default; beyond it, or when the open-file limit leaves no room, a read
@@ -139,10 +145,23 @@ impl Sampler {
                 (read, Instant::now())
             }
         };
-        let (read, mount) = posix::read_queues(initial, held);
-        let (queues, error) = match read {
-            Ok(q) => (Some(q), None),
-            Err(e) => (None, Some(e.to_string().into())),
+        // Queues out of reach (an unprivileged daemon: no mqueue mount of its own) are tried
+        // again every POSIX_UNREACHABLE_EVERY, not at every read.
+        let unreachable = self.posix_kept.get(&key).and_then(|k| {
+            k.unreachable_until.filter(|t| Instant::now() < *t).map(|t| (k.posix.error.clone(), t))
+        });
+        let (queues, error, mount, unreachable_until) = match unreachable {
+            Some((error, until)) => (None, error, held, Some(until)),
+            None => {
+                let (read, mount) = posix::read_queues(initial, held);
+                let refused = |e: &std::io::Error| e.raw_os_error() == Some(libc::EPERM);
+                let until = matches!(&read, Err(posix::PosixError::Unreachable(e)) if refused(e))
+                    .then(|| Instant::now() + POSIX_UNREACHABLE_EVERY);
+                match read {
+                    Ok(q) => (Some(q), None, mount, None),
+                    Err(e) => (None, Some(e.to_string().into()), mount, until),
+                }
+            }
         };
         let out = posix::Posix { limits, queues, error };
         if self.posix_kept.len() >= 4096 {
@@ -170,6 +189,7 @@ impl Sampler {
             limits_next,
             mount,
             limit_files,
+            unreachable_until,
         };
         self.posix_kept.insert(key, kept);
         out
