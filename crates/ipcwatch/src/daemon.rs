@@ -28,7 +28,7 @@ fn build_info() -> BuildInfo {
 
 /// The sampling thread, from the HTTP side: its controls and its end.
 struct Sampling {
-    control: mpsc::Sender<Reload>,
+    control: crate::mailbox::Sender<Reload>,
     first: tokio::sync::oneshot::Receiver<()>,
     delivery: mpsc::SyncSender<Delivery>,
     thread: std::thread::JoinHandle<()>,
@@ -127,7 +127,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, flags: Flags, log: LogH
     let state = State::new(build_info());
     state.set_stale_after(config.stale_after());
     state.set_telemetry_path(&config.web.telemetry_path);
-    let (control, control_rx) = mpsc::channel();
+    let (control, control_rx) = crate::mailbox::mailbox();
     let (first_tx, first) = tokio::sync::oneshot::channel();
     let (delivery, delivery_rx) = mpsc::sync_channel(1);
     // Loaded here, before any thread drops its capabilities: CAP_BPF and CAP_PERFMON are
@@ -243,7 +243,7 @@ async fn serve(
                             let _ = tx.send(new.clone());
                         }
                         current = new.clone();
-                        let _ = control_tx.send(Box::new((new, rules)));
+                        control_tx.send(Box::new((new, rules)));
                         tracing::info!("SIGHUP: configuration reloaded");
                     }
                     Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the current configuration and rules"),
@@ -271,7 +271,7 @@ fn sampling_loop(
     mut pipeline: Fleet,
     state: Arc<State>,
     delivery: Delivery,
-    control: mpsc::Receiver<Reload>,
+    control: crate::mailbox::Receiver<Reload>,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     // The census's latest round, handed to the charts when it changes; one older than
@@ -323,8 +323,8 @@ fn sampling_loop(
                     pipeline.reconfigure(config.sampler(), config.pipeline(), rules, config.fleet());
                     holders_interval = config.holders.interval;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(crate::mailbox::Empty::Disconnected) => return,
+                Err(crate::mailbox::Empty::Timeout) => {}
             }
         }
         tick(&mut pipeline, holders_interval);

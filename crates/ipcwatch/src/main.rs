@@ -5,6 +5,7 @@
 mod daemon;
 mod failures;
 mod logging;
+mod mailbox;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
