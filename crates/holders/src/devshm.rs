@@ -146,6 +146,9 @@ fn unread_sharer(procfs: &Path, reader: u32, unknown: &[u32], text: &mut String)
         return None;
     }
     let mount_id = |line: &str| line.split(' ').next().and_then(|id| id.parse::<u64>().ok());
+    // (Room for a whole mountinfo at once: an empty buffer reads it 32 bytes first, then
+    // doubling.)
+    text.reserve(8192);
     if ipcwatch_sampler::read_text(&procfs.join(reader.to_string()).join("mountinfo"), text).is_err() {
         return Some((reader, "its mounts could not be read".into()));
     }

@@ -449,9 +449,6 @@ pub(crate) fn read_open_text(file: std::fs::File, path: &Path, buf: &mut String)
     if !file.metadata().map_err(read_err)?.is_file() {
         return Err(Error::NotRegular { path: path.to_path_buf() });
     }
-    // /proc files say size 0: without room to start with, the read would begin with 32 bytes
-    // and double from there (eight reads for a 2 KB mountinfo).
-    buf.reserve(4096);
     file.take(MAX_TEXT_BYTES + 1).read_to_string(buf).map_err(read_err)?;
     if buf.len() as u64 > MAX_TEXT_BYTES {
         buf.clear();

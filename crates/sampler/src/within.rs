@@ -137,7 +137,9 @@ impl MountKinds {
         // The open descriptor keeps the mount, so its (reusable) id cannot go to another
         // mount while mountinfo is read.
         let id = sys::mount_id(fd, false)?;
-        let mut text = String::new();
+        // /proc files say size 0: a read into an empty buffer starts with 32 bytes and
+        // doubles (eight reads for a 2 KB mountinfo).
+        let mut text = String::with_capacity(8192);
         let proc_dir = procfs.join(pid.to_string());
         crate::read_text(&proc_dir.join("mountinfo"), &mut text)
             .map_err(|e| io::Error::other(e.to_string()))?;
