@@ -1,1 +1,0 @@
-setpriv: failed to execute -c: No such file or directory
