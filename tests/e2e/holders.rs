@@ -354,4 +354,15 @@ fn a_dev_shm_file_that_an_unreadable_process_may_map_is_never_called_unused() {
     assert_eq!(code, "0", "{text}");
     assert!(text.contains("could not be read") && !text.contains(" removed"), "{text}");
     assert!(ns.run("ls", &["/dev/shm"]).1.contains("PostgreSQL.42"), "a file in use was removed");
+
+    // The daemon's census (without CAP_SYS_PTRACE too) counts it used; from its second
+    // round on it asks the process it could not read first, and walks /proc no more.
+    let (port, _, log) = ns.daemon("[namespaces]\nmode = \"own\"\n[holders]\ninterval = 1\n");
+    let figures = || {
+        let m = crate::http::ns_samples(&get(port, "/metrics").body);
+        let unused = m.iter().find(|(k, _)| k.starts_with("posix_shm_unused_files{")).map(|(_, v)| *v);
+        (unused, m.get("ipcwatch_census_proc_walks").copied())
+    };
+    let settled = crate::alerts::eventually(15, || figures() == (Some(0.0), Some(0.0)));
+    assert!(settled, "{:?}\n{}", figures(), std::fs::read_to_string(&log).unwrap());
 }
