@@ -58,6 +58,13 @@ struct Uses {
     sharer: Option<u32>,
 }
 
+impl Uses {
+    /// No file judged: `sharer` could not be read and shares the mount namespace (`why`).
+    fn unjudged((sharer, why): (u32, String)) -> Uses {
+        Uses { used: HashSet::new(), unproven: Some(why), sharer: Some(sharer) }
+    }
+}
+
 /// Linux's errno for a process that is gone.
 const ESRCH: i32 = 3;
 /// Linux's errno for a /proc/PID/mountinfo whose process has no namespaces any more.
@@ -79,12 +86,12 @@ fn in_use(
     files: &HashSet<u64>,
     text: &mut String,
 ) -> Uses {
-    let mut used = HashSet::new();
     // One process that cannot be read and may be in the mount namespace leaves every file
     // unproven, whatever the others map: looked at first, it spares reading their maps.
-    if let Some((pid, why)) = unread_sharer(procfs, reader, &users.unknown, text) {
-        return Uses { used, unproven: Some(why), sharer: Some(pid) };
+    if let Some(sharer) = unread_sharer(procfs, reader, &users.unknown, text) {
+        return Uses::unjudged(sharer);
     }
+    let mut used = HashSet::new();
     let mut unreadable = 0usize;
     // glibc's dev_t encoding, as /proc/PID/maps prints it (hex major:minor).
     let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
@@ -202,7 +209,7 @@ pub fn dev_shm_files(
     let suspected = suspect
         .filter(|p| unreadable(*p))
         .and_then(|p| unread_sharer(procfs, pid, &[p], &mut text))
-        .map(|(p, why)| Uses { used: HashSet::new(), unproven: Some(why), sharer: Some(p) });
+        .map(Uses::unjudged);
     let uses = suspected.unwrap_or_else(|| in_use(procfs, &users(), pid, dev, &listed, &mut text));
     let proven = uses.unproven.is_none();
     let mut all: Vec<ShmFileUse> = files

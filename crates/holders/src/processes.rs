@@ -261,7 +261,8 @@ pub fn by_ipc_namespace(procfs: &Path) -> ByIpcNamespace {
 pub struct Walked {
     pub by_ipc: ByIpcNamespace,
     by_mount: HashMap<u64, Vec<u32>>,
-    /// Processes whose mount namespace could not be read: they may be in any.
+    /// Processes whose IPC namespace could be read but whose mount namespace could not
+    /// (those in `by_ipc`'s `anywhere` are not asked): they may be in any.
     mount_unknown: Vec<u32>,
 }
 
@@ -280,7 +281,7 @@ impl Walked {
     pub fn mount_users(&self, mnt: u64) -> MountUsers {
         MountUsers {
             known: self.by_mount.get(&mnt).cloned().unwrap_or_default(),
-            unknown: self.mount_unknown.clone(),
+            unknown: self.by_ipc.anywhere.iter().chain(&self.mount_unknown).copied().collect(),
         }
     }
 }
@@ -300,31 +301,25 @@ pub fn walk_namespaces(procfs: &Path, mounts: bool) -> Walked {
         match std::fs::read_link(&path) {
             // Ended since the listing: it holds nothing.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // Not ours to read: its mount namespace cannot be read either (the same ptrace
-            // check guards both links), so it is not asked.
-            Err(_) => {
-                out.by_ipc.anywhere.push(pid);
-                out.mount_unknown.push(pid);
-            }
-            Ok(link) => {
-                match ipcwatch_sampler::namespaces::parse_ns_link(&link) {
-                    Some(inode) => out.by_ipc.pids.entry(inode).or_default().push(pid),
-                    None => out.by_ipc.anywhere.push(pid),
-                }
-                if mounts {
-                    path.set_file_name("mnt");
-                    match std::fs::read_link(&path) {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        link => {
-                            match link.ok().as_deref().and_then(ipcwatch_sampler::namespaces::parse_mnt_link)
-                            {
-                                Some(mnt) => out.by_mount.entry(mnt).or_default().push(pid),
-                                None => out.mount_unknown.push(pid),
-                            }
+            // Not ours to read (its mount namespace neither: the same ptrace check guards
+            // both links, so it is not asked), or not a namespace link: it could be anywhere.
+            Err(_) => out.by_ipc.anywhere.push(pid),
+            Ok(link) => match ipcwatch_sampler::namespaces::parse_ns_link(&link) {
+                None => out.by_ipc.anywhere.push(pid),
+                Some(inode) => {
+                    out.by_ipc.pids.entry(inode).or_default().push(pid);
+                    if mounts {
+                        path.set_file_name("mnt");
+                        let link = std::fs::read_link(&path);
+                        let mnt = link.as_deref().ok().and_then(ipcwatch_sampler::namespaces::parse_mnt_link);
+                        match (mnt, link) {
+                            (Some(mnt), _) => out.by_mount.entry(mnt).or_default().push(pid),
+                            (None, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            (None, _) => out.mount_unknown.push(pid),
                         }
                     }
                 }
-            }
+            },
         }
         path.pop();
         path.pop();

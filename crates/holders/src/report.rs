@@ -135,26 +135,18 @@ pub fn stale_objects(
         });
         // /dev/shm belongs to the mount namespace, reached through the namespace's process.
         let mut names = ipcwatch_sampler::UserNames::default();
-        let (files, files_error): (Vec<crate::StaleFile>, _) =
-            if filter.kinds.is_empty() && filter.ids.is_empty() {
-                match crate::stale_files(&procfs, identity.pid, thresholds.orphan_after, &mut names) {
-                    Ok(files) => (
-                        files
-                            .into_iter()
-                            .filter(|f| {
-                                filter
-                                    .owner
-                                    .as_deref()
-                                    .is_none_or(|w| *f.owner_name == *w || f.file.owner.to_string() == w)
-                            })
-                            .collect(),
-                        None,
-                    ),
-                    Err(e) => (Vec::new(), Some(e)),
-                }
-            } else {
-                (Vec::new(), None)
-            };
+        let judged = if filter.kinds.is_empty() && filter.ids.is_empty() {
+            crate::stale_files(&procfs, identity.pid, thresholds.orphan_after, &mut names)
+        } else {
+            Ok(Vec::new())
+        };
+        let owned = |f: &crate::StaleFile| {
+            filter.owner.as_deref().is_none_or(|w| *f.owner_name == *w || f.file.owner.to_string() == w)
+        };
+        let (files, files_error) = match judged {
+            Ok(files) => (files.into_iter().filter(owned).collect(), None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         let pruned_files = match act {
             Some(yes) if filter.dev_shm => crate::prune_files(&procfs, identity.pid, &files, yes),
             _ => Vec::new(),

@@ -117,13 +117,7 @@ impl Sampler {
             };
             if let Some(listed_at) = listed {
                 match kept.dir.usage() {
-                    Ok(mut usage) => {
-                        usage.mnt_namespace = mnt;
-                        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
-                        let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
-                        self.shm_by_mount.insert(mnt.expect("own"), read);
-                        return Ok(usage);
-                    }
+                    Ok(usage) => return Ok(self.keep_read(mnt, usage, files, listed_at)),
                     Err(_) => self.own_shm = None,
                 }
             }
@@ -131,17 +125,29 @@ impl Sampler {
         let dir = posix::open_dev_shm(&self.config.procfs, pid, &mut self.mount_kinds)?;
         // Taken before the listing: a change made during it shows at the next look.
         let stamp = (own && listed.is_none()).then(|| dir.stamp()).flatten();
-        let mut usage = dir.usage()?;
+        let usage = dir.usage()?;
         let (files, listed_at) = match listed {
             Some(kept) => kept,
             None => (dir.count_files()?, Instant::now()),
         };
-        usage.mnt_namespace = mnt;
-        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
         if own {
             let stamp = stamp.or(self.own_shm.as_ref().and_then(|k| k.stamp));
             self.own_shm = Some(OwnShm { dir, stamp });
         }
+        Ok(self.keep_read(mnt, usage, files, listed_at))
+    }
+
+    /// `usage` with the file counts of the listing made at `listed_at`, kept as mount
+    /// namespace `mnt`'s latest read.
+    fn keep_read(
+        &mut self,
+        mnt: Option<u64>,
+        mut usage: posix::DevShm,
+        files: (u64, u64, u64),
+        listed_at: Instant,
+    ) -> posix::DevShm {
+        usage.mnt_namespace = mnt;
+        (usage.files, usage.semaphore_files, usage.semaphore_bytes) = files;
         if let Some(mnt) = mnt {
             if self.shm_by_mount.len() >= 4096 {
                 self.shm_by_mount.clear();
@@ -149,6 +155,6 @@ impl Sampler {
             let read = SharedShm { used_at: Instant::now(), listed_at, usage: usage.clone() };
             self.shm_by_mount.insert(mnt, read);
         }
-        Ok(usage)
+        usage
     }
 }
