@@ -179,7 +179,9 @@ pub struct Alert {
     last_notified: Option<Status>,
     last_notified_at: f64,
     last_repeat: f64,
-    times_repeat: u64,
+    /// u32, not u64: it then packs with the statuses, and an alert (shared on its own) fits
+    /// mimalloc's 224-byte class rather than the 256-byte one.
+    times_repeat: u32,
 }
 
 pub struct Engine {
@@ -187,7 +189,11 @@ pub struct Engine {
     rules: Vec<Arc<Rule>>,
     /// Shared with the last [`Board`] until an evaluation changes them (copy on write): a
     /// namespace's alerts are held once, not once in the engine and once more in its view.
-    alerts: Arc<Vec<Alert>>,
+    /// Each alert is shared on its own, so a change copies the changed alerts and a list of
+    /// pointers, not every alert: when a thousand namespaces' alerts change in one tick (the
+    /// first census, a reload), the old boards live until the tick is published, and copying
+    /// whole lists held 3 MB more for that moment.
+    alerts: Arc<Vec<Arc<Alert>>>,
     /// The IPC namespace (inode) whose chart ids the alerts show; `None`: Netdata's own.
     namespace: Option<String>,
     update_every: f64,
@@ -224,7 +230,7 @@ pub struct Board {
     pub hostname: String,
     pub latest_unique_id: u64,
     /// Every alert, REMOVED ones included (views leave those out).
-    pub alerts: Arc<Vec<Alert>>,
+    pub alerts: Arc<Vec<Arc<Alert>>>,
     /// The namespace and owner labels of these alerts (empty for a single namespace).
     pub labels: Vec<(&'static str, String)>,
 }
@@ -329,6 +335,7 @@ impl Engine {
     /// notifications alike.
     pub fn set_namespace(&mut self, inode: Option<String>) {
         for a in Arc::make_mut(&mut self.alerts) {
+            let a = Arc::make_mut(a);
             a.chart = shown_chart(inode.as_deref(), a.source);
         }
         self.namespace = inode;
@@ -343,7 +350,7 @@ impl Engine {
         alerts.retain(|a| rules.iter().any(|r| r.name == a.rule.name));
         for a in alerts.iter_mut() {
             if let Some(r) = rules.iter().find(|r| r.name == a.rule.name) {
-                a.rule = r.clone();
+                Arc::make_mut(a).rule = r.clone();
             }
         }
         self.reschedule();
@@ -364,7 +371,7 @@ impl Engine {
         &self.rules
     }
 
-    pub fn alerts(&self) -> &[Alert] {
+    pub fn alerts(&self) -> &[Arc<Alert>] {
         &self.alerts
     }
 
@@ -399,7 +406,7 @@ impl Engine {
                         .every
                         .or(rule.lookup.as_ref().and_then(|l| l.every))
                         .unwrap_or(self.update_every);
-                    alerts.push(Alert {
+                    alerts.push(Arc::new(Alert {
                         rule: rule.clone(),
                         chart: shown_chart(self.namespace.as_deref(), chart.id),
                         source: chart.id,
@@ -423,7 +430,7 @@ impl Engine {
                         last_notified_at: 0.0,
                         last_repeat: 0.0,
                         times_repeat: 0,
-                    });
+                    }));
                 }
             }
         }
@@ -434,7 +441,16 @@ impl Engine {
         let host = &self.host.hostname;
         for a in alerts {
             if a.status != Status::Removed && registry.chart(a.source).is_none() {
-                change_status(a, Status::Removed, f64::NAN, None, now, host, &mut self.next_unique_id, out);
+                change_status(
+                    Arc::make_mut(a),
+                    Status::Removed,
+                    f64::NAN,
+                    None,
+                    now,
+                    host,
+                    &mut self.next_unique_id,
+                    out,
+                );
             }
         }
     }
@@ -457,7 +473,7 @@ impl Engine {
         // (kept in the engine, it would hold its largest size in each of a thousand).
         let mut changed: Vec<(usize, Status, f64, Option<String>)> = Vec::new();
         for (i, a) in self.alerts.iter().enumerate() {
-            if a.status == Status::Removed || now + 1e-6 < due_at[i] {
+            if now + 1e-6 < due_at[i] || a.status == Status::Removed {
                 continue;
             }
             due_at[i] = now + a.every;
@@ -482,7 +498,7 @@ impl Engine {
         let evaluated = !changed.is_empty();
         let alerts = Arc::make_mut(&mut self.alerts);
         for (i, status, value, error) in changed {
-            let a = &mut alerts[i];
+            let a = Arc::make_mut(&mut alerts[i]);
             a.last_updated = now;
             a.next_update = now + a.every;
             a.error = error.clone();
@@ -493,8 +509,8 @@ impl Engine {
             }
         }
         let mut released = false;
-        for a in alerts.iter_mut() {
-            released |= release(a, now, host, &mut self.next_unique_id, &mut out);
+        for a in alerts.iter_mut().filter(|a| release_due(a, now)) {
+            released |= release(Arc::make_mut(a), now, host, &mut self.next_unique_id, &mut out);
         }
         if evaluated || released || self.next_unique_id != ids_before {
             self.generation += 1;
@@ -517,6 +533,7 @@ impl Engine {
             if a.status == Status::Removed {
                 continue;
             }
+            let a = Arc::make_mut(a);
             let was_notified_raised = a.last_notified.is_some_and(Status::is_raised);
             let old = a.status;
             a.old_value = a.value;
@@ -752,7 +769,18 @@ fn change_status(
     a.last_status_change = now;
     let id = *ids;
     *ids += 1;
-    a.pending = Some(Arc::new((now + delay, notification(a, old, now, host, id, false))));
+    // A notification that [`release`] would drop is not built: an UNDEFINED one, or a CLEAR
+    // or REMOVED one after nothing raised was sent. Most changes are these (every alert
+    // leaving UNINITIALIZED), and a built one (half a kilobyte and a dozen strings) would
+    // wait out its delay, minutes to an hour, in each of a thousand namespaces. The change
+    // still replaces a notification waiting from an earlier one, as a new one would.
+    let last_raised = a.last_notified.is_some_and(Status::is_raised);
+    let may_send = match status {
+        Status::Undefined | Status::Uninitialized => false,
+        Status::Clear | Status::Removed => last_raised,
+        Status::Raised | Status::Warning | Status::Critical => true,
+    };
+    a.pending = may_send.then(|| Arc::new((now + delay, notification(a, old, now, host, id, false))));
     out.transitions.push(Transition {
         name: a.rule.name.clone(),
         chart: a.chart.to_string(),
@@ -775,7 +803,7 @@ fn repeat_every(a: &Alert) -> f64 {
 
 /// The earliest time at which an alert is due or [`release`] has something to do: the
 /// times [`Engine::evaluate`] and [`release_due`] compare `now` with.
-fn next_wake(alerts: &[Alert], due_at: &[f64]) -> f64 {
+fn next_wake(alerts: &[Arc<Alert>], due_at: &[f64]) -> f64 {
     let mut wake = f64::INFINITY;
     for (a, due) in alerts.iter().zip(due_at) {
         if a.status != Status::Removed {
@@ -836,7 +864,7 @@ fn release(a: &mut Alert, now: f64, host: &str, ids: &mut u64, out: &mut Outcome
     if every > 0.0 && now + 1e-6 >= a.last_notified_at + every {
         a.last_notified_at = now;
         a.last_repeat = now;
-        a.times_repeat += 1;
+        a.times_repeat = a.times_repeat.saturating_add(1);
         let id = *ids;
         *ids += 1;
         if a.rule.to.as_deref() != Some("silent") {

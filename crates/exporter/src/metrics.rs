@@ -663,7 +663,7 @@ fn render_into(t: &mut Text, published: Option<&FleetPublished>, state: &State) 
                 .alerts
                 .iter()
                 .filter(|a| a.status != ipcwatch_alerts::Status::Removed)
-                .map(move |a| (n, a))
+                .map(move |a| (n, &**a))
         })
     };
     // The home namespace has a series for every status of every alert; a container's only for

@@ -311,3 +311,37 @@ fn quiet_rules_are_left_alone_and_nothing_shows_it() {
         every_time.engine.computed
     );
 }
+
+#[test]
+fn a_change_copies_only_the_changed_alert_and_builds_no_notification_it_would_drop() {
+    let rules = custom(
+        "alarm: a\non: system.ipc_semaphore_arrays\ncalc: $arrays\nwarn: $this > 5\ndelay: down 1h\n\n\
+         alarm: b\non: system.ipc_semaphores\ncalc: 1\nwarn: $this > 100\ndelay: down 1h\n",
+    );
+    let mut w = World::new(rules);
+    w.at(T0, 1);
+    // Leaving UNINITIALIZED for CLEAR sends nothing, so nothing waits out the hour.
+    assert!(w.engine.alerts().iter().all(|a| a.status == Status::Clear && a.pending.is_none()));
+    let before = w.engine.board();
+    assert_eq!(sent(&w.at(T0 + 1.0, 9)), ["WARNING"], "a: 9 > 5; b stays 1");
+    let after = w.engine.board();
+    let same = |name: &str| {
+        let find = |b: &Board| b.alerts.iter().find(|a| a.rule.name == name).unwrap().clone();
+        Arc::ptr_eq(&find(&before), &find(&after))
+    };
+    assert!(!same("a"), "the changed alert is a copy: the old board still shows CLEAR");
+    assert!(same("b"), "the unchanged alert is shared by both boards");
+    assert_eq!(before.alerts.iter().find(|a| a.rule.name == "a").unwrap().status, Status::Clear);
+    // The CLEAR after a sent WARNING still waits out its delay, and is sent.
+    assert!(sent(&w.at(T0 + 2.0, 1)).is_empty());
+    assert!(w.engine.alerts().iter().find(|a| a.rule.name == "a").unwrap().pending.is_some());
+    assert_eq!(sent(&w.at(T0 + 3602.0, 1)), ["CLEAR"]);
+}
+
+#[test]
+fn an_alert_with_its_reference_counts_fits_224_bytes() {
+    // Each alert has its own allocation (shared with the boards on its own): 16 bytes of
+    // counts and the alert. mimalloc's size classes step from 224 to 256 bytes here, and a
+    // thousand namespaces hold 14 alerts each.
+    assert!(std::mem::size_of::<Alert>() + 16 <= 224, "{}", std::mem::size_of::<Alert>());
+}
