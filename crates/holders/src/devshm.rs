@@ -93,44 +93,33 @@ fn in_use(
     }
     let mut used = HashSet::new();
     let mut unreadable = 0usize;
-    // glibc's dev_t encoding, as /proc/PID/maps prints it (hex major:minor).
-    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
-    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
-    let wanted = format!("{major:02x}:{minor:02x}");
     for pid in &users.known {
         if used.len() == files.len() {
             break;
         }
         let base = procfs.join(pid.to_string());
-        match ipcwatch_sampler::read_text(&base.join("maps"), text) {
+        let mapped = ipcwatch_sampler::objects::mapped_files(&base.join("maps"), text, |d, ino| {
+            if d == dev && files.contains(&ino) {
+                used.insert(ino);
+            }
+        });
+        match mapped {
             Ok(()) => {}
+            // Ended, or no memory (a kernel thread, a zombie), which holds no file open either.
             Err(ipcwatch_sampler::Error::Read { source, .. }) if ended(&source) => continue,
             Err(_) => {
                 unreadable += 1;
                 continue;
             }
         }
-        // No mapping at all: a kernel thread or a zombie, which holds no file open either.
-        if text.is_empty() {
-            continue;
-        }
-        // `addr perms offset dev inode path`: a /dev/shm mapping has its device.
-        for line in text.lines() {
-            let mut f = line.split_whitespace();
-            let (Some(d), Some(ino)) = (f.nth(3), f.next()) else { continue };
-            if d == wanted {
-                if let Some(ino) = ino.parse::<u64>().ok().filter(|i| files.contains(i)) {
-                    used.insert(ino);
-                }
-            }
-        }
-        match std::fs::read_dir(base.join("fd")) {
-            Ok(fds) => {
-                use std::os::unix::fs::MetadataExt;
-                for fd in fds.flatten() {
-                    if let Ok(m) = std::fs::metadata(fd.path()) {
-                        if m.dev() == dev && files.contains(&m.ino()) {
-                            used.insert(m.ino());
+        // The descriptors, each looked up in the open /proc/PID/fd.
+        let fds = base.join("fd");
+        match std::fs::File::open(&fds).and_then(|dir| Ok((std::fs::read_dir(&fds)?, dir))) {
+            Ok((entries, dir)) => {
+                for fd in entries.flatten() {
+                    if let Ok((d, ino)) = ipcwatch_sampler::objects::file_at(&dir, &fd.file_name()) {
+                        if d == dev && files.contains(&ino) {
+                            used.insert(ino);
                         }
                     }
                 }

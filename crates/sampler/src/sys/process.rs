@@ -194,3 +194,74 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     }
     Ok(lim.rlim_cur)
 }
+
+/// `struct procmap_query` (include/uapi/linux/fs.h, Linux 6.11): 104 bytes.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct ProcmapQuery {
+    pub(crate) size: u64,
+    pub(crate) query_flags: u64,
+    pub(crate) query_addr: u64,
+    pub(crate) vma_start: u64,
+    pub(crate) vma_end: u64,
+    pub(crate) vma_flags: u64,
+    pub(crate) vma_page_size: u64,
+    pub(crate) vma_offset: u64,
+    pub(crate) inode: u64,
+    pub(crate) dev_major: u32,
+    pub(crate) dev_minor: u32,
+    pub(crate) vma_name_size: u32,
+    pub(crate) build_id_size: u32,
+    pub(crate) vma_name_addr: u64,
+    pub(crate) build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+pub(crate) const PROCMAP_QUERY: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16) | ((b'f' as libc::c_ulong) << 8) | 17;
+/// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_FILE_BACKED_VMA`: the first mapping of
+/// a file at or after the address.
+const NEXT_FILE_MAPPING: u64 = 0x10 | 0x20;
+
+/// Calls `each(device, inode)` for every file mapping of the process whose /proc/PID/maps
+/// `maps` is, asked one mapping at a time with `PROCMAP_QUERY`: the kernel formats no text
+/// and resolves no path, which is most of what reading the maps costs.
+/// ENOTTY: a kernel before 6.11 (read the text instead); ESRCH: the process has no memory
+/// (a kernel thread, a zombie, or it ended).
+pub fn file_mappings(maps: &impl std::os::fd::AsRawFd, mut each: impl FnMut(u64, u64)) -> io::Result<()> {
+    let mut addr = 0u64;
+    loop {
+        let mut q = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_flags: NEXT_FILE_MAPPING,
+            query_addr: addr,
+            ..Default::default()
+        };
+        // SAFETY: PROCMAP_QUERY reads and fills the struct of the size it states; with
+        // vma_name_size and build_id_size 0 the kernel writes nowhere else.
+        if unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY, &mut q) } < 0 {
+            let e = io::Error::last_os_error();
+            // ENOENT: no mapping at or after `addr`, so all were seen.
+            return if e.raw_os_error() == Some(libc::ENOENT) { Ok(()) } else { Err(e) };
+        }
+        each(libc::makedev(q.dev_major, q.dev_minor), q.inode);
+        // Each answer ends past the address asked, so the walk ends; a kernel that answered
+        // otherwise is not believed.
+        if q.vma_end <= addr {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "PROCMAP_QUERY did not advance"));
+        }
+        addr = q.vma_end;
+    }
+}
+
+/// The device and inode of the file `name` in directory `dir` leads to, following a link:
+/// an entry of /proc/PID/fd is the open file's. Relative to the open directory, so
+/// /proc/PID/fd is not looked up again for every descriptor.
+pub fn stat_at(dir: &impl std::os::fd::AsRawFd, name: &std::ffi::CStr) -> io::Result<(u64, u64)> {
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstatat reads the NUL-terminated `name` and fills the zeroed stat buffer.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), 0) })?;
+    // SAFETY: zero-initialised plain integers, filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
+}

@@ -66,3 +66,54 @@ fn shared_words_read_what_the_file_holds_and_see_later_writes() {
     assert_eq!(shared.load(0), Some(42));
     assert!(SharedWords::map(file.as_fd(), 0).is_err());
 }
+
+#[test]
+fn procmap_query_has_the_kernels_layout_and_number() {
+    // include/uapi/linux/fs.h (Linux 6.11): 104 bytes; _IOWR('f', 17, ...) = 0xC0686611.
+    assert_eq!(size_of::<ProcmapQuery>(), 104);
+    assert_eq!(std::mem::offset_of!(ProcmapQuery, inode), 64);
+    assert_eq!(std::mem::offset_of!(ProcmapQuery, dev_major), 72);
+    assert_eq!(std::mem::offset_of!(ProcmapQuery, vma_name_addr), 88);
+    assert_eq!(PROCMAP_QUERY, 0xC068_6611);
+}
+
+#[test]
+fn file_mappings_agree_with_the_maps_text() {
+    use std::os::unix::fs::MetadataExt;
+    // This test binary maps itself: its device and inode are among its file mappings, and
+    // the set is the one /proc/self/maps prints.
+    let maps = std::fs::File::open("/proc/self/maps").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    match file_mappings(&maps, |dev, ino| {
+        seen.insert((dev, ino));
+    }) {
+        Ok(()) => {}
+        // A kernel before 6.11: the caller reads the text; nothing to compare.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => return,
+        Err(e) => panic!("{e}"),
+    }
+    let exe = std::fs::metadata("/proc/self/exe").unwrap();
+    assert!(seen.contains(&(exe.dev(), exe.ino())), "{seen:?}");
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let from_text: std::collections::BTreeSet<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (dev, ino) = (f.nth(3)?, f.next()?.parse::<u64>().ok()?);
+            let (maj, min) = dev.split_once(':')?;
+            let dev = libc::makedev(u32::from_str_radix(maj, 16).ok()?, u32::from_str_radix(min, 16).ok()?);
+            (ino != 0).then_some((dev, ino))
+        })
+        .collect();
+    assert_eq!(seen, from_text);
+}
+
+#[test]
+fn stat_at_follows_a_descriptors_link() {
+    use std::os::unix::fs::MetadataExt;
+    let fds = std::fs::File::open("/proc/self/fd").unwrap();
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let name = std::ffi::CString::new(std::os::fd::AsRawFd::as_raw_fd(&file).to_string()).unwrap();
+    let exe = file.metadata().unwrap();
+    assert_eq!(stat_at(&fds, &name).unwrap(), (exe.dev(), exe.ino()));
+}
