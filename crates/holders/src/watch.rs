@@ -104,7 +104,7 @@ impl Watch {
         let started = Instant::now();
         self.censuses.retain(|inode, _| targets.iter().any(|(i, _)| i == inode));
         let mut out = HoldersPublished::default();
-        let home = self.home_inode();
+        let home_inode = self.home_inode();
         let mut queue_owners = queue_owners.to_vec();
         // At most one walk of /proc: the creator rule's processes by IPC namespace (read only
         // where an object is idle long enough to be stale), and the processes that share each
@@ -112,11 +112,14 @@ impl Watch {
         let mut walk = Walk { procfs: &self.procfs, walked: None };
         let mut objects = 0;
         let mut dev_shm_by_mount: HashMap<u64, Option<Arc<crate::DevShmFiles>>> = HashMap::new();
+        // The thread's own namespace, opened once a round rather than once a visit.
+        let home = self.visitor.as_ref().and_then(|v| v.home().ok());
         for (inode, pids) in targets {
-            let gathered = match &self.visitor {
-                Some(v) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
-                None if *inode == home => Ok(Gathered::take(&mut self.sampler)),
-                None => continue,
+            let gathered = match (&self.visitor, &home) {
+                (Some(v), Some(home)) => v.visit_from(home, *inode, pids, || Gathered::take(&mut self.sampler)),
+                (Some(v), None) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
+                (None, _) if *inode == home_inode => Ok(Gathered::take(&mut self.sampler)),
+                (None, _) => continue,
             };
             let mut gathered = match gathered {
                 Ok(g) => g,
@@ -138,7 +141,7 @@ impl Watch {
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
             // IPC namespaces that share a mount namespace (PrivateIPC= units, unshare --ipc
             // jobs) share its /dev/shm: it is listed, and its users' maps read, once a round.
-            let dev_shm = pids.first().copied().or((*inode == home).then(std::process::id)).and_then(|pid| {
+            let dev_shm = pids.first().copied().or((*inode == home_inode).then(std::process::id)).and_then(|pid| {
                 let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
                 dev_shm_by_mount
                     .entry(mnt)
