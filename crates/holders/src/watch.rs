@@ -116,7 +116,9 @@ impl Watch {
         let home = self.visitor.as_ref().and_then(|v| v.home().ok());
         for (inode, pids) in targets {
             let gathered = match (&self.visitor, &home) {
-                (Some(v), Some(home)) => v.visit_from(home, *inode, pids, || Gathered::take(&mut self.sampler)),
+                (Some(v), Some(home)) => {
+                    v.visit_from(home, *inode, pids, || Gathered::take(&mut self.sampler))
+                }
                 (Some(v), None) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
                 (None, _) if *inode == home_inode => Ok(Gathered::take(&mut self.sampler)),
                 (None, _) => continue,
@@ -141,29 +143,33 @@ impl Watch {
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
             // IPC namespaces that share a mount namespace (PrivateIPC= units, unshare --ipc
             // jobs) share its /dev/shm: it is listed, and its users' maps read, once a round.
-            let dev_shm = pids.first().copied().or((*inode == home_inode).then(std::process::id)).and_then(|pid| {
-                let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
-                dev_shm_by_mount
-                    .entry(mnt)
-                    .or_insert_with(|| {
-                        out.dev_shm_listings += 1;
-                        let users = || walk.get().mount_users(mnt);
-                        let suspect = self.unread_sharers.get(&mnt).copied();
-                        let files = crate::dev_shm_files(
-                            &self.procfs,
-                            pid,
-                            mnt,
-                            &mut self.mount_kinds,
-                            suspect,
-                            users,
-                        );
-                        if let Some(why) = files.as_ref().and_then(|f| f.unproven.as_deref()) {
-                            tracing::debug!(mnt_namespace = mnt, "census: /dev/shm files not judged: {why}");
-                        }
-                        files.map(Arc::new)
-                    })
-                    .clone()
-            });
+            let dev_shm =
+                pids.first().copied().or((*inode == home_inode).then(std::process::id)).and_then(|pid| {
+                    let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
+                    dev_shm_by_mount
+                        .entry(mnt)
+                        .or_insert_with(|| {
+                            out.dev_shm_listings += 1;
+                            let users = || walk.get().mount_users(mnt);
+                            let suspect = self.unread_sharers.get(&mnt).copied();
+                            let files = crate::dev_shm_files(
+                                &self.procfs,
+                                pid,
+                                mnt,
+                                &mut self.mount_kinds,
+                                suspect,
+                                users,
+                            );
+                            if let Some(why) = files.as_ref().and_then(|f| f.unproven.as_deref()) {
+                                tracing::debug!(
+                                    mnt_namespace = mnt,
+                                    "census: /dev/shm files not judged: {why}"
+                                );
+                            }
+                            files.map(Arc::new)
+                        })
+                        .clone()
+                });
             out.namespaces.push(Arc::new(NamespaceHolders {
                 inode: *inode,
                 label: inode.to_string().into(),

@@ -217,8 +217,10 @@ pub(crate) struct ProcmapQuery {
 }
 
 /// `_IOWR('f', 17, struct procmap_query)`.
-pub(crate) const PROCMAP_QUERY: libc::c_ulong =
-    (3 << 30) | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16) | ((b'f' as libc::c_ulong) << 8) | 17;
+pub(crate) const PROCMAP_QUERY: libc::c_ulong = (3 << 30)
+    | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16)
+    | ((b'f' as libc::c_ulong) << 8)
+    | 17;
 /// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_FILE_BACKED_VMA`: the first mapping of
 /// a file at or after the address.
 const NEXT_FILE_MAPPING: u64 = 0x10 | 0x20;
