@@ -204,3 +204,26 @@ fn sums_that_would_wrap_saturate_and_say_so() {
     assert!(s.warnings.iter().any(|w| w.contains("semaphores") && w.contains("2^64")), "{:?}", s.warnings);
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[test]
+fn a_maps_text_gives_the_same_file_mappings_as_asking_the_kernel() {
+    // A regular file cannot answer PROCMAP_QUERY (ENOTTY), so a copy of this process's maps
+    // text is read as a kernel before 6.11 makes us; /proc/self/maps itself is asked.
+    let copy = std::env::temp_dir().join(format!("ipcwatch-maps-{}", std::process::id()));
+    std::fs::write(&copy, std::fs::read("/proc/self/maps").unwrap()).unwrap();
+    let collect = |path: &Path| {
+        let (mut text, mut seen) = (String::new(), std::collections::BTreeSet::new());
+        ipcwatch_sampler::objects::mapped_files(path, &mut text, |dev, ino| {
+            seen.insert((dev, ino));
+        })
+        .unwrap();
+        (seen, text.is_empty())
+    };
+    let (from_text, text_empty) = collect(&copy);
+    let (asked, asked_text_empty) = collect(Path::new("/proc/self/maps"));
+    std::fs::remove_file(&copy).unwrap();
+    assert!(!text_empty, "the copy was read as text");
+    assert!(asked_text_empty, "the kernel (6.11+) was asked, no text read");
+    assert!(!from_text.is_empty());
+    assert_eq!(from_text, asked);
+}
