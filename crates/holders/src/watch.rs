@@ -104,7 +104,7 @@ impl Watch {
         let started = Instant::now();
         self.censuses.retain(|inode, _| targets.iter().any(|(i, _)| i == inode));
         let mut out = HoldersPublished::default();
-        let home_inode = self.home_inode();
+        let home = self.home_inode();
         let mut queue_owners = queue_owners.to_vec();
         // At most one walk of /proc: the creator rule's processes by IPC namespace (read only
         // where an object is idle long enough to be stale), and the processes that share each
@@ -113,14 +113,12 @@ impl Watch {
         let mut objects = 0;
         let mut dev_shm_by_mount: HashMap<u64, Option<Arc<crate::DevShmFiles>>> = HashMap::new();
         // The thread's own namespace, opened once a round rather than once a visit.
-        let home = self.visitor.as_ref().and_then(|v| v.home().ok());
+        let home_ns = self.visitor.as_ref().and_then(|v| v.home().ok());
         for (inode, pids) in targets {
-            let gathered = match (&self.visitor, &home) {
-                (Some(v), Some(home)) => {
-                    v.visit_from(home, *inode, pids, || Gathered::take(&mut self.sampler))
-                }
+            let gathered = match (&self.visitor, &home_ns) {
+                (Some(v), Some(ns)) => v.visit_from(ns, *inode, pids, || Gathered::take(&mut self.sampler)),
                 (Some(v), None) => v.visit(*inode, pids, || Gathered::take(&mut self.sampler)),
-                (None, _) if *inode == home_inode => Ok(Gathered::take(&mut self.sampler)),
+                (None, _) if *inode == home => Ok(Gathered::take(&mut self.sampler)),
                 (None, _) => continue,
             };
             let mut gathered = match gathered {
@@ -143,33 +141,29 @@ impl Watch {
             let pass = census.pass(&gathered, crate::unix_now(), self.config.thresholds);
             // IPC namespaces that share a mount namespace (PrivateIPC= units, unshare --ipc
             // jobs) share its /dev/shm: it is listed, and its users' maps read, once a round.
-            let dev_shm =
-                pids.first().copied().or((*inode == home_inode).then(std::process::id)).and_then(|pid| {
-                    let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
-                    dev_shm_by_mount
-                        .entry(mnt)
-                        .or_insert_with(|| {
-                            out.dev_shm_listings += 1;
-                            let users = || walk.get().mount_users(mnt);
-                            let suspect = self.unread_sharers.get(&mnt).copied();
-                            let files = crate::dev_shm_files(
-                                &self.procfs,
-                                pid,
-                                mnt,
-                                &mut self.mount_kinds,
-                                suspect,
-                                users,
-                            );
-                            if let Some(why) = files.as_ref().and_then(|f| f.unproven.as_deref()) {
-                                tracing::debug!(
-                                    mnt_namespace = mnt,
-                                    "census: /dev/shm files not judged: {why}"
-                                );
-                            }
-                            files.map(Arc::new)
-                        })
-                        .clone()
-                });
+            let dev_shm = pids.first().copied().or((*inode == home).then(std::process::id)).and_then(|pid| {
+                let mnt = crate::devshm::mount_namespace(&self.procfs, pid)?;
+                dev_shm_by_mount
+                    .entry(mnt)
+                    .or_insert_with(|| {
+                        out.dev_shm_listings += 1;
+                        let users = || walk.get().mount_users(mnt);
+                        let suspect = self.unread_sharers.get(&mnt).copied();
+                        let files = crate::dev_shm_files(
+                            &self.procfs,
+                            pid,
+                            mnt,
+                            &mut self.mount_kinds,
+                            suspect,
+                            users,
+                        );
+                        if let Some(why) = files.as_ref().and_then(|f| f.unproven.as_deref()) {
+                            tracing::debug!(mnt_namespace = mnt, "census: /dev/shm files not judged: {why}");
+                        }
+                        files.map(Arc::new)
+                    })
+                    .clone()
+            });
             out.namespaces.push(Arc::new(NamespaceHolders {
                 inode: *inode,
                 label: inode.to_string().into(),
