@@ -85,16 +85,12 @@ pub mod objects {
         text: &mut String,
         mut each: impl FnMut(u64, u64),
     ) -> Result<(), crate::Error> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let read_err = |source| crate::Error::Read { path: maps.to_path_buf(), source };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(maps)
-            .map_err(read_err)?;
+        let file = crate::open_text(maps)?;
         match sys::file_mappings(&file, &mut each) {
             Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() != Some(libc::ENOTTY) => return Err(read_err(e)),
+            Err(e) if e.raw_os_error() != Some(libc::ENOTTY) => {
+                return Err(crate::Error::Read { path: maps.to_path_buf(), source: e })
+            }
             Err(_) => {}
         }
         crate::read_open_text(file, maps, text)?;
@@ -476,15 +472,19 @@ fn note_saturated_sums(snap: &mut Snapshot) {
 /// under `--path.procfs` would block or never end), without blocking, and at most
 /// [`MAX_TEXT_BYTES`] of it.
 pub fn read_text(path: &Path, buf: &mut String) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
     buf.clear();
-    let read_err = |source| Error::Read { path: path.to_path_buf(), source };
-    let file = std::fs::OpenOptions::new()
+    read_open_text(open_text(path)?, path, buf)
+}
+
+/// Opens a /proc or /sys file for [`read_open_text`]: without blocking (a FIFO planted in a
+/// fixture tree cannot stall the caller) and never as a controlling terminal.
+pub(crate) fn open_text(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(read_err)?;
-    read_open_text(file, path, buf)
+        .map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
 /// [`read_text`] of a file already opened (`path` names it in errors).
